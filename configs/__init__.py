@@ -1,0 +1,1 @@
+"""Configs: `get_config(variant)` functions for `--config=configs/FILE.py[:variant]`."""

@@ -1,0 +1,144 @@
+"""Generators and discriminators, and the pure function that builds them from the config.
+
+DCGAN (Radford et al., 2015) at any power-of-two resolution from 16 to 256: the generator maps a
+Gaussian latent through a dense layer to 4x4 features and doubles the resolution with stride-2
+transposed convolutions (BatchNorm + ReLU) up to a tanh image in [-1, 1]; the discriminator
+mirrors it with stride-2 convolutions and LeakyReLU(0.2), no normalisation on its input layer,
+and one logit out. Weights start from N(0, 0.02), BatchNorm scales from N(1, 0.02).
+
+The 'mlp' pair is the tiny dense G and D of the 2x2 'slanted faces' toy.
+"""
+
+import math
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from facegan_jax import layers
+from facegan_jax.errors import UserError
+
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
+BASE_RESOLUTION = 4  # the generator's first feature map is 4x4, the discriminator's last
+MAX_WIDTH_MULTIPLIER = 8  # DCGAN-64 uses widths w, 2w, 4w, 8w; larger models repeat 8w
+NORMALIZATIONS = ('batch', 'none')
+
+_weight_init = nn.initializers.normal(0.02)
+
+
+def _scale_init(key, shape, dtype=jnp.float32):
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+def _normalize(kind, train):
+  """BatchNorm with PyTorch's momentum (0.1 there, 0.9 here) and DCGAN's init, or nothing."""
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                        scale_init=_scale_init)
+  return lambda x: x
+
+
+def num_stages(resolution):
+  """Number of factor-2 resolution changes between 4x4 and `resolution`."""
+  return int(math.log2(resolution // BASE_RESOLUTION))
+
+
+def width_multipliers(resolution):
+  """Channel multipliers of the feature maps from 4x4 upwards, e.g. 64 -> (8, 4, 2, 1)."""
+  stages = num_stages(resolution)
+  return tuple(min(2**(stages - 1 - i), MAX_WIDTH_MULTIPLIER) for i in range(stages))
+
+
+class DCGANGenerator(nn.Module):
+  """z: [B, latent_dim] -> images: [B, resolution, resolution, channels] float in [-1, 1]."""
+  resolution: int
+  channels: int
+  width: int
+  norm: str
+
+  @nn.compact
+  def __call__(self, z, train):
+    multipliers = width_multipliers(self.resolution)
+    use_bias = self.norm == 'none'
+    first = multipliers[0] * self.width
+    x = nn.Dense(BASE_RESOLUTION * BASE_RESOLUTION * first, use_bias=use_bias,
+                 kernel_init=_weight_init)(z)
+    x = x.reshape(z.shape[0], BASE_RESOLUTION, BASE_RESOLUTION, first)
+    x = nn.relu(_normalize(self.norm, train)(x))
+    for multiplier in multipliers[1:]:
+      x = layers.ConvTranspose(multiplier * self.width, use_bias=use_bias,
+                               kernel_init=_weight_init)(x)
+      x = nn.relu(_normalize(self.norm, train)(x))
+    x = layers.ConvTranspose(self.channels, kernel_init=_weight_init)(x)
+    return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+  """images: [B, resolution, resolution, channels] in [-1, 1] -> logits: [B] float32."""
+  resolution: int
+  width: int
+  norm: str
+
+  @nn.compact
+  def __call__(self, images, train):
+    x = images
+    for i, multiplier in enumerate(reversed(width_multipliers(self.resolution))):
+      x = nn.Conv(multiplier * self.width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                  use_bias=self.norm == 'none', kernel_init=_weight_init)(x)
+      if i > 0:
+        x = _normalize(self.norm, train)(x)
+      x = nn.leaky_relu(x, 0.2)
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(1, kernel_init=_weight_init)(x)[:, 0]
+
+
+class MLPGenerator(nn.Module):
+  """z: [B, latent_dim] -> images: [B, resolution, resolution, channels] in [-1, 1]."""
+  resolution: int
+  channels: int
+  hidden: int
+
+  @nn.compact
+  def __call__(self, z, train):
+    del train  # no BatchNorm: same function in training and sampling
+    x = nn.relu(nn.Dense(self.hidden)(z))
+    x = nn.Dense(self.resolution * self.resolution * self.channels)(x)
+    return jnp.tanh(x).reshape(z.shape[0], self.resolution, self.resolution, self.channels)
+
+
+class MLPDiscriminator(nn.Module):
+  """images: [B, H, W, C] in [-1, 1] -> logits: [B]."""
+  hidden: int
+
+  @nn.compact
+  def __call__(self, images, train):
+    del train
+    x = images.reshape(images.shape[0], -1)
+    x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)
+    return nn.Dense(1)(x)[:, 0]
+
+
+def check_model_config(model: ml_collections.ConfigDict):
+  """Raises UserError naming the bad field of `config.model`."""
+  if model.name not in ('dcgan', 'mlp'):
+    raise UserError(f"config.model.name={model.name!r} is unknown; use 'dcgan' or 'mlp'.")
+  if model.name == 'dcgan':
+    res = model.resolution
+    if (not isinstance(res, int) or res < MIN_RESOLUTION or res > MAX_RESOLUTION
+        or res & (res - 1)):
+      raise UserError(f'config.model.resolution={res!r} is not supported; use a power of two '
+                      f'from {MIN_RESOLUTION} to {MAX_RESOLUTION} (16, 32, 64, 128 or 256).')
+    for field in ('g_norm', 'd_norm'):
+      if model[field] not in NORMALIZATIONS:
+        raise UserError(f'config.model.{field}={model[field]!r} is unknown; '
+                        f'use one of {NORMALIZATIONS}.')
+
+
+def build_models(model: ml_collections.ConfigDict):
+  """Returns (generator, discriminator) Flax modules for `config.model`."""
+  check_model_config(model)
+  if model.name == 'mlp':
+    return (MLPGenerator(model.resolution, model.channels, model.hidden),
+            MLPDiscriminator(model.hidden))
+  return (DCGANGenerator(model.resolution, model.channels, model.g_width, model.g_norm),
+          DCGANDiscriminator(model.resolution, model.d_width, model.d_norm))

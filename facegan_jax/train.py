@@ -1,0 +1,267 @@
+"""The train state, the jitted data-parallel train step, and the training loop.
+
+Keys: `jax.random.key(config.seed)` is split by `fold_in` into fixed streams (INIT_STREAM for
+parameters, TRAIN_STREAM for the state's base key, SAMPLE_STREAM for the fixed sample latents).
+Step t draws all its randomness from `fold_in(state.key, t)`, so a run is a pure function of the
+config, the data and the device count.
+"""
+
+import functools
+import json
+import os
+import time
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from facegan_jax import images as images_lib
+from facegan_jax import input_pipeline
+from facegan_jax import losses
+from facegan_jax import models
+from facegan_jax import parallel
+from facegan_jax.errors import UserError
+
+INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that a run needs to continue bit-exactly (the data position is `step`)."""
+  step: jax.Array  # int32 scalar: number of completed train steps
+  key: jax.Array  # typed PRNG key: base of every step's randomness
+  g_params: Any
+  g_batch_stats: Any
+  d_params: Any
+  d_batch_stats: Any
+  g_opt_state: Any
+  d_opt_state: Any
+
+
+@flax.struct.dataclass
+class Trainer:
+  """The static parts of training: models, optimisers and the generator loss."""
+  generator: Any = flax.struct.field(pytree_node=False)
+  discriminator: Any = flax.struct.field(pytree_node=False)
+  g_optimizer: Any = flax.struct.field(pytree_node=False)
+  d_optimizer: Any = flax.struct.field(pytree_node=False)
+  generator_loss: Callable = flax.struct.field(pytree_node=False)
+  latent_dim: int = flax.struct.field(pytree_node=False)
+  random_flip: bool = flax.struct.field(pytree_node=False)
+
+
+def _adam(learning_rate, optim):
+  return optax.adam(learning_rate, b1=optim.b1, b2=optim.b2)
+
+
+def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
+  """Builds models, optimisers and losses from the config; UserError on a bad value."""
+  generator, discriminator = models.build_models(config.model)
+  if config.train.d_steps < 1:
+    raise UserError(f'config.train.d_steps={config.train.d_steps} must be at least 1.')
+  return Trainer(generator=generator, discriminator=discriminator,
+                 g_optimizer=_adam(config.optim.g_learning_rate, config.optim),
+                 d_optimizer=_adam(config.optim.d_learning_rate, config.optim),
+                 generator_loss=losses.get_generator_loss(config.loss.generator),
+                 latent_dim=config.model.latent_dim,
+                 random_flip=config.data.random_flip)
+
+
+def _variables(params, batch_stats):
+  return {'params': params, 'batch_stats': batch_stats}
+
+
+def _apply_train(module, params, batch_stats, inputs):
+  """Runs `module` in training mode; returns (outputs, updated batch statistics)."""
+  outputs, updates = module.apply(_variables(params, batch_stats), inputs, train=True,
+                                  mutable=['batch_stats'])
+  return outputs, updates.get('batch_stats', batch_stats)
+
+
+def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainState:
+  """Initial state from the run's root key; `image_shape` is (H, W, C)."""
+  g_key, d_key = jax.random.split(jax.random.fold_in(key, INIT_STREAM))
+  z = jnp.zeros((1, trainer.latent_dim), jnp.float32)
+  g_vars = trainer.generator.init(g_key, z, train=False)
+  d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False)
+  g_params, d_params = g_vars['params'], d_vars['params']
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(key, TRAIN_STREAM),
+      g_params=g_params, g_batch_stats=g_vars.get('batch_stats', {}),
+      d_params=d_params, d_batch_stats=d_vars.get('batch_stats', {}),
+      g_opt_state=trainer.g_optimizer.init(g_params),
+      d_opt_state=trainer.d_optimizer.init(d_params))
+
+
+def _discriminator_update(trainer, state, real, fakes):
+  """One Adam step of D on J_D; returns (state, metrics of this update)."""
+  def loss_fn(d_params):
+    real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats, real)
+    fake_logits, stats = _apply_train(trainer.discriminator, d_params, stats, fakes)
+    loss = losses.discriminator_loss(real_logits, fake_logits)
+    return loss, (stats, jax.nn.sigmoid(real_logits).mean(), jax.nn.sigmoid(fake_logits).mean())
+
+  (loss, (stats, d_real, d_fake)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.d_params)
+  updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
+  state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
+                        d_batch_stats=stats, d_opt_state=opt_state)
+  return state, {'d_loss': loss, 'd_real': d_real, 'd_fake': d_fake}
+
+
+def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
+  """`d_steps` discriminator updates, then one generator update.
+
+  Args:
+    trainer: the static models, optimisers and loss.
+    state: the current TrainState.
+    batch: [d_steps, B, H, W, C] uint8 real images, one slice per discriminator update.
+
+  Returns:
+    (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
+    discriminator update's, before it). The generator's forward pass of the last discriminator
+    update is reused, through its VJP, for the generator update, as in the DCGAN reference.
+  """
+  flip_key, latent_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+  real = input_pipeline.to_model_range(batch)
+  if trainer.random_flip:
+    real = input_pipeline.random_flip(flip_key, real)
+  d_steps, batch_size = batch.shape[:2]
+  latents = jax.random.normal(latent_key, (d_steps, batch_size, trainer.latent_dim))
+
+  def generate(g_params, z):
+    return _apply_train(trainer.generator, g_params, state.g_batch_stats, z)
+
+  for i in range(d_steps - 1):
+    fakes, g_stats = generate(state.g_params, latents[i])
+    state, _ = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats), real[i],
+                                     fakes)
+  fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, latents[-1]), state.g_params,
+                                     has_aux=True)
+  state, metrics = _discriminator_update(trainer, state, real[-1],
+                                         jax.lax.stop_gradient(fakes))
+
+  def g_loss_fn(fakes):
+    logits, _ = _apply_train(trainer.discriminator, state.d_params, state.d_batch_stats, fakes)
+    return trainer.generator_loss(logits)
+
+  g_loss, grad_fakes = jax.value_and_grad(g_loss_fn)(fakes)
+  (g_grads,) = pullback(grad_fakes)
+  updates, g_opt_state = trainer.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
+  state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, updates),
+                        g_batch_stats=g_stats, g_opt_state=g_opt_state)
+  return state, dict(metrics, g_loss=g_loss)
+
+
+def generate_samples(trainer: Trainer, state: TrainState, latents):
+  """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim], BatchNorm in inference mode."""
+  return trainer.generator.apply(_variables(state.g_params, state.g_batch_stats), latents,
+                                 train=False)
+
+
+def compile_functions(trainer: Trainer, mesh, image_shape):
+  """jit-compiled (init, step, sample) with the state replicated and the batch sharded."""
+  replicated = parallel.replicated(mesh)
+  init = jax.jit(functools.partial(create_train_state, trainer, image_shape=image_shape),
+                 out_shardings=replicated)
+  step = jax.jit(functools.partial(train_step, trainer),
+                 in_shardings=(replicated, parallel.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+  sample = jax.jit(functools.partial(generate_samples, trainer), out_shardings=replicated)
+  return init, step, sample
+
+
+def sample_latents(config: ml_collections.ConfigDict) -> jax.Array:
+  """The fixed latents of the sample grids: [num_samples, latent_dim] from the config seed."""
+  key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_STREAM)
+  return jax.random.normal(key, (config.train.num_samples, config.model.latent_dim))
+
+
+def _format_duration(seconds: float) -> str:
+  seconds = int(round(seconds))
+  return f'{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}'
+
+
+class _Progress:
+  """Throughput, progress and ETA between two logging points."""
+
+  def __init__(self, start_step, num_steps, batch_size):
+    self.num_steps, self.batch_size = num_steps, batch_size
+    self.last_step, self.last_time = start_step, time.perf_counter()
+
+  def line(self, step):
+    now = time.perf_counter()
+    seconds_per_step = (now - self.last_time) / max(step - self.last_step, 1)
+    self.last_step, self.last_time = step, now
+    eta = _format_duration(seconds_per_step * (self.num_steps - step))
+    return (f'{self.batch_size / seconds_per_step:.1f} img/s, '
+            f'{100.0 * step / self.num_steps:.1f}% done, ETA {eta}')
+
+
+def _mean_metrics(history):
+  """Averages a list of per-step metric dicts (one host sync) into Python floats."""
+  stacked = jax.device_get(history)
+  return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
+
+
+def _write_samples(workdir, step, samples):
+  path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
+  images_lib.save_png(path, images_lib.make_grid(images_lib.to_uint8(samples)))
+  logging.info('Wrote %s', path)
+
+
+def check_train_config(config: ml_collections.ConfigDict):
+  """Raises UserError naming the first bad field of `config.train`."""
+  for field in ('num_steps', 'log_every', 'sample_every', 'num_samples'):
+    if config.train[field] < 1:
+      raise UserError(f'config.train.{field}={config.train[field]} must be at least 1.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains `config` in `workdir` (metrics.jsonl, samples/*.png); returns the final state."""
+  check_train_config(config)
+  trainer = make_trainer(config)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.train.batch_size, mesh)
+  images = input_pipeline.load_images(config)
+  is_chief = jax.process_index() == 0
+  if is_chief:
+    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+
+  init, step_fn, sample_fn = compile_functions(trainer, mesh, images.shape[1:])
+  state = init(jax.random.key(config.seed))
+  latents = sample_latents(config)
+  start_step = int(state.step)
+  batches = input_pipeline.host_batches(
+      images, seed=config.seed, start_step=start_step, batch_size=config.train.batch_size,
+      d_steps=config.train.d_steps, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  logging.info('Training %s for %d steps on %d device(s), %d images, global batch %d.',
+               config.model.name, config.train.num_steps, mesh.devices.size, len(images),
+               config.train.batch_size)
+
+  progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
+  history = []
+  for step in range(start_step + 1, config.train.num_steps + 1):
+    batch = parallel.host_batch_to_global(next(batches), mesh)
+    state, metrics = step_fn(state, batch)
+    history.append(metrics)
+    if step % config.train.log_every == 0 or step == config.train.num_steps:
+      summary = _mean_metrics(history)
+      history = []
+      logging.info('step %d/%d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f | %s', step,
+                   config.train.num_steps, summary['d_loss'], summary['g_loss'],
+                   summary['d_real'], summary['d_fake'], progress.line(step))
+      if is_chief:
+        with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
+          f.write(json.dumps(dict(summary, step=step)) + '\n')
+    if step % config.train.sample_every == 0 or step == config.train.num_steps:
+      samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
+      if is_chief:
+        _write_samples(workdir, step, samples)
+  return state

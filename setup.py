@@ -1,0 +1,36 @@
+"""Installs facegan_jax: DCGAN-family face GANs in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name="facegan_jax",
+    version="0.1.0",
+    description="Reproducible, data-parallel GANs for human faces in JAX/Flax.",
+    packages=setuptools.find_packages(include=["facegan_jax", "facegan_jax.*", "configs"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "jax>=0.10.0,<0.11",
+        "flax>=0.12.0,<0.13",
+        "optax>=0.2.5,<0.3",
+        "orbax-checkpoint>=0.12.0,<0.13",
+        "tensorflow-datasets>=4.9.8,<5",
+        "numpy>=2.0,<3",
+        "absl-py>=2.1,<3",
+        "ml-collections>=1.0,<2",
+        "pillow>=10,<14",
+    ],
+    extras_require={
+        # The offline demo trains on the 100 LFW faces that scikit-image ships.
+        "demo": ["scikit-image>=0.24,<0.27"],
+        # CelebA through tf.data needs TensorFlow (CPU build is enough for input).
+        "data": ["tensorflow-cpu>=2.18,<2.22", "importlib_resources>=6"],
+        "test": [
+            "pytest>=8,<10",
+            "scikit-image>=0.24,<0.27",
+            "tensorflow-cpu>=2.18,<2.22",
+            "importlib_resources>=6",
+        ],
+        "cuda": ["jax[cuda12]>=0.10.0,<0.11"],
+        "tpu": ["jax[tpu]>=0.10.0,<0.11"],
+    },
+)
