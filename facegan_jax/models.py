@@ -89,7 +89,7 @@ class DCGANDiscriminator(nn.Module):
         x = _normalize(self.norm, train)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    return nn.Dense(1, kernel_init=_weight_init)(x)[:, 0]
+    return nn.Dense(1, use_bias=False, kernel_init=_weight_init)(x)[:, 0]
 
 
 class MLPGenerator(nn.Module):

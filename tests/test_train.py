@@ -1,0 +1,105 @@
+"""The train step and loop: learning, bit-identical reruns, d_steps, compilation, config errors."""
+
+import jax
+import numpy as np
+import pytest
+
+from configs import lfw_demo
+from configs import toy2x2
+from facegan_jax import input_pipeline
+from facegan_jax import parallel
+from facegan_jax import train
+from facegan_jax.errors import UserError
+
+
+def leaves(state):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(
+      (state.g_params, state.g_batch_stats, state.d_params, state.d_batch_stats,
+       state.g_opt_state, state.d_opt_state))]
+
+
+def assert_identical(a, b):
+  for x, y in zip(leaves(a), leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def toy_face_fraction(config, state, count=2000):
+  trainer = train.make_trainer(config)
+  z = jax.random.normal(jax.random.key(123), (count, config.model.latent_dim))
+  return float(input_pipeline.is_toy_face(train.generate_samples(trainer, state, z)).mean())
+
+
+@pytest.mark.slow
+def test_toy2x2_learns_to_draw_faces(tmp_path):
+  config = toy2x2.get_config()
+  trainer = train.make_trainer(config)
+  untrained = train.create_train_state(trainer, jax.random.key(config.seed), (2, 2, 1))
+  trained = train.train_and_evaluate(config, str(tmp_path))
+  assert toy_face_fraction(config, untrained) < 0.2
+  assert toy_face_fraction(config, trained) >= 0.95
+
+
+def test_same_seed_gives_bit_identical_parameters_other_seed_does_not(tmp_path):
+  config = lfw_demo.get_config('test')
+  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  second = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  assert int(first.step) == config.train.num_steps
+  assert_identical(first, second)
+  config.seed = 1
+  other = train.train_and_evaluate(config, str(tmp_path / 'c'))
+  assert any(not np.array_equal(x, y) for x, y in zip(leaves(first), leaves(other)))
+  samples = sorted(p.name for p in (tmp_path / 'a' / 'samples').iterdir())
+  assert samples == ['step_0000002.png', 'step_0000004.png']
+  assert (tmp_path / 'a' / 'samples' / 'step_0000004.png').read_bytes() == (
+      tmp_path / 'b' / 'samples' / 'step_0000004.png').read_bytes()
+
+
+def compiled_step(config):
+  trainer = train.make_trainer(config)
+  mesh = parallel.make_mesh()
+  images = input_pipeline.load_images(config)
+  init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  batches = input_pipeline.host_batches(images, seed=0, start_step=0,
+                                        batch_size=config.train.batch_size,
+                                        d_steps=config.train.d_steps)
+  return init(jax.random.key(config.seed)), step_fn, batches, mesh
+
+
+def test_d_steps_updates_the_discriminator_that_often_per_generator_update():
+  config = lfw_demo.get_config('test')
+  config.train.d_steps = 3
+  state, step_fn, batches, mesh = compiled_step(config)
+  batch = next(batches)
+  assert batch.shape == (3, 8, 32, 32, 1)
+  state, metrics = step_fn(state, parallel.host_batch_to_global(batch, mesh))
+  assert int(state.step) == 1
+  assert int(state.d_opt_state[0].count) == 3 and int(state.g_opt_state[0].count) == 1
+  assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake'}
+
+
+def test_the_step_compiles_once_and_donates_the_state():
+  state, step_fn, batches, mesh = compiled_step(lfw_demo.get_config('test'))
+  for _ in range(3):
+    previous = state
+    state, _ = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
+  assert step_fn._cache_size() == 1  # pylint: disable=protected-access
+  assert previous.g_params['Dense_0']['kernel'].is_deleted()
+
+
+def test_minimax_loss_trains(tmp_path):
+  config = lfw_demo.get_config('test')
+  config.loss.generator = 'minimax'
+  state = train.train_and_evaluate(config, str(tmp_path))
+  assert all(np.isfinite(x).all() for x in leaves(state))
+  assert (tmp_path / 'metrics.jsonl').read_text().count('\n') == 2
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('num_steps', 0, r'config.train.num_steps=0 must be at least 1'),
+    ('d_steps', 0, r'config.train.d_steps=0 must be at least 1'),
+])
+def test_bad_train_values_are_clear_errors(tmp_path, field, value, message):
+  config = lfw_demo.get_config('test')
+  config.train[field] = value
+  with pytest.raises(UserError, match=message):
+    train.train_and_evaluate(config, str(tmp_path))
