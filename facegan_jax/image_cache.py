@@ -1,0 +1,86 @@
+"""Prepared images on disk: one .npy per (source, split or folder, crop, resolution, subset).
+
+A cache is `<cache_dir>/<source>-<digest of the key>.npy`, [N, H, W, C] uint8, opened with
+`np.load(mmap_mode='r')` so that a batch reads only its own images from the page cache, plus a
+`.json` beside it with the key (readable) and how many examples were unreadable. Both are
+written under temporary names and renamed into place, the .npy last: a crash leaves either no
+cache or a complete one, never one that merely looks complete. Several processes building the
+same cache at once each write their own temporary files; the last rename wins, with the same
+content.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import uuid
+from typing import Iterable, Optional
+
+import numpy as np
+from absl import logging
+
+
+@dataclasses.dataclass(frozen=True)
+class Cached:
+  """A prepared source: `images` [N, H, W, C] uint8 (read-only memmap); `skipped` unreadable."""
+  images: np.ndarray
+  skipped: int
+
+
+def cache_path(cache_dir: str, key: dict) -> str:
+  """Where the cache of `key` (JSON-serialisable, with a 'source') lives in `cache_dir`."""
+  digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+  return os.path.join(cache_dir, f"{key['source']}-{digest}.npy")
+
+
+def _temporary(path: str) -> str:
+  return f'{path}.tmp-{uuid.uuid4().hex}'
+
+
+def load(path: str) -> Optional[Cached]:
+  """The complete cache at `path`, or None if there is none."""
+  if not (os.path.exists(path) and os.path.exists(path + '.json')):
+    return None
+  with open(path + '.json') as f:
+    skipped = json.load(f)['skipped']
+  return Cached(np.load(path, mmap_mode='r'), skipped)
+
+
+def write(path: str, key: dict, examples: Iterable[Optional[np.ndarray]], capacity: int,
+          image_shape: tuple[int, int, int]) -> Cached:
+  """Writes the first `capacity` non-None `examples` ([H, W, C] uint8 each) as the cache.
+
+  None marks an unreadable example: it is skipped and counted. Returns the cache, memmapped.
+  """
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  partial = _temporary(path)
+  images = np.lib.format.open_memmap(partial, mode='w+', dtype=np.uint8,
+                                     shape=(capacity,) + tuple(image_shape))
+  count = skipped = 0
+  try:
+    for example in examples:
+      if count == capacity:
+        break
+      if example is None:
+        skipped += 1
+      else:
+        images[count] = example
+        count += 1
+    images.flush()
+    if count < capacity:  # skipped files: keep only the rows that were written
+      complete = _temporary(path)
+      np.lib.format.open_memmap(complete, mode='w+', dtype=np.uint8,
+                                shape=(count,) + tuple(image_shape))[:] = images[:count]
+      os.remove(partial)
+      partial = complete
+    del images
+    described = _temporary(path + '.json')
+    with open(described, 'w') as f:
+      json.dump({'key': key, 'count': count, 'skipped': skipped}, f, indent=1, sort_keys=True)
+    os.replace(described, path + '.json')
+    os.replace(partial, path)
+  finally:
+    if os.path.exists(partial):
+      os.remove(partial)
+  logging.info('Wrote %d prepared images to %s (%d unreadable skipped).', count, path, skipped)
+  return load(path)
