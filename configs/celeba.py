@@ -3,22 +3,32 @@
   python -m facegan_jax.main --config=configs/celeba.py --workdir=/tmp/celeba
 
 About 8,000 steps (5 epochs of the 202,599 training faces); recognisable faces appear after the
-first epoch. Other configs start from this one and override a few fields.
+first epoch. Other configs start from this one and override a few fields. The first run decodes,
+crops and resizes the faces once into a cache under the TFDS data dir (a few minutes); later runs
+read the cache. The `test` variant trains a tiny model for a few steps (the end-to-end test runs
+it on `tfds.testing.mock_data`).
 """
 
 import ml_collections
 
 
 def get_config(variant=None):
-  """The DCGAN-faithful defaults; no variants yet."""
-  if variant:
-    raise ValueError(f'configs/celeba.py has no variant {variant!r}.')
+  """The DCGAN-faithful defaults; variant 'test' shrinks them to seconds on a CPU."""
+  if variant not in (None, '', 'test'):
+    raise ValueError(f"configs/celeba.py has no variant {variant!r}; use 'test' or none.")
   config = ml_collections.ConfigDict()
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'celeb_a'
-  config.data.split = 'train'
+  config.data.source = 'celeb_a'  # or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'
+  config.data.split = 'train'  # of celeb_a: 'train', 'validation' or 'test'
+  config.data.path = ''  # 'folder' source: every .jpg/.jpeg/.png under it, recursively
+  config.data.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.cache_dir = ''  # prepared-image caches; '' = <data_dir>/facegan_jax_cache
+  config.data.crop = 140  # side of the centered square crop, source pixels (0: min(H, W))
+  config.data.max_examples = 0  # train on the first N examples only (0: all)
+  config.data.threads = 0  # threads that decode and resize into the cache (0: one per core)
+  config.data.prefetch = 2  # batches made ready ahead of the step by a background thread
   config.data.random_flip = True
 
   config.model = ml_collections.ConfigDict()
@@ -48,4 +58,29 @@ def get_config(variant=None):
   config.train.log_every = 100
   config.train.sample_every = 1000
   config.train.num_samples = 64  # images in each sample grid, from fixed latents
+  if variant == 'test':
+    config.data.max_examples = 32
+    config.model.resolution = 16
+    config.model.g_width = 8
+    config.model.d_width = 8
+    config.train.batch_size = 8
+    config.train.num_steps = 4
+    config.train.log_every = 2
+    config.train.sample_every = 2
+    config.train.num_samples = 4
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.every = 1000  # steps between saves (and one at the end)
+  config.checkpoint.keep = 3  # newest checkpoints kept in workdir/checkpoints
+  # FID/KID with the FID Inception (README, "Evaluation and TensorBoard"). Off by default: the
+  # Inception weights are a separate download; with them, e.g. --config.eval.eval_every=1000.
+  config.eval = ml_collections.ConfigDict()
+  config.eval.eval_every = 0  # steps between evaluations during training (and at the end); 0: off
+  config.eval.num_samples = 10_000  # generated images, and real ones at most; papers use 50_000
+  config.eval.batch_size = 128  # images per Inception batch, global over devices
+  config.eval.inception_weights = '~/.cache/facegan_jax/inception-2015-12-05.npz'
+  config.eval.inception_width_multiplier = 1.0  # < 1: smaller random nets for tests only
+  config.eval.stats_dir = '~/.cache/facegan_jax/inception_stats'  # cached real features
+  config.eval.kid_subsets = 100  # KID: mean unbiased MMD^2 over this many random subsets
+  config.eval.kid_subset_size = 1000  # of this many images each (as clean-fid and StyleGAN)
   return config

@@ -1,5 +1,20 @@
-"""The one exception type for mistakes a user can fix (config values, paths, flags)."""
+"""The one exception type for mistakes a user can fix, and how entry points report it."""
+
+import functools
 
 
 class UserError(Exception):
   """A user mistake: the message names the bad value and the fix; main prints it as one line."""
+
+
+def exit_on_user_error(main):
+  """Wraps an absl `main(argv)`: a UserError becomes 'error: MESSAGE' on stderr and exit 1."""
+
+  @functools.wraps(main)
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except UserError as error:
+      raise SystemExit(f'error: {error}') from None
+
+  return wrapped

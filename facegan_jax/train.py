@@ -6,6 +6,7 @@ Step t draws all its randomness from `fold_in(state.key, t)`, so a run is a pure
 config, the data and the device count.
 """
 
+import contextlib
 import functools
 import json
 import os
@@ -20,11 +21,13 @@ import numpy as np
 import optax
 from absl import logging
 
+from facegan_jax import checkpointing
 from facegan_jax import images as images_lib
 from facegan_jax import input_pipeline
 from facegan_jax import losses
 from facegan_jax import models
 from facegan_jax import parallel
+from facegan_jax import workdir_lock
 from facegan_jax.errors import UserError
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
@@ -216,52 +219,67 @@ def _write_samples(workdir, step, samples):
 
 
 def check_train_config(config: ml_collections.ConfigDict):
-  """Raises UserError naming the first bad field of `config.train`."""
-  for field in ('num_steps', 'log_every', 'sample_every', 'num_samples'):
-    if config.train[field] < 1:
-      raise UserError(f'config.train.{field}={config.train[field]} must be at least 1.')
+  """Raises UserError naming the first bad field of `config.train` or `config.checkpoint`."""
+  for section, field in (('train', 'num_steps'), ('train', 'log_every'),
+                         ('train', 'sample_every'), ('train', 'num_samples'),
+                         ('checkpoint', 'every'), ('checkpoint', 'keep')):
+    if config[section][field] < 1:
+      raise UserError(f'config.{section}.{field}={config[section][field]} must be at least 1.')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains `config` in `workdir` (metrics.jsonl, samples/*.png); returns the final state."""
+  """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
+
+  Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png and
+  metrics.jsonl. Raises UserError, before changing anything in `workdir`, for a bad config, a
+  config that cannot continue the run in `workdir`, or a workdir in use by another run.
+  """
   check_train_config(config)
   trainer = make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
-  images = input_pipeline.load_images(config)
   is_chief = jax.process_index() == 0
-  if is_chief:
-    os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+  with contextlib.ExitStack() as stack:
+    if is_chief:
+      stack.enter_context(workdir_lock.hold(workdir))
+    manager = stack.enter_context(checkpointing.make_manager(workdir, config.checkpoint.keep))
+    image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
+    init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
+    state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
+    images = input_pipeline.load_images(config)
+    if is_chief:
+      os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+    latents = sample_latents(config)
+    start_step = int(state.step)
+    batches = input_pipeline.host_batches(
+        images, seed=config.seed, start_step=start_step, batch_size=config.train.batch_size,
+        d_steps=config.train.d_steps, process_index=jax.process_index(),
+        process_count=jax.process_count())
+    logging.info('Training %s from step %d to %d on %d device(s), %d images, global batch %d.',
+                 config.model.name, start_step, config.train.num_steps, mesh.devices.size,
+                 len(images), config.train.batch_size)
 
-  init, step_fn, sample_fn = compile_functions(trainer, mesh, images.shape[1:])
-  state = init(jax.random.key(config.seed))
-  latents = sample_latents(config)
-  start_step = int(state.step)
-  batches = input_pipeline.host_batches(
-      images, seed=config.seed, start_step=start_step, batch_size=config.train.batch_size,
-      d_steps=config.train.d_steps, process_index=jax.process_index(),
-      process_count=jax.process_count())
-  logging.info('Training %s for %d steps on %d device(s), %d images, global batch %d.',
-               config.model.name, config.train.num_steps, mesh.devices.size, len(images),
-               config.train.batch_size)
-
-  progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
-  history = []
-  for step in range(start_step + 1, config.train.num_steps + 1):
-    batch = parallel.host_batch_to_global(next(batches), mesh)
-    state, metrics = step_fn(state, batch)
-    history.append(metrics)
-    if step % config.train.log_every == 0 or step == config.train.num_steps:
-      summary = _mean_metrics(history)
-      history = []
-      logging.info('step %d/%d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f | %s', step,
-                   config.train.num_steps, summary['d_loss'], summary['g_loss'],
-                   summary['d_real'], summary['d_fake'], progress.line(step))
-      if is_chief:
-        with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
-          f.write(json.dumps(dict(summary, step=step)) + '\n')
-    if step % config.train.sample_every == 0 or step == config.train.num_steps:
-      samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
-      if is_chief:
-        _write_samples(workdir, step, samples)
+    progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
+    history = []
+    for step in range(start_step + 1, config.train.num_steps + 1):
+      batch = parallel.host_batch_to_global(next(batches), mesh)
+      state, metrics = step_fn(state, batch)
+      history.append(metrics)
+      is_last = step == config.train.num_steps
+      if step % config.train.log_every == 0 or is_last:
+        summary = _mean_metrics(history)
+        history = []
+        logging.info('step %d/%d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f | %s', step,
+                     config.train.num_steps, summary['d_loss'], summary['g_loss'],
+                     summary['d_real'], summary['d_fake'], progress.line(step))
+        if is_chief:
+          with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
+            f.write(json.dumps(dict(summary, step=step)) + '\n')
+      if step % config.train.sample_every == 0 or is_last:
+        samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
+        if is_chief:
+          _write_samples(workdir, step, samples)
+      if step % config.checkpoint.every == 0 or is_last:
+        checkpointing.save(manager, state, config)
+    manager.wait_until_finished()
   return state

@@ -1,0 +1,139 @@
+"""Orbax checkpoints in `workdir/checkpoints`: save, resume with config checks, partial restore.
+
+Each step is a directory with two items: `state` (the TrainState as a state dict) and `run` (the
+resolved config and the versions of jax, flax and facegan_jax, as JSON). Orbax writes a step
+into a temporary directory and renames it when complete, so a crash at any moment leaves either
+a complete checkpoint or none that `all_steps` lists.
+"""
+
+import importlib.metadata
+from typing import Any
+
+import flax
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+import facegan_jax
+from facegan_jax.errors import UserError
+
+CHECKPOINTS = 'checkpoints'
+
+# Fields that may differ between a run and its resumption: they do not change what is trained.
+RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.sample_every',
+                     'train.num_samples', 'checkpoint.every', 'checkpoint.keep')
+
+
+def checkpoint_dir(workdir: str) -> epath.Path:
+  return epath.Path(workdir).absolute() / CHECKPOINTS
+
+
+def make_manager(workdir: str, keep: int = 1, create: bool = True) -> ocp.CheckpointManager:
+  """The run's CheckpointManager; keeps the newest `keep` checkpoints."""
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=create)
+  return ocp.CheckpointManager(checkpoint_dir(workdir), options=options)
+
+
+def versions() -> dict[str, str]:
+  return {'jax': jax.__version__, 'jaxlib': importlib.metadata.version('jaxlib'),
+          'flax': flax.__version__, 'orbax-checkpoint': importlib.metadata.version(
+              'orbax-checkpoint'), 'facegan_jax': facegan_jax.__version__}
+
+
+def save(manager: ocp.CheckpointManager, state, config: ml_collections.ConfigDict):
+  """Starts an asynchronous save of `state` at its step (call `manager.wait_until_finished()`)."""
+  run = {'config': config.to_dict(), 'versions': versions()}
+  manager.save(int(state.step), args=ocp.args.Composite(
+      state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
+      run=ocp.args.JsonSave(run)))
+
+
+def _restore_args(template):
+  return ocp.args.PyTreeRestore(
+      item=template, restore_args=ocp.checkpoint_utils.construct_restore_args(template))
+
+
+def restore_state(manager: ocp.CheckpointManager, step: int, state):
+  """The checkpoint of `step`, restored into the structure and shardings of `state`."""
+  template = flax.serialization.to_state_dict(state)
+  restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(template)))
+  return flax.serialization.from_state_dict(state, restored['state'])
+
+
+def restore_fields(manager: ocp.CheckpointManager, step: int, abstract: dict[str, Any]):
+  """Only the named TrainState fields, e.g. {'g_params': tree of ShapeDtypeStruct}, as numpy."""
+  args = ocp.args.PyTreeRestore(
+      item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+      partial_restore=True)
+  return manager.restore(step, args=ocp.args.Composite(state=args))['state']
+
+
+def restore_run(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
+  """{'config': dict, 'versions': dict} saved with the checkpoint of `step`."""
+  return manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))['run']
+
+
+def _flatten(tree, prefix=''):
+  if isinstance(tree, dict):
+    items = {}
+    for key, value in tree.items():
+      items.update(_flatten(value, f'{prefix}{key}.'))
+    return items
+  return {prefix[:-1]: tree}
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+  """'field: saved -> current' for each field that differs and would change the training."""
+  old, new = _flatten(saved), _flatten(current)
+  missing = object()
+  return [f'{field}: {old.get(field, missing)!r} -> {new.get(field, missing)!r}'.replace(
+      repr(missing), '(absent)')
+          for field in sorted(set(old) | set(new))
+          if old.get(field, missing) != new.get(field, missing)
+          and field not in RESUMABLE_CHANGES]
+
+
+def check_resumable(workdir: str, saved_config: dict[str, Any],
+                    config: ml_collections.ConfigDict):
+  """UserError listing every field whose change cannot continue the run in `workdir`."""
+  differences = config_differences(saved_config, config.to_dict())
+  if differences:
+    raise UserError(f'cannot resume the run in {workdir}: the config differs in '
+                    f'{len(differences)} field(s) that change training: '
+                    f'{"; ".join(differences)}. Restore these values, or use a new --workdir.')
+
+
+def _damaged(workdir: str, steps: list[int], error: Exception) -> UserError:
+  """The message for an unreadable newest checkpoint: which one, and how to fall back."""
+  directory = checkpoint_dir(workdir)
+  message = (f'the latest checkpoint in {directory / str(steps[0])} cannot be read '
+             f'({type(error).__name__}: {str(error).splitlines()[0][:200]})')
+  if len(steps) > 1:
+    message += (f'; to resume from step {steps[1]}, move it aside: '
+                f'mv {directory / str(steps[0])} {directory / str(steps[0])}.damaged')
+  return UserError(message + '. Nothing was changed in the workdir.')
+
+
+def resume(manager: ocp.CheckpointManager, workdir: str, config: ml_collections.ConfigDict,
+           state):
+  """`state` restored from the newest checkpoint in `workdir`, or `state` itself if none.
+
+  Raises UserError, changing nothing on disk, when the config cannot continue the run or the
+  newest checkpoint is damaged.
+  """
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return state
+  try:
+    saved_config = restore_run(manager, steps[0])['config']
+  except Exception as error:  # pylint: disable=broad-except
+    raise _damaged(workdir, steps, error) from error
+  check_resumable(workdir, saved_config, config)
+  try:
+    state = restore_state(manager, steps[0], state)
+  except Exception as error:  # pylint: disable=broad-except
+    raise _damaged(workdir, steps, error) from error
+  logging.info('Resumed from the checkpoint of step %d in %s.', steps[0], checkpoint_dir(workdir))
+  return state

@@ -1,0 +1,151 @@
+"""Checkpoints: bit-exact resume after SIGKILL, config checks, damage, the workdir lock."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import lfw_demo
+from facegan_jax import checkpointing
+from facegan_jax import train
+from facegan_jax import workdir_lock
+from facegan_jax.errors import UserError
+from tests import multidevice
+
+
+def state_leaves(state):
+  return [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                     else x) for x in jax.tree_util.tree_leaves(state)]
+
+
+def assert_identical(a, b):
+  for x, y in zip(state_leaves(a), state_leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
+def small_config(num_steps=4, every=2):
+  config = lfw_demo.get_config('test')
+  config.train.num_steps = num_steps
+  config.checkpoint.every = every
+  return config
+
+
+def snapshot(workdir):
+  """{relative path: (size, mtime)} of every file but the lock."""
+  files = {}
+  for root, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(root, name)
+      if name != workdir_lock.LOCK_NAME:
+        files[os.path.relpath(path, workdir)] = (os.path.getsize(path), os.path.getmtime(path))
+  return files
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A workdir with checkpoints of steps 2 and 4."""
+  workdir = str(tmp_path_factory.mktemp('trained'))
+  state = train.train_and_evaluate(small_config(), workdir)
+  return workdir, state
+
+
+def test_checkpoints_hold_the_config_and_versions(trained):
+  workdir, _ = trained
+  manager = checkpointing.make_manager(workdir, create=False)
+  assert manager.all_steps() == [2, 4]
+  run = checkpointing.restore_run(manager, 4)
+  assert run['config']['model']['g_width'] == 8
+  assert set(run['versions']) >= {'jax', 'flax', 'facegan_jax'}
+
+
+def test_resuming_with_more_steps_equals_an_uninterrupted_run(trained, tmp_path):
+  workdir, _ = trained
+  resumed_dir = str(tmp_path / 'resumed')
+  os.rename(workdir, resumed_dir)  # the fixture's workdir is reused below: copy semantics
+  try:
+    resumed = train.train_and_evaluate(small_config(num_steps=7), resumed_dir)
+  finally:
+    os.rename(resumed_dir, workdir)
+  uninterrupted = train.train_and_evaluate(small_config(num_steps=7), str(tmp_path / 'whole'))
+  assert int(resumed.step) == 7
+  assert_identical(resumed, uninterrupted)
+
+
+def test_a_config_change_that_cannot_continue_is_refused_and_changes_nothing(tmp_path):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(small_config(), workdir)
+  before = snapshot(workdir)
+  config = small_config(num_steps=8)
+  config.model.g_width = 16
+  config.seed = 3
+  with pytest.raises(UserError) as error:
+    train.train_and_evaluate(config, workdir)
+  message = str(error.value)
+  assert 'differs in 2 field(s)' in message
+  assert 'model.g_width: 8 -> 16' in message and 'seed: 0 -> 3' in message
+  assert 'use a new --workdir' in message
+  assert snapshot(workdir) == before
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'delete'])
+def test_a_damaged_latest_checkpoint_stops_with_a_clear_error(tmp_path, damage):
+  workdir = str(tmp_path)
+  train.train_and_evaluate(small_config(), workdir)
+  state_dir = os.path.join(workdir, 'checkpoints', '4', 'state')
+  data_files = [os.path.join(root, name) for root, _, names in os.walk(state_dir)
+                for name in names if 'ocdbt.process' in root or name == '_METADATA']
+  victim = max(data_files, key=os.path.getsize)
+  if damage == 'truncate':
+    with open(victim, 'r+b') as f:
+      f.truncate(os.path.getsize(victim) // 2)
+  else:
+    os.remove(victim)
+  before = snapshot(workdir)
+  with pytest.raises(UserError, match=r'the latest checkpoint in .*/checkpoints/4 cannot be read'
+                     r'.*to resume from step 2, move it aside: mv .*/4 .*/4\.damaged'):
+    train.train_and_evaluate(small_config(num_steps=6), workdir)
+  assert snapshot(workdir) == before
+
+
+def test_a_second_run_on_a_workdir_in_use_is_refused(tmp_path):
+  with workdir_lock.hold(str(tmp_path)):
+    result = multidevice.run_python(['-m', 'facegan_jax.main', '--config=configs/lfw_demo.py:test',
+                                     f'--workdir={tmp_path}'])
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: workdir {tmp_path} is in use by another run (pid {os.getpid()}); wait for it to '
+      'finish, stop it, or choose another --workdir.')
+  assert not os.path.exists(tmp_path / 'checkpoints')
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+  steps, every = 1500, 10
+  flags = ['--config=configs/lfw_demo.py:test', f'--config.train.num_steps={steps}',
+           f'--config.checkpoint.every={every}', '--config.train.log_every=500',
+           '--config.train.sample_every=1500']
+  killed_dir = tmp_path / 'killed'
+  env = dict(os.environ, PYTHONPATH=multidevice.ROOT, JAX_PLATFORMS='cpu')
+  process = subprocess.Popen([sys.executable, '-m', 'facegan_jax.main', *flags,
+                              f'--workdir={killed_dir}'], cwd=multidevice.ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not (killed_dir / 'checkpoints' / str(2 * every)).is_dir():
+    assert time.time() < deadline and process.poll() is None, 'no checkpoint was written'
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  manager = checkpointing.make_manager(str(killed_dir), create=False)
+  assert max(manager.all_steps()) < steps, 'the run ended before it was killed'
+
+  config = small_config(num_steps=steps, every=every)
+  config.train.log_every, config.train.sample_every = 500, 1500
+  resumed = train.train_and_evaluate(config, str(killed_dir))
+  uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'whole'))
+  assert int(resumed.step) == steps
+  assert_identical(resumed, uninterrupted)
