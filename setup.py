@@ -18,6 +18,7 @@ setuptools.setup(
         "absl-py>=2.1,<3",
         "ml-collections>=1.0,<2",
         "pillow>=10,<14",
+        "tensorboardX>=2.6,<3",  # TensorBoard events without TensorFlow
     ],
     extras_require={
         # The offline demo trains on the 100 LFW faces that scikit-image ships.

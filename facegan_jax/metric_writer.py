@@ -1,0 +1,70 @@
+"""What a run reports: TensorBoard events and metrics.jsonl in the workdir, and the log line.
+
+Only process 0 writes (the others hold a writer that does nothing), so a multi-host run leaves
+one set of files. TensorBoard events come from tensorboardX, which needs neither TensorFlow
+nor PyTorch (protobuf and numpy only): `tensorboard --logdir=WORKDIR` shows them.
+"""
+
+import json
+import os
+
+import numpy as np
+import tensorboardX
+
+# Short names for the log line, in the order shown; other scalars follow under their own names.
+_LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',
+              'd_grad_norm': '|grad D|', 'g_grad_norm': '|grad G|', 'fid': 'FID', 'kid': 'KID'}
+
+
+class MetricWriter:
+  """Scalars to TensorBoard and metrics.jsonl, images to TensorBoard; a no-op if not `enabled`.
+
+  `start_step` > 0 (a resumed run) makes TensorBoard drop events of later steps that an
+  interrupted run wrote after its last checkpoint, so every step's curve has one value.
+  """
+
+  def __init__(self, workdir: str, enabled: bool, start_step: int = 0):
+    self._workdir = workdir
+    self._writer = None
+    if enabled:
+      self._writer = tensorboardX.SummaryWriter(
+          logdir=workdir, purge_step=start_step + 1 if start_step else None)
+
+  def write_scalars(self, step: int, scalars: dict):
+    """Adds each {name: float} at `step`, and one JSON line {name: value, 'step': step}."""
+    if self._writer is None:
+      return
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, value, step)
+    with open(os.path.join(self._workdir, 'metrics.jsonl'), 'a') as f:
+      f.write(json.dumps(dict(scalars, step=step)) + '\n')
+
+  def write_image(self, step: int, name: str, image: np.ndarray):
+    """Adds one [H, W, C] uint8 image (C = 1 or 3) at `step`."""
+    if self._writer is None:
+      return
+    if image.shape[-1] == 1:
+      self._writer.add_image(name, image[..., 0], step, dataformats='HW')
+    else:
+      self._writer.add_image(name, image, step, dataformats='HWC')
+
+  def flush(self):
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self):
+    if self._writer is not None:
+      self._writer.close()
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc_info):
+    self.close()
+
+
+def format_scalars(scalars: dict) -> str:
+  """'d_loss 1.3863 g_loss 0.6931 D(x) 0.5000 ...': the scalars in a compact, fixed order."""
+  names = [name for name in _LOG_NAMES if name in scalars]
+  names += [name for name in scalars if name not in _LOG_NAMES]
+  return ' '.join(f'{_LOG_NAMES.get(name, name)} {scalars[name]:.4f}' for name in names)
