@@ -21,9 +21,16 @@ from facegan_jax.errors import UserError
 
 CHECKPOINTS = 'checkpoints'
 
-# Fields that may differ between a run and its resumption: they do not change what is trained.
+# Fields (or whole sections, ending in '.') that may differ between a run and its resumption:
+# they change how long it runs, what it reports, or where inputs live, not what is trained.
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.sample_every',
-                     'train.num_samples', 'checkpoint.every', 'checkpoint.keep')
+                     'train.num_samples', 'checkpoint.', 'eval.', 'data.data_dir',
+                     'data.cache_dir', 'data.threads', 'data.prefetch')
+
+
+def is_resumable_change(field: str) -> bool:
+  return any(field == allowed or (allowed.endswith('.') and field.startswith(allowed))
+             for allowed in RESUMABLE_CHANGES)
 
 
 def checkpoint_dir(workdir: str) -> epath.Path:
@@ -92,7 +99,7 @@ def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[s
       repr(missing), '(absent)')
           for field in sorted(set(old) | set(new))
           if old.get(field, missing) != new.get(field, missing)
-          and field not in RESUMABLE_CHANGES]
+          and not is_resumable_change(field)]
 
 
 def check_resumable(workdir: str, saved_config: dict[str, Any],

@@ -149,3 +149,16 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path)
   uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'whole'))
   assert int(resumed.step) == steps
   assert_identical(resumed, uninterrupted)
+
+
+def test_changes_that_keep_the_training_are_resumable():
+  saved = small_config().to_dict()
+  current = small_config(num_steps=100, every=7)
+  current.train.log_every = 9
+  current.eval.eval_every = 50
+  current.data.cache_dir = '/elsewhere'
+  assert checkpointing.config_differences(saved, current.to_dict()) == []
+  current.train.batch_size = 16
+  current.optim.g_learning_rate = 1e-3
+  assert checkpointing.config_differences(saved, current.to_dict()) == [
+      'optim.g_learning_rate: 0.0002 -> 0.001', 'train.batch_size: 8 -> 16']
