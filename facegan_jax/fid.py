@@ -87,9 +87,13 @@ def _feature_functions(width_multiplier: float, mesh):
 
 
 class FeatureExtractor:
-  """Pool3 features of image batches and of generator outputs, jitted over a mesh."""
+  """Pool3 features of image batches and of generator outputs, jitted over a mesh.
+
+  Construction checks `config.eval` and loads the weights: UserError if they are missing.
+  """
 
   def __init__(self, eval_config: ml_collections.ConfigDict, mesh):
+    check_eval_config(eval_config, mesh.devices.size)
     self.variables, self.fingerprint = inception.load(eval_config.inception_weights,
                                                       eval_config.inception_width_multiplier)
     self.batch_size, self.mesh = eval_config.batch_size, mesh
@@ -163,17 +167,15 @@ def scores(config: ml_collections.ConfigDict, real: np.ndarray, fake: np.ndarray
 class Evaluator:
   """FID and KID of a generator state against the training images.
 
-  Built once (loads the Inception, computes or reads the reference features); then
-  `evaluator(state)` -> {'fid': float, 'kid': float}, the same on every process.
+  Built once (computes or reads the reference features); then `evaluator(state)` ->
+  {'fid': float, 'kid': float}, the same on every process.
   """
 
-  def __init__(self, config: ml_collections.ConfigDict, generate: Callable, mesh,
-               real_images: np.ndarray):
+  def __init__(self, config: ml_collections.ConfigDict, generate: Callable,
+               extractor: FeatureExtractor, real_images: np.ndarray):
     """`generate(state, latents [B, latent_dim]) -> images [B, H, W, C] in [-1, 1]` is jitted
     inside the feature function; `real_images` [N, H, W, C] uint8 are the training images."""
-    check_eval_config(config.eval, mesh.devices.size)
-    self.config, self.generate = config, generate
-    self.extractor = FeatureExtractor(config.eval, mesh)
+    self.config, self.generate, self.extractor = config, generate, extractor
     self.real = reference_features(config, real_images, self.extractor)
     self.latents = eval_latents(config)
 

@@ -3,12 +3,12 @@
 import functools
 
 import jax
-import ml_collections
 import numpy as np
 import pytest
 
 from configs import lfw_demo
 from facegan_jax import fid
+from facegan_jax import images as images_lib
 from facegan_jax import inception
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
@@ -39,9 +39,9 @@ def eval_config(tiny_weights, stats_dir):
 
 def make_evaluator(config):
   trainer = train.make_trainer(config)
-  mesh = parallel.make_mesh()
+  extractor = fid.FeatureExtractor(config.eval, parallel.make_mesh())
   images = input_pipeline.load_images(config)
-  evaluator = fid.Evaluator(config, functools.partial(train.generate_samples, trainer), mesh,
+  evaluator = fid.Evaluator(config, functools.partial(train.generate_samples, trainer), extractor,
                             images)
   state = train.create_train_state(trainer, jax.random.key(config.seed), images.shape[1:])
   return evaluator, state, images
@@ -90,7 +90,6 @@ def test_reference_cache_is_keyed_by_the_images(tiny_weights, tmp_path):
 
 def test_quantize_rounds_like_the_saved_pngs():
   values = np.array([-1.0, -0.5, 0.0, 0.999, 1.0, 1.5, -2.0], np.float32)
-  from facegan_jax import images as images_lib  # pylint: disable=g-import-not-at-top
   np.testing.assert_array_equal(np.asarray(fid.quantize(values)), images_lib.to_uint8(values))
 
 
@@ -99,11 +98,12 @@ def test_quantize_rounds_like_the_saved_pngs():
     ('num_samples', 1, 'config.eval.num_samples=1 must be at least 2.'),
     ('eval_every', -1, 'config.eval.eval_every=-1 must be 0 (off) or more.'),
 ])
-def test_bad_eval_values_are_clear_errors(field, value, message):
+def test_bad_eval_values_are_clear_errors(tiny_weights, field, value, message):
   config = lfw_demo.get_config('test')
+  config.eval.inception_weights = tiny_weights  # checked first: the values are the mistake
   config.eval[field] = value
   with pytest.raises(UserError, match=message.replace('(', r'\(').replace(')', r'\)')):
-    fid.check_eval_config(config.eval, 1)
+    fid.FeatureExtractor(config.eval, parallel.make_mesh())
 
 
 def test_missing_weights_name_the_config_field_and_the_download(tmp_path):
