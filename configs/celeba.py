@@ -18,6 +18,8 @@ def get_config(variant=None):
     raise ValueError(f"configs/celeba.py has no variant {variant!r}; use 'test' or none.")
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Bit-identical reruns on GPU too: main sets XLA's deterministic-ops flag (a little slower).
+  config.deterministic = True
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'celeb_a'  # or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'

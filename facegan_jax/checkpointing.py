@@ -25,7 +25,7 @@ CHECKPOINTS = 'checkpoints'
 # they change how long it runs, what it reports, or where inputs live, not what is trained.
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.sample_every',
                      'train.num_samples', 'checkpoint.', 'eval.', 'data.data_dir',
-                     'data.cache_dir', 'data.threads', 'data.prefetch')
+                     'data.cache_dir', 'data.threads', 'data.prefetch', 'deterministic')
 
 
 def is_resumable_change(field: str) -> bool:

@@ -1,0 +1,134 @@
+"""Several processes (gloo collectives on 127.0.0.1) train what one process with as many devices
+trains; their checkpoint restores in a single process; bad topologies are clear errors."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from facegan_jax import checkpointing
+from facegan_jax import distributed
+from facegan_jax import sample
+from facegan_jax.errors import UserError
+from tests import multidevice
+from tests import multihost_batches
+
+LAUNCH_DIR = os.path.join(multidevice.ROOT, 'launch')
+FLAGS = ['--config=configs/lfw_demo.py:test', '--config.train.num_steps=6',
+         '--config.train.log_every=1', '--config.checkpoint.every=3']
+
+
+def free_port():
+  with socket.socket() as sock:
+    sock.bind(('127.0.0.1', 0))
+    return sock.getsockname()[1]
+
+
+def launch(num_processes, *flags, devices=2):
+  """launch/local_multihost.sh with `devices` CPU devices per process."""
+  return multidevice.run(['bash', os.path.join(LAUNCH_DIR, 'local_multihost.sh'),
+                          str(num_processes), *flags], devices=devices,
+                         env=dict(os.environ, PYTHON=sys.executable))
+
+
+def losses(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    lines = [json.loads(line) for line in f]
+  return np.array([[line['d_loss'], line['g_loss']] for line in lines])
+
+
+def flat(tree):
+  return np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(tree)])
+
+
+@pytest.mark.slow
+def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
+  multi, single = tmp_path / 'multi', tmp_path / 'single'
+  result = launch(2, *FLAGS, f'--workdir={multi}')
+  assert result.returncode == 0, result.stderr[-3000:]
+  result = multidevice.run_python(['-m', 'facegan_jax.main', *FLAGS, f'--workdir={single}'],
+                                  devices=4)
+  assert result.returncode == 0, result.stderr[-3000:]
+  np.testing.assert_allclose(losses(multi), losses(single), rtol=2e-5, atol=2e-6)
+  assert len(losses(multi)) == 6
+
+  # Both checkpoints restore here, in one process with one device.
+  multi_sampler, single_sampler = sample.Sampler(str(multi)), sample.Sampler(str(single))
+  assert multi_sampler.step == single_sampler.step == 6
+  assert checkpointing.make_manager(str(multi), create=False).all_steps() == [3, 6]
+  np.testing.assert_allclose(flat(multi_sampler.variables), flat(single_sampler.variables),
+                             rtol=1e-4, atol=2e-6)
+  images = multi_sampler.generate(multi_sampler.latents(0, 4))
+  assert images.shape == (4, 32, 32, 1) and images.std() > 0
+
+
+@pytest.mark.slow
+def test_each_process_feeds_its_own_disjoint_part_of_the_global_batch(tmp_path):
+  address = f'127.0.0.1:{free_port()}'
+  prefix = str(tmp_path / 'batches')
+  env = dict(os.environ, PYTHONPATH=multidevice.ROOT, JAX_PLATFORMS='cpu')
+  processes = [subprocess.Popen([sys.executable, 'tests/multihost_batches.py', prefix, address,
+                                 '2', str(index)], cwd=multidevice.ROOT, env=env,
+                                stderr=subprocess.PIPE, text=True) for index in range(2)]
+  for process in processes:
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-3000:]
+  parts = [np.load(f'{prefix}_{index}.npy')[..., 0, 0, 0] for index in range(2)]  # [S, 1, B/2]
+  whole = np.stack([batch for batch, _ in zip(
+      multihost_batches.input_pipeline.host_batches(
+          multihost_batches.labelled_images(), seed=0, start_step=0,
+          batch_size=multihost_batches.BATCH_SIZE), range(multihost_batches.STEPS))])
+  for step in range(multihost_batches.STEPS):
+    assert not set(parts[0][step].ravel()) & set(parts[1][step].ravel())
+    np.testing.assert_array_equal(np.concatenate([parts[0][step], parts[1][step]], axis=-1),
+                                  whole[step][..., 0, 0, 0])
+
+
+def test_a_global_batch_that_does_not_split_over_all_processes_devices_is_refused(tmp_path):
+  result = launch(2, '--config=configs/lfw_demo.py:test', '--config.train.batch_size=6',
+                  f'--workdir={tmp_path}')
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert ('error: config.train.batch_size=6 does not split over 4 devices; use a positive '
+          'multiple of 4.') in result.stderr
+
+
+def test_a_process_that_cannot_reach_the_coordinator_stops_with_a_message(tmp_path):
+  address = f'127.0.0.1:{free_port()}'
+  result = multidevice.run_python(['-m', 'facegan_jax.main', '--config=configs/lfw_demo.py:test',
+                                   f'--workdir={tmp_path}', f'--coordinator_address={address}',
+                                   '--num_processes=2', '--process_id=1',
+                                   '--coordinator_timeout=2'])
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      f'error: cannot reach the coordinator at {address} within 2 s; start process 0 first, '
+      'check that this host can reach that address and port (firewall), or raise '
+      '--coordinator_timeout.')
+
+
+def test_cluster_settings_from_flags_environment_and_schedulers():
+  assert distributed.cluster_settings(environ={}) is None
+  assert distributed.cluster_settings('h:1', 2, 1, environ={}) == {
+      'coordinator_address': 'h:1', 'num_processes': 2, 'process_id': 1}
+  from_env = {'FACEGAN_COORDINATOR_ADDRESS': 'h:2', 'FACEGAN_NUM_PROCESSES': '3',
+              'FACEGAN_PROCESS_ID': '2'}
+  assert distributed.cluster_settings(environ=from_env)['process_id'] == 2
+  assert distributed.cluster_settings(num_processes=1, environ=from_env) is None
+  assert distributed.cluster_settings(environ={'SLURM_NTASKS': '4'}) == {}
+  assert distributed.cluster_settings(auto_detect=True, environ={}) == {}
+  with pytest.raises(UserError, match=r'a run of 2 processes needs --coordinator_address'):
+    distributed.cluster_settings(num_processes=2, process_id=5,
+                                 environ={'FACEGAN_COORDINATOR_ADDRESS': 'h:1'})
+
+
+@pytest.mark.parametrize('script', ['local_multihost.sh', 'tpu_pod.sh', 'slurm_gpu.sbatch'])
+def test_launch_scripts_pass_bash_n_and_shellcheck(script):
+  path = os.path.join(LAUNCH_DIR, script)
+  subprocess.run(['bash', '-n', path], check=True)
+  shellcheck = os.path.join(os.path.dirname(sys.executable), 'shellcheck')
+  result = subprocess.run([shellcheck, path], capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stdout
