@@ -251,10 +251,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     latents = sample_latents(config)
     start_step = int(state.step)
-    batches = input_pipeline.host_batches(
-        images, seed=config.seed, start_step=start_step, batch_size=config.train.batch_size,
-        d_steps=config.train.d_steps, process_index=jax.process_index(),
-        process_count=jax.process_count())
+    batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
+        images, mesh, seed=config.seed, start_step=start_step,
+        batch_size=config.train.batch_size, d_steps=config.train.d_steps,
+        prefetch_size=config.data.prefetch)))
     logging.info('Training %s from step %d to %d on %d device(s), %d images, global batch %d.',
                  config.model.name, start_step, config.train.num_steps, mesh.devices.size,
                  len(images), config.train.batch_size)
@@ -262,8 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
     history = []
     for step in range(start_step + 1, config.train.num_steps + 1):
-      batch = parallel.host_batch_to_global(next(batches), mesh)
-      state, metrics = step_fn(state, batch)
+      state, metrics = step_fn(state, next(batches))
       history.append(metrics)
       is_last = step == config.train.num_steps
       if step % config.train.log_every == 0 or is_last:
