@@ -1,0 +1,128 @@
+"""Images/s of the input pipeline: a cold pass that builds the cache, then cached passes.
+
+  python benchmarks/input_pipeline.py [--images=2000] [--cached_images=202599] [--passes=5]
+
+Cold pass: `--images` JPEG faces of CelebA's size (178x218, crops of scikit-image's astronaut
+portrait) in a folder are decoded, cropped to 140, resized to 64x64 and written to the cache by
+`input_pipeline.prepare_source` (the same code prepares celeb_a). Cached passes: a cache of
+`--cached_images` 64x64 images (CelebA's 202,599 by default, tiled from the cold pass) is served
+by `input_pipeline.global_batches` (gather from the memmap, hand to JAX, prefetch thread) at
+batch 128 and 256; each pass times `--steps` batches, and the median of `--passes` is printed.
+Then a consumer that sleeps as long as a step that takes `--consumer_rate` images/s (an H100
+running DCGAN-64) reads the batches: the time each next(batches) takes is printed.
+"""
+
+import os
+import statistics
+import tempfile
+import time
+
+import numpy as np
+from absl import app
+from absl import flags
+from PIL import Image
+from skimage import data as skimage_data
+
+from configs import celeba
+from facegan_jax import input_pipeline
+from facegan_jax import parallel
+
+flags.DEFINE_integer('images', 2000, 'Images in the folder of the cold pass.')
+flags.DEFINE_integer('cached_images', 202_599, 'Images in the cache of the cached passes.')
+flags.DEFINE_integer('passes', 5, 'Timed cached passes per batch size (the median is printed).')
+flags.DEFINE_integer('steps', 1000, 'Batches per cached pass.')
+flags.DEFINE_integer('consumer_rate', 130_000, 'Images/s taken by the simulated train step.')
+FLAGS = flags.FLAGS
+
+BATCH_SIZES = (128, 256)
+
+
+def write_faces(folder: str, count: int):
+  """`count` 178x218 JPEG crops of the astronaut portrait at varied offsets, like CelebA's."""
+  portrait = skimage_data.astronaut()
+  offsets = np.random.default_rng(0).integers(0, 512 - 218, (count, 2))
+  for i, (top, left) in enumerate(offsets):
+    Image.fromarray(portrait[top:top + 218, left:left + 178]).save(
+        os.path.join(folder, f'{i:06d}.jpg'), quality=90)
+
+
+def cold_pass(workdir: str) -> tuple[float, np.ndarray]:
+  """Images/s of preparing the folder into the cache, and the prepared images [N, 64, 64, 3]."""
+  folder = os.path.join(workdir, 'faces')
+  os.makedirs(folder)
+  write_faces(folder, FLAGS.images)
+  config = celeba.get_config()
+  config.data.update(source='folder', path=folder, cache_dir=os.path.join(workdir, 'cache'))
+  start = time.perf_counter()
+  images = input_pipeline.prepare_source(config).images
+  return FLAGS.images / (time.perf_counter() - start), images
+
+
+def tiled_cache(workdir: str, images: np.ndarray) -> np.ndarray:
+  """A read-only memmapped .npy of `--cached_images` images, repeating `images`."""
+  path = os.path.join(workdir, 'tiled.npy')
+  tiled = np.lib.format.open_memmap(path, mode='w+', dtype=np.uint8,
+                                    shape=(FLAGS.cached_images,) + images.shape[1:])
+  for start in range(0, len(tiled), len(images)):
+    tiled[start:start + len(images)] = images[:len(tiled) - start]
+  tiled.flush()
+  return np.load(path, mmap_mode='r')
+
+
+def cached_pass(images, mesh, batch_size: int, start_step: int, prefetch_size: int) -> float:
+  """Images/s of `--steps` global batches, each ready on the device."""
+  batches = input_pipeline.global_batches(images, mesh, seed=0, start_step=start_step,
+                                          batch_size=batch_size, d_steps=1,
+                                          prefetch_size=prefetch_size)
+  next(batches).block_until_ready()  # the thread is running and the queue has begun to fill
+  start = time.perf_counter()
+  for _ in range(FLAGS.steps):
+    next(batches).block_until_ready()
+  seconds = time.perf_counter() - start
+  batches.close()
+  return FLAGS.steps * batch_size / seconds
+
+
+def waits(images, mesh, batch_size: int, prefetch_size: int) -> np.ndarray:
+  """Seconds that a `--consumer_rate` consumer spends in each next(batches), [--steps]."""
+  step_seconds = batch_size / FLAGS.consumer_rate
+  batches = input_pipeline.global_batches(images, mesh, seed=0, start_step=0,
+                                          batch_size=batch_size, d_steps=1,
+                                          prefetch_size=prefetch_size)
+  next(batches)
+  seconds = np.empty(FLAGS.steps)
+  for i in range(FLAGS.steps):
+    start = time.perf_counter()
+    next(batches).block_until_ready()
+    seconds[i] = time.perf_counter() - start
+    time.sleep(step_seconds)  # the device computing the step, leaving the host free
+  batches.close()
+  return seconds
+
+
+def main(argv):
+  del argv
+  prefetch_size = celeba.get_config().data.prefetch
+  mesh = parallel.make_mesh()
+  with tempfile.TemporaryDirectory() as workdir:
+    cold, images = cold_pass(workdir)
+    print(f'cold pass: {FLAGS.images} 178x218 JPEGs -> crop 140 -> 64x64 cache: '
+          f'{cold:,.0f} images/s ({os.cpu_count()} CPU cores)')
+    cache = tiled_cache(workdir, images)
+    print(f'cached passes over {len(cache):,} 64x64 images, {FLAGS.steps} batches each, '
+          f'median of {FLAGS.passes} (prefetch {prefetch_size}):')
+    for batch_size in BATCH_SIZES:
+      rates = [cached_pass(cache, mesh, batch_size, i * FLAGS.steps, prefetch_size)
+               for i in range(FLAGS.passes)]
+      print(f'  batch {batch_size}: {statistics.median(rates):,.0f} images/s '
+            f'(min {min(rates):,.0f}, max {max(rates):,.0f})')
+    print(f'a step that takes {FLAGS.consumer_rate:,} images/s, time in next(batches):')
+    for batch_size in BATCH_SIZES:
+      seconds = waits(cache, mesh, batch_size, prefetch_size)
+      share = seconds.mean() / (seconds.mean() + batch_size / FLAGS.consumer_rate)
+      print(f'  batch {batch_size}: median {1e6 * np.median(seconds):.0f} us, mean '
+            f'{1e6 * seconds.mean():.0f} us ({100 * share:.1f}% of the step)')
+
+
+if __name__ == '__main__':
+  app.run(main)
