@@ -28,7 +28,8 @@ def test_demo_test_variant_writes_sample_grids(tmp_path):
      'config.model.resolution=48 is not supported; use a power of two from 16 to 256 '
      '(16, 32, 64, 128 or 256).'),
     ('--config.loss.generator=hinge2',
-     "config.loss.generator='hinge2' is unknown; use one of ['minimax', 'non_saturating']."),
+     "config.loss.generator='hinge2' is unknown; use one of "
+     "['hinge', 'minimax', 'non_saturating']."),
     ('--config.data.source=mnist',
      "config.data.source='mnist' is unknown; use one of ('toy2x2', 'lfw_subset', 'celeb_a', "
      "'folder')."),
