@@ -2,11 +2,12 @@
 
   python -m facegan_jax.main --config=configs/celeba.py --workdir=/tmp/celeba
 
-About 8,000 steps (5 epochs of the 202,599 training faces); recognisable faces appear after the
-first epoch. Other configs start from this one and override a few fields. The first run decodes,
-crops and resizes the faces once into a cache under the TFDS data dir (a few minutes); later runs
-read the cache. The `test` variant trains a tiny model for a few steps (the end-to-end test runs
-it on `tfds.testing.mock_data`).
+About 8,000 steps (6 epochs of the 162,770 faces of the train split; `--config.data.split=all`
+takes all 202,599, as the DCGAN code did); recognisable faces appear after the first epoch.
+Other configs start from this one and override a few fields. The first run decodes, crops and
+resizes the faces once into a cache under the TFDS data dir (a few minutes); later runs read the
+cache. The `test` variant trains a tiny model for a few steps (the end-to-end test runs it on
+`tfds.testing.mock_data`).
 """
 
 import ml_collections
@@ -23,7 +24,7 @@ def get_config(variant=None):
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'celeb_a'  # or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'
-  config.data.split = 'train'  # of celeb_a: 'train', 'validation' or 'test'
+  config.data.split = 'train'  # of celeb_a: 'train', 'validation', 'test', 'all', 'train+test'...
   config.data.path = ''  # 'folder' source: every .jpg/.jpeg/.png under it, recursively
   config.data.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.cache_dir = ''  # prepared-image caches; '' = <data_dir>/facegan_jax_cache

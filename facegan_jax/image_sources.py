@@ -140,7 +140,7 @@ def celeb_a_files(data_dir: str, split: str, max_examples: int) -> tuple[Iterato
                                  decoders={'image': tfds.decode.SkipDecoding()})
   except ValueError as error:
     raise UserError(f"config.data.split={split!r} is not a split of celeb_a; use 'train', "
-                    f"'validation' or 'test'.") from error
+                    f"'validation', 'test', 'all' or a sum like 'train+validation'.") from error
   dataset = dataset.map(lambda example: example['image'])
   if max_examples:
     dataset = dataset.take(max_examples)

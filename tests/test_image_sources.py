@@ -108,3 +108,13 @@ def test_failed_celeb_a_download_explains_the_manual_and_folder_routes(tmp_path,
   assert f'{tmp_path}/downloads/manual/' in message and 'img_align_celeba.zip' in message
   assert all(name in message for name in image_sources.CELEB_A_FILES)
   assert "config.data.source='folder'" in message
+
+
+def test_unknown_celeb_a_split_is_a_clear_error(tmp_path, monkeypatch):
+  def unknown_split(self, split, **kwargs):
+    raise ValueError(f"Unknown split {split!r}. Should be one of ['train', 'validation', 'test'].")
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'download_and_prepare', lambda *a, **k: None)
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'as_dataset', unknown_split)
+  with pytest.raises(UserError, match="config.data.split='trian' is not a split of celeb_a"):
+    image_sources.celeb_a_files(str(tmp_path), 'trian', max_examples=0)
