@@ -66,6 +66,8 @@ def write(path: str, key: dict, examples: Iterable[Optional[np.ndarray]], capaci
       else:
         images[count] = example
         count += 1
+        if count % max(capacity // 10, 1) == 0:  # CelebA takes minutes: show that it moves
+          logging.info('Prepared %d of %d images for %s.', count, capacity, path)
     images.flush()
     if count < capacity:  # skipped files: keep only the rows that were written
       complete = _temporary(path)
