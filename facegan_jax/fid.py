@@ -94,8 +94,9 @@ class FeatureExtractor:
 
   def __init__(self, eval_config: ml_collections.ConfigDict, mesh):
     check_eval_config(eval_config, mesh.devices.size)
-    self.variables, self.fingerprint = inception.load(eval_config.inception_weights,
-                                                      eval_config.inception_width_multiplier)
+    variables, self.fingerprint = inception.load(eval_config.inception_weights,
+                                                 eval_config.inception_width_multiplier)
+    self.variables = jax.device_put(variables, parallel.replicated(mesh))
     self.batch_size, self.mesh = eval_config.batch_size, mesh
     self._image_features, self._generated_features = _feature_functions(
         eval_config.inception_width_multiplier, mesh)

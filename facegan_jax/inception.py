@@ -287,7 +287,7 @@ def save(path: str, variables):
 
 
 def load(path: str, width_multiplier: float = 1.0):
-  """Reads `save`'s .npz and checks it against the network; returns (variables, fingerprint).
+  """Reads `save`'s .npz, checks it against the network; returns (numpy variables, fingerprint).
 
   The fingerprint (a hash of the file's bytes) keys cached reference statistics, so statistics
   of one network are never compared with features of another. UserError when the file is
@@ -310,5 +310,4 @@ def load(path: str, width_multiplier: float = 1.0):
       raise UserError(f'config.eval.inception_weights={path!r} does not fit the FID Inception '
                       f'with config.eval.inception_width_multiplier={width_multiplier}: '
                       f'{"/".join(key)} is {got}, expected {want}; {WEIGHTS_HELP}.')
-  variables = jax.tree_util.tree_map(jnp.asarray, flax.traverse_util.unflatten_dict(flat))
-  return variables, hashlib.sha256(data).hexdigest()[:16]
+  return flax.traverse_util.unflatten_dict(flat), hashlib.sha256(data).hexdigest()[:16]

@@ -3,6 +3,7 @@
 import functools
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -64,6 +65,20 @@ def test_evaluation_runs_end_to_end_and_repeats_exactly(tiny_weights, tmp_path):
   halves = fid.scores(config, evaluator.extractor.of_images(images[:50]),
                       evaluator.extractor.of_images(images[50:]))
   assert halves['fid'] < first['fid'] and halves['kid'] < first['kid']
+
+
+def test_evaluation_follows_the_state(tiny_weights, tmp_path):
+  # An untrained DCGAN draws near-constant gray, which the tiny random network maps to one
+  # feature vector; this generator's images visibly depend on the state (a contrast).
+  def generate(contrast, latents):
+    return jnp.tanh(contrast * latents[:, :32 * 32].reshape(-1, 32, 32, 1))
+
+  config = eval_config(tiny_weights, tmp_path)
+  config.model.latent_dim = 32 * 32
+  extractor = fid.FeatureExtractor(config.eval, parallel.make_mesh())
+  evaluator = fid.Evaluator(config, generate, extractor, input_pipeline.load_images(config))
+  low, high = evaluator(jnp.float32(0.2)), evaluator(jnp.float32(2.0))
+  assert low != high and evaluator(jnp.float32(0.2)) == low
 
 
 def test_features_do_not_depend_on_batching(tiny_weights, tmp_path):
