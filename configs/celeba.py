@@ -42,11 +42,21 @@ def get_config(variant=None):
   config.model.g_width = 64  # ngf: generator channels at full resolution / 2
   config.model.d_width = 64  # ndf: discriminator channels of its first layer
   config.model.g_norm = 'batch'
-  config.model.d_norm = 'batch'
+  config.model.d_norm = 'batch'  # or 'none', 'spectral' (spectral normalisation)
   config.model.hidden = 0  # width of the dense layers of the 'mlp' models; unused by DCGAN
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.generator = 'non_saturating'  # or 'minimax'
+  config.loss.discriminator = 'logistic'  # J_D of the GAN paper, or 'hinge'
+  config.loss.generator = 'non_saturating'  # or 'minimax' (the paper's), 'hinge'
+  config.loss.r1_gamma = 0.0  # R1 penalty on real images: D's loss += gamma / 2 * R1; 0: off
+  config.loss.r1_every = 1  # lazy R1: every k steps, weighted by k (StyleGAN2 uses 16)
+
+  config.augment = ml_collections.ConfigDict()
+  config.augment.policy = ''  # DiffAugment ops for D's inputs: e.g. 'color,translation,cutout'
+  config.augment.strength = 1.0  # scales every op's magnitude; 0: identity
+
+  config.ema = ml_collections.ConfigDict()
+  config.ema.halflife_images = 0.0  # EMA generator whose weight halves every N images; 0: off
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_learning_rate = 2e-4

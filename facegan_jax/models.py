@@ -21,7 +21,8 @@ from facegan_jax.errors import UserError
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 BASE_RESOLUTION = 4  # the generator's first feature map is 4x4, the discriminator's last
 MAX_WIDTH_MULTIPLIER = 8  # DCGAN-64 uses widths w, 2w, 4w, 8w; larger models repeat 8w
-NORMALIZATIONS = ('batch', 'none')
+G_NORMALIZATIONS = ('batch', 'none')
+D_NORMALIZATIONS = ('batch', 'none', 'spectral')
 
 _weight_init = nn.initializers.normal(0.02)
 
@@ -74,22 +75,33 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-  """images: [B, resolution, resolution, channels] in [-1, 1] -> logits: [B] float32."""
+  """images: [B, resolution, resolution, channels] in [-1, 1] -> logits: [B] float32.
+
+  norm 'spectral' divides every weight by its largest singular value (Miyato et al., 2018),
+  estimated by one power iteration per training call; the iteration vectors live in the
+  'batch_stats' collection beside BatchNorm's statistics.
+  """
   resolution: int
   width: int
   norm: str
+
+  def _layer(self, layer, x, train):
+    if self.norm == 'spectral':
+      return nn.SpectralNorm(layer)(x, update_stats=train)
+    return layer(x)
 
   @nn.compact
   def __call__(self, images, train):
     x = images
     for i, multiplier in enumerate(reversed(width_multipliers(self.resolution))):
-      x = nn.Conv(multiplier * self.width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                  use_bias=self.norm == 'none', kernel_init=_weight_init)(x)
+      conv = nn.Conv(multiplier * self.width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                     use_bias=self.norm != 'batch', kernel_init=_weight_init)
+      x = self._layer(conv, x, train)
       if i > 0:
         x = _normalize(self.norm, train)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    return nn.Dense(1, use_bias=False, kernel_init=_weight_init)(x)[:, 0]
+    return self._layer(nn.Dense(1, use_bias=False, kernel_init=_weight_init), x, train)[:, 0]
 
 
 class MLPGenerator(nn.Module):
@@ -128,10 +140,10 @@ def check_model_config(model: ml_collections.ConfigDict):
         or res & (res - 1)):
       raise UserError(f'config.model.resolution={res!r} is not supported; use a power of two '
                       f'from {MIN_RESOLUTION} to {MAX_RESOLUTION} (16, 32, 64, 128 or 256).')
-    for field in ('g_norm', 'd_norm'):
-      if model[field] not in NORMALIZATIONS:
+    for field, allowed in (('g_norm', G_NORMALIZATIONS), ('d_norm', D_NORMALIZATIONS)):
+      if model[field] not in allowed:
         raise UserError(f'config.model.{field}={model[field]!r} is unknown; '
-                        f'use one of {NORMALIZATIONS}.')
+                        f'use one of {allowed}.')
 
 
 def build_models(model: ml_collections.ConfigDict):

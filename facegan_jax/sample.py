@@ -1,9 +1,10 @@
 """Faces from a checkpoint: python -m facegan_jax.sample --workdir=DIR [--step=N] --num=64 --seed=0.
 
-Restores only the generator (params and BatchNorm statistics) and the run's saved config, then
-writes a PNG grid of `--num` samples from the latents of `--seed`, optionally each image as its
-own PNG, and with `--interpolate=S1,S2,...` a strip of spherical interpolations between the
-latents of consecutive seeds. The same flags give byte-identical PNGs.
+Restores only the generator (its EMA params if the run kept them, else its params, and its
+BatchNorm statistics) and the run's saved config, then writes a PNG grid of `--num` samples from
+the latents of `--seed`, optionally each image as its own PNG, and with `--interpolate=S1,S2,...`
+a strip of spherical interpolations between the latents of consecutive seeds. The same flags
+give byte-identical PNGs.
 """
 
 import os
@@ -56,9 +57,12 @@ class Sampler:
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
     abstract = jax.eval_shape(lambda z: self.generator.init(jax.random.key(0), z, train=False), z)
-    self.variables = checkpointing.restore_fields(
-        manager, step, {'g_params': abstract['params'],
+    # The EMA generator when the run kept one (it samples better), else the trained weights.
+    params = 'g_ema_params' if self.config.ema.halflife_images else 'g_params'
+    restored = checkpointing.restore_fields(
+        manager, step, {params: abstract['params'],
                         'g_batch_stats': abstract.get('batch_stats', {})})
+    self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
     self._apply = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
 
   def latents(self, seed: int, num: int) -> jax.Array:
@@ -67,9 +71,7 @@ class Sampler:
 
   def generate(self, latents) -> np.ndarray:
     """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
-    variables = {'params': self.variables['g_params'],
-                 'batch_stats': self.variables['g_batch_stats']}
-    return images_lib.to_uint8(jax.device_get(self._apply(variables, latents)))
+    return images_lib.to_uint8(jax.device_get(self._apply(self.variables, latents)))
 
 
 def slerp(a, b, fractions):

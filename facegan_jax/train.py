@@ -21,7 +21,9 @@ import numpy as np
 import optax
 from absl import logging
 
+from facegan_jax import augment
 from facegan_jax import checkpointing
+from facegan_jax import ema
 from facegan_jax import images as images_lib
 from facegan_jax import input_pipeline
 from facegan_jax import losses
@@ -44,35 +46,61 @@ class TrainState:
   d_batch_stats: Any
   g_opt_state: Any
   d_opt_state: Any
+  g_ema_params: Any  # moving average of g_params; {} when config.ema is off
+
+
+def _static(**kwargs):
+  return flax.struct.field(pytree_node=False, **kwargs)
 
 
 @flax.struct.dataclass
 class Trainer:
-  """The static parts of training: models, optimisers and the generator loss."""
-  generator: Any = flax.struct.field(pytree_node=False)
-  discriminator: Any = flax.struct.field(pytree_node=False)
-  g_optimizer: Any = flax.struct.field(pytree_node=False)
-  d_optimizer: Any = flax.struct.field(pytree_node=False)
-  generator_loss: Callable = flax.struct.field(pytree_node=False)
-  latent_dim: int = flax.struct.field(pytree_node=False)
-  random_flip: bool = flax.struct.field(pytree_node=False)
+  """The static parts of training: models, optimisers, losses, regularisers, augmentation."""
+  generator: Any = _static()
+  discriminator: Any = _static()
+  g_optimizer: Any = _static()
+  d_optimizer: Any = _static()
+  discriminator_loss: Callable = _static()
+  generator_loss: Callable = _static()
+  latent_dim: int = _static()
+  random_flip: bool = _static()
+  r1_gamma: float = _static(default=0.0)  # D's loss adds r1_gamma / 2 * R1 ...
+  r1_every: int = _static(default=1)  # ... on every r1_every-th step, scaled by r1_every
+  augment_policy: tuple[str, ...] = _static(default=())
+  augment_strength: float = _static(default=0.0)
+  ema_decay: float = _static(default=0.0)  # 0: no EMA generator
 
 
 def _adam(learning_rate, optim):
   return optax.adam(learning_rate, b1=optim.b1, b2=optim.b2)
 
 
+def _check_at_least(value, minimum, field):
+  if value < minimum:
+    raise UserError(f'config.{field}={value} must be at least {minimum}.')
+
+
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
-  """Builds models, optimisers and losses from the config; UserError on a bad value."""
+  """Builds models, optimisers, losses and regularisers from the config; UserError if bad."""
   generator, discriminator = models.build_models(config.model)
-  if config.train.d_steps < 1:
-    raise UserError(f'config.train.d_steps={config.train.d_steps} must be at least 1.')
+  _check_at_least(config.train.d_steps, 1, 'train.d_steps')
+  _check_at_least(config.loss.r1_gamma, 0, 'loss.r1_gamma')
+  _check_at_least(config.loss.r1_every, 1, 'loss.r1_every')
+  _check_at_least(config.augment.strength, 0, 'augment.strength')
+  _check_at_least(config.ema.halflife_images, 0, 'ema.halflife_images')
+  halflife = config.ema.halflife_images
   return Trainer(generator=generator, discriminator=discriminator,
                  g_optimizer=_adam(config.optim.g_learning_rate, config.optim),
                  d_optimizer=_adam(config.optim.d_learning_rate, config.optim),
+                 discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
                  generator_loss=losses.get_generator_loss(config.loss.generator),
                  latent_dim=config.model.latent_dim,
-                 random_flip=config.data.random_flip)
+                 random_flip=config.data.random_flip,
+                 r1_gamma=config.loss.r1_gamma, r1_every=config.loss.r1_every,
+                 augment_policy=augment.parse_policy(config.augment.policy),
+                 augment_strength=config.augment.strength,
+                 ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
+                            if halflife else 0.0))
 
 
 def _variables(params, batch_stats):
@@ -98,44 +126,67 @@ def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainSt
       g_params=g_params, g_batch_stats=g_vars.get('batch_stats', {}),
       d_params=d_params, d_batch_stats=d_vars.get('batch_stats', {}),
       g_opt_state=trainer.g_optimizer.init(g_params),
-      d_opt_state=trainer.d_optimizer.init(d_params))
+      d_opt_state=trainer.d_optimizer.init(d_params),
+      g_ema_params=g_params if trainer.ema_decay else {})
 
 
-def _discriminator_update(trainer, state, real, fakes):
-  """One Adam step of D on J_D; returns (state, metrics of this update)."""
+def _augment(trainer, key, images):
+  return augment.augment(key, images, trainer.augment_policy, trainer.augment_strength)
+
+
+def _discriminator_update(trainer, state, real, fakes, key):
+  """One Adam step of D on its loss (+ R1); returns (state, metrics of this update).
+
+  real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
+  """
+  real_key, fake_key = jax.random.split(key)
+  real = _augment(trainer, real_key, real)
+  fakes = _augment(trainer, fake_key, fakes)
+
   def loss_fn(d_params):
     real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats, real)
     fake_logits, stats = _apply_train(trainer.discriminator, d_params, stats, fakes)
-    loss = losses.discriminator_loss(real_logits, fake_logits)
-    return loss, (stats, jax.nn.sigmoid(real_logits).mean(), jax.nn.sigmoid(fake_logits).mean())
+    loss = trainer.discriminator_loss(real_logits, fake_logits)
+    metrics = {'d_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
+               'd_fake': jax.nn.sigmoid(fake_logits).mean()}
+    if trainer.r1_gamma:
+      def r1():
+        logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats, x)[0]
+        return losses.r1_penalty(logits_fn, real)
+      # Lazy regularisation: every r1_every-th step, with a weight that keeps the average.
+      metrics['r1'] = jax.lax.cond(state.step % trainer.r1_every == 0, r1, lambda: 0.0)
+      loss = loss + 0.5 * trainer.r1_gamma * trainer.r1_every * metrics['r1']
+    return loss, (stats, metrics)
 
-  (loss, (stats, d_real, d_fake)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.d_params)
+  (_, (stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
   updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                         d_batch_stats=stats, d_opt_state=opt_state)
-  return state, {'d_loss': loss, 'd_real': d_real, 'd_fake': d_fake}
+  return state, metrics
 
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
-  """`d_steps` discriminator updates, then one generator update.
+  """`d_steps` discriminator updates, then one generator update (and the EMA of G).
 
   Args:
-    trainer: the static models, optimisers and loss.
+    trainer: the static models, optimisers, losses and regularisers.
     state: the current TrainState.
     batch: [d_steps, B, H, W, C] uint8 real images, one slice per discriminator update.
 
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
-    discriminator update's, before it). The generator's forward pass of the last discriminator
-    update is reused, through its VJP, for the generator update, as in the DCGAN reference.
+    discriminator update's, before it), and r1 when R1 is on. The generator's forward pass of
+    the last discriminator update is reused, through its VJP, for the generator update, as in
+    the DCGAN reference.
   """
-  flip_key, latent_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+  flip_key, latent_key, augment_key = jax.random.split(
+      jax.random.fold_in(state.key, state.step), 3)
   real = input_pipeline.to_model_range(batch)
   if trainer.random_flip:
     real = input_pipeline.random_flip(flip_key, real)
   d_steps, batch_size = batch.shape[:2]
   latents = jax.random.normal(latent_key, (d_steps, batch_size, trainer.latent_dim))
+  augment_keys = jax.random.split(augment_key, d_steps + 1)
 
   def generate(g_params, z):
     return _apply_train(trainer.generator, g_params, state.g_batch_stats, z)
@@ -143,28 +194,37 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   for i in range(d_steps - 1):
     fakes, g_stats = generate(state.g_params, latents[i])
     state, _ = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats), real[i],
-                                     fakes)
+                                     fakes, augment_keys[i])
   fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, latents[-1]), state.g_params,
                                      has_aux=True)
   state, metrics = _discriminator_update(trainer, state, real[-1],
-                                         jax.lax.stop_gradient(fakes))
+                                         jax.lax.stop_gradient(fakes), augment_keys[-2])
 
   def g_loss_fn(fakes):
+    fakes = _augment(trainer, augment_keys[-1], fakes)
     logits, _ = _apply_train(trainer.discriminator, state.d_params, state.d_batch_stats, fakes)
     return trainer.generator_loss(logits)
 
   g_loss, grad_fakes = jax.value_and_grad(g_loss_fn)(fakes)
   (g_grads,) = pullback(grad_fakes)
   updates, g_opt_state = trainer.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
-  state = state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, updates),
-                        g_batch_stats=g_stats, g_opt_state=g_opt_state)
+  g_params = optax.apply_updates(state.g_params, updates)
+  g_ema_params = (ema.update(state.g_ema_params, g_params, trainer.ema_decay)
+                  if trainer.ema_decay else state.g_ema_params)
+  state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
+                        g_opt_state=g_opt_state, g_ema_params=g_ema_params)
   return state, dict(metrics, g_loss=g_loss)
+
+
+def sampling_params(trainer: Trainer, state: TrainState):
+  """The generator parameters to sample and evaluate with: the EMA ones when there are any."""
+  return state.g_ema_params if trainer.ema_decay else state.g_params
 
 
 def generate_samples(trainer: Trainer, state: TrainState, latents):
   """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim], BatchNorm in inference mode."""
-  return trainer.generator.apply(_variables(state.g_params, state.g_batch_stats), latents,
-                                 train=False)
+  return trainer.generator.apply(
+      _variables(sampling_params(trainer, state), state.g_batch_stats), latents, train=False)
 
 
 def compile_functions(trainer: Trainer, mesh, image_shape):

@@ -95,3 +95,24 @@ def test_unknown_model_and_norm_are_clear_errors():
     models.build_models(model_config(name='stylegan'))
   with pytest.raises(UserError, match="config.model.g_norm='layer' is unknown"):
     models.build_models(model_config(g_norm='layer'))
+
+
+def test_spectral_norm_estimate_converges_to_the_largest_singular_value():
+  config = model_config(resolution=16, g_width=4, d_width=4, d_norm='spectral')
+  _, discriminator = models.build_models(config)
+  images = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  variables = discriminator.init(jax.random.key(1), images, train=False)
+  apply = jax.jit(lambda v: discriminator.apply(v, images, train=True, mutable=['batch_stats']))
+  for _ in range(60):  # one power iteration per training call
+    _, updates = apply(variables)
+    variables = {'params': variables['params'], 'batch_stats': updates['batch_stats']}
+  stats = jax.tree_util.tree_leaves_with_path(variables['batch_stats'])
+  sigmas = {jax.tree_util.keystr(path): float(value) for path, value in stats
+            if 'sigma' in jax.tree_util.keystr(path)}
+  kernels = {jax.tree_util.keystr(path): np.asarray(value) for path, value in
+             jax.tree_util.tree_leaves_with_path(variables['params']) if 'kernel' in
+             jax.tree_util.keystr(path)}
+  assert len(sigmas) == len(kernels) == 3  # two convolutions and the logit layer
+  for (_, sigma), (_, kernel) in zip(sorted(sigmas.items()), sorted(kernels.items())):
+    largest = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+    assert sigma == pytest.approx(largest, rel=1e-3)

@@ -103,3 +103,57 @@ def test_bad_train_values_are_clear_errors(tmp_path, field, value, message):
   config.train[field] = value
   with pytest.raises(UserError, match=message):
     train.train_and_evaluate(config, str(tmp_path))
+
+
+def with_every_switch(config):
+  """Hinge loss, lazy R1, spectral norm in D, DiffAugment and the EMA generator, all on."""
+  config.loss.discriminator = config.loss.generator = 'hinge'
+  config.loss.r1_gamma, config.loss.r1_every = 1.0, 2
+  config.model.d_norm = 'spectral'
+  config.augment.policy = 'color,translation,cutout'
+  config.ema.halflife_images = 100.0
+  config.checkpoint.every = 2
+  return config
+
+
+@pytest.mark.slow
+def test_every_switch_keeps_bit_identical_reruns_and_resume(tmp_path):
+  config = with_every_switch(lfw_demo.get_config('test'))
+  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  again = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  assert_identical(first, again)
+  np.testing.assert_array_equal(jax.random.key_data(first.key), jax.random.key_data(again.key))
+  halfway = with_every_switch(lfw_demo.get_config('test'))
+  halfway.train.num_steps = 2
+  train.train_and_evaluate(halfway, str(tmp_path / 'c'))
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'c'))
+  assert_identical(first, resumed)
+  ema_leaves = jax.tree_util.tree_leaves(first.g_ema_params)
+  assert ema_leaves and not all(
+      np.array_equal(a, b) for a, b in zip(ema_leaves, jax.tree_util.tree_leaves(first.g_params)))
+
+
+def test_switches_report_r1_and_sample_from_the_ema_generator():
+  config = with_every_switch(lfw_demo.get_config('test'))
+  state, step_fn, batches, mesh = compiled_step(config)
+  state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
+  assert float(metrics['r1']) > 0  # step 0 is an R1 step (every 2nd)
+  _, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
+  assert float(metrics['r1']) == 0
+  trainer = train.make_trainer(config)
+  assert train.sampling_params(trainer, state) is state.g_ema_params
+  assert trainer.ema_decay == pytest.approx(0.5 ** (8 / 100))
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('loss.discriminator', 'wgan', r"config.loss.discriminator='wgan' is unknown"),
+    ('loss.r1_every', 0, r'config.loss.r1_every=0 must be at least 1'),
+    ('augment.policy', 'zoom', r"config.augment.policy='zoom' names unknown operation"),
+    ('ema.halflife_images', -1.0, r'config.ema.halflife_images=-1.0 must be at least 0'),
+])
+def test_bad_regulariser_values_are_clear_errors(field, value, message):
+  config = lfw_demo.get_config('test')
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(UserError, match=message):
+    train.make_trainer(config)
