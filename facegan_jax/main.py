@@ -37,6 +37,7 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   if FLAGS.config.deterministic:
     xla_flags.add_xla_flags(xla_flags.GPU_DETERMINISM, 'config.deterministic')
+  xla_flags.add_speed_flags()
   settings = distributed.cluster_settings(FLAGS.coordinator_address, FLAGS.num_processes,
                                           FLAGS.process_id, FLAGS.distributed)
   if settings is not None:
