@@ -10,7 +10,7 @@ from PIL import Image
 from facegan_jax import inception
 from facegan_jax.errors import UserError
 
-TINY = 1 / 16
+TINY = 1 / 8
 
 
 def test_full_network_has_the_fid_inception_parameters_and_2048_features():
@@ -68,7 +68,7 @@ def test_random_network_gives_distinct_order_one_features(tiny_variables):
   images[1] = 255 - images[0]
   network = inception.FIDInceptionV3(TINY)
   features = jax.jit(lambda v, x: network.apply(v, inception.preprocess(x)))(tiny_variables, images)
-  assert features.shape == (4, 128) and np.isfinite(features).all()
+  assert features.shape == (4, 256) and np.isfinite(features).all()
   assert 0.01 < float(features.std()) < 100
   assert np.abs(features[0] - features[1]).max() > 1e-3
 
@@ -87,7 +87,7 @@ def test_weights_of_another_width_are_a_clear_error(tiny_variables, tmp_path):
   path = str(tmp_path / 'tiny.npz')
   inception.save(path, tiny_variables)
   with pytest.raises(UserError,
-                     match=r'batch_stats/Conv2d_1a_3x3/bn/mean is \(2,\), expected \(32,\)'):
+                     match=r'batch_stats/Conv2d_1a_3x3/bn/mean is \(4,\), expected \(32,\)'):
     inception.load(path, 1.0)
 
 
