@@ -181,5 +181,9 @@ class Evaluator:
     self.latents = eval_latents(config)
 
   def __call__(self, state) -> dict:
+    start = time.perf_counter()
     fake = self.extractor.of_generator(self.generate, state, self.latents)
-    return scores(self.config, self.real, fake)
+    result = scores(self.config, self.real, fake)
+    logging.info('FID/KID of %d generated vs %d real images took %.1f s.', len(fake),
+                 len(self.real), time.perf_counter() - start)
+    return result
