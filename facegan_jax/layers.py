@@ -9,9 +9,11 @@ the same kernel, and the backward pass lowers to the fast kernels on CPU, GPU an
 """
 
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 from jax import lax
 
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
@@ -68,19 +70,22 @@ conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
 
 
 class ConvTranspose(nn.Module):
-  """Flax layer for `conv_transpose`; kernel [k, k, features, C_in], PyTorch's padding rule."""
+  """Flax layer for `conv_transpose`; kernel [k, k, features, C_in] float32, PyTorch's padding
+  rule; computes in `dtype`."""
   features: int
   kernel_size: int = 4
   stride: int = 2
   padding: int = 1
   use_bias: bool = False
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     shape = (self.kernel_size, self.kernel_size, self.features, x.shape[-1])
     kernel = self.param('kernel', self.kernel_init, shape)
-    y = conv_transpose(x, kernel.astype(x.dtype), self.stride, self.padding)
+    y = conv_transpose(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
+                       self.padding)
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(x.dtype)
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y

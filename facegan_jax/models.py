@@ -7,9 +7,15 @@ mirrors it with stride-2 convolutions and LeakyReLU(0.2), no normalisation on it
 and one logit out. Weights start from N(0, 0.02), BatchNorm scales from N(1, 0.02).
 
 The 'mlp' pair is the tiny dense G and D of the 2x2 'slanted faces' toy.
+
+Every model takes and returns float32 and computes its dense layers and convolutions in its
+`dtype` (config.train.compute_dtype); parameters stay float32 and BatchNorm statistics are
+computed in float32 whatever the dtype.
 """
 
 import math
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,6 +29,7 @@ BASE_RESOLUTION = 4  # the generator's first feature map is 4x4, the discriminat
 MAX_WIDTH_MULTIPLIER = 8  # DCGAN-64 uses widths w, 2w, 4w, 8w; larger models repeat 8w
 G_NORMALIZATIONS = ('batch', 'none')
 D_NORMALIZATIONS = ('batch', 'none', 'spectral')
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 _weight_init = nn.initializers.normal(0.02)
 
@@ -31,11 +38,11 @@ def _scale_init(key, shape, dtype=jnp.float32):
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
-def _normalize(kind, train):
+def _normalize(kind, train, dtype):
   """BatchNorm with PyTorch's momentum (0.1 there, 0.9 here) and DCGAN's init, or nothing."""
   if kind == 'batch':
     return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
-                        scale_init=_scale_init)
+                        scale_init=_scale_init, dtype=dtype)
   return lambda x: x
 
 
@@ -56,6 +63,7 @@ class DCGANGenerator(nn.Module):
   channels: int
   width: int
   norm: str
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, train):
@@ -63,15 +71,15 @@ class DCGANGenerator(nn.Module):
     use_bias = self.norm == 'none'
     first = multipliers[0] * self.width
     x = nn.Dense(BASE_RESOLUTION * BASE_RESOLUTION * first, use_bias=use_bias,
-                 kernel_init=_weight_init)(z)
+                 kernel_init=_weight_init, dtype=self.dtype)(z)
     x = x.reshape(z.shape[0], BASE_RESOLUTION, BASE_RESOLUTION, first)
-    x = nn.relu(_normalize(self.norm, train)(x))
+    x = nn.relu(_normalize(self.norm, train, self.dtype)(x))
     for multiplier in multipliers[1:]:
       x = layers.ConvTranspose(multiplier * self.width, use_bias=use_bias,
-                               kernel_init=_weight_init)(x)
-      x = nn.relu(_normalize(self.norm, train)(x))
-    x = layers.ConvTranspose(self.channels, kernel_init=_weight_init)(x)
-    return jnp.tanh(x)
+                               kernel_init=_weight_init, dtype=self.dtype)(x)
+      x = nn.relu(_normalize(self.norm, train, self.dtype)(x))
+    x = layers.ConvTranspose(self.channels, kernel_init=_weight_init, dtype=self.dtype)(x)
+    return jnp.tanh(x).astype(jnp.float32)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -84,6 +92,7 @@ class DCGANDiscriminator(nn.Module):
   resolution: int
   width: int
   norm: str
+  dtype: Any = jnp.float32
 
   def _layer(self, layer, x, train):
     if self.norm == 'spectral':
@@ -95,13 +104,15 @@ class DCGANDiscriminator(nn.Module):
     x = images
     for i, multiplier in enumerate(reversed(width_multipliers(self.resolution))):
       conv = nn.Conv(multiplier * self.width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                     use_bias=self.norm != 'batch', kernel_init=_weight_init)
+                     use_bias=self.norm != 'batch', kernel_init=_weight_init, dtype=self.dtype)
       x = self._layer(conv, x, train)
       if i > 0:
-        x = _normalize(self.norm, train)(x)
+        x = _normalize(self.norm, train, self.dtype)(x)
       x = nn.leaky_relu(x, 0.2)
     x = x.reshape(x.shape[0], -1)
-    return self._layer(nn.Dense(1, use_bias=False, kernel_init=_weight_init), x, train)[:, 0]
+    logits = self._layer(nn.Dense(1, use_bias=False, kernel_init=_weight_init, dtype=self.dtype),
+                         x, train)
+    return logits[:, 0].astype(jnp.float32)
 
 
 class MLPGenerator(nn.Module):
@@ -109,25 +120,28 @@ class MLPGenerator(nn.Module):
   resolution: int
   channels: int
   hidden: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, train):
     del train  # no BatchNorm: same function in training and sampling
-    x = nn.relu(nn.Dense(self.hidden)(z))
-    x = nn.Dense(self.resolution * self.resolution * self.channels)(x)
-    return jnp.tanh(x).reshape(z.shape[0], self.resolution, self.resolution, self.channels)
+    x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(z))
+    x = nn.Dense(self.resolution * self.resolution * self.channels, dtype=self.dtype)(x)
+    x = jnp.tanh(x).astype(jnp.float32)
+    return x.reshape(z.shape[0], self.resolution, self.resolution, self.channels)
 
 
 class MLPDiscriminator(nn.Module):
   """images: [B, H, W, C] in [-1, 1] -> logits: [B]."""
   hidden: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, images, train):
     del train
     x = images.reshape(images.shape[0], -1)
-    x = nn.leaky_relu(nn.Dense(self.hidden)(x), 0.2)
-    return nn.Dense(1)(x)[:, 0]
+    x = nn.leaky_relu(nn.Dense(self.hidden, dtype=self.dtype)(x), 0.2)
+    return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
 
 
 def check_model_config(model: ml_collections.ConfigDict):
@@ -146,11 +160,21 @@ def check_model_config(model: ml_collections.ConfigDict):
                         f'use one of {allowed}.')
 
 
-def build_models(model: ml_collections.ConfigDict):
-  """Returns (generator, discriminator) Flax modules for `config.model`."""
+def compute_dtype(name: str):
+  """The jnp dtype of config.train.compute_dtype; UserError if unknown."""
+  if name not in COMPUTE_DTYPES:
+    raise UserError(f'config.train.compute_dtype={name!r} is unknown; '
+                    f'use one of {tuple(COMPUTE_DTYPES)}.')
+  return COMPUTE_DTYPES[name]
+
+
+def build_models(model: ml_collections.ConfigDict, dtype_name: str = 'float32'):
+  """Returns (generator, discriminator) Flax modules for `config.model`, computing in the
+  dtype named `dtype_name` (config.train.compute_dtype)."""
   check_model_config(model)
+  dtype = compute_dtype(dtype_name)
   if model.name == 'mlp':
-    return (MLPGenerator(model.resolution, model.channels, model.hidden),
-            MLPDiscriminator(model.hidden))
-  return (DCGANGenerator(model.resolution, model.channels, model.g_width, model.g_norm),
-          DCGANDiscriminator(model.resolution, model.d_width, model.d_norm))
+    return (MLPGenerator(model.resolution, model.channels, model.hidden, dtype),
+            MLPDiscriminator(model.hidden, dtype))
+  return (DCGANGenerator(model.resolution, model.channels, model.g_width, model.g_norm, dtype),
+          DCGANDiscriminator(model.resolution, model.d_width, model.d_norm, dtype))

@@ -82,7 +82,7 @@ def _check_at_least(value, minimum, field):
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   """Builds models, optimisers, losses and regularisers from the config; UserError if bad."""
-  generator, discriminator = models.build_models(config.model)
+  generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
   _check_at_least(config.train.d_steps, 1, 'train.d_steps')
   _check_at_least(config.loss.r1_gamma, 0, 'loss.r1_gamma')
   _check_at_least(config.loss.r1_every, 1, 'loss.r1_every')

@@ -116,3 +116,22 @@ def test_spectral_norm_estimate_converges_to_the_largest_singular_value():
   for (_, sigma), (_, kernel) in zip(sorted(sigmas.items()), sorted(kernels.items())):
     largest = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
     assert sigma == pytest.approx(largest, rel=1e-3)
+
+
+def test_bfloat16_models_keep_float32_params_and_interfaces_and_stay_close():
+  config = model_config(resolution=16, g_width=8, d_width=8)
+  z = jax.random.normal(jax.random.key(1), (4, config.latent_dim))
+  outputs = {}
+  for name in ('float32', 'bfloat16'):
+    generator, discriminator = models.build_models(config, name)
+    g_vars = generator.init(jax.random.key(0), z, train=False)
+    images, _ = generator.apply(g_vars, z, train=True, mutable=['batch_stats'])
+    d_vars = discriminator.init(jax.random.key(2), images, train=False)
+    logits, _ = discriminator.apply(d_vars, images, train=True, mutable=['batch_stats'])
+    variables = jax.tree_util.tree_leaves((g_vars, d_vars))
+    assert {x.dtype for x in variables} == {jnp.dtype(jnp.float32)}
+    assert images.dtype == logits.dtype == jnp.float32
+    outputs[name] = images, logits
+  for ours, reference in zip(outputs['bfloat16'], outputs['float32']):
+    np.testing.assert_allclose(ours, reference, atol=0.05)
+    assert not np.array_equal(ours, reference)  # bfloat16 really computed something else
