@@ -27,12 +27,12 @@ FLAGS = flags.FLAGS
 
 def convert(pth_path: str, out_path: str):
   """Reads the PyTorch state dict, writes the Flax variables, and loads them back as a check."""
+  if not os.path.isfile(pth_path):
+    raise UserError(f'--pth={pth_path!r} is not a file; download {inception.WEIGHTS_URL}')
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as error:
     raise UserError('converting the .pth needs PyTorch: pip install torch') from error
-  if not os.path.isfile(pth_path):
-    raise UserError(f'--pth={pth_path!r} is not a file; download {inception.WEIGHTS_URL}')
   state_dict = torch.load(pth_path, map_location='cpu', weights_only=True)
   variables = inception.from_torch({name: value.numpy() for name, value in state_dict.items()})
   out_path = os.path.expanduser(out_path)
