@@ -250,8 +250,7 @@ def _with_batch_statistics(module, images):
   def use_batch_moments(next_fun, args, kwargs, context):
     if isinstance(context.module, nn.BatchNorm) and context.method_name == '__call__':
       x = args[0]
-      mean = x.mean(axis=(0, 1, 2))
-      context.module.put_variable('batch_stats', 'mean', mean)
+      context.module.put_variable('batch_stats', 'mean', x.mean(axis=(0, 1, 2)))
       context.module.put_variable('batch_stats', 'var', x.var(axis=(0, 1, 2)))
     return next_fun(*args, **kwargs)
   with nn.intercept_methods(use_batch_moments):
