@@ -13,7 +13,7 @@ and together they are the global batch.
 
 Why numpy index arithmetic rather than grain or tf.data: the plan is numpy's seeded permutation
 (the well-kept part) plus one line of arithmetic (`step_indices`), and a batch is then a single
-vectorised gather `images[indices]` from the memmap: 250,000-400,000 64x64 images/s on 2 cores,
+vectorised gather `images[indices]` from the memmap: 200,000-400,000 64x64 images/s on 2 cores,
 handed to JAX included (benchmarks/input_pipeline.py). grain reads and batches one record per
 Python call: on the same memmap and machine, grain 0.2.18 served 29,000 images/s
 (`MapDataset.source(images).seed(0).shuffle().batch(128)`) and 2,200 (`DataLoader`, no
