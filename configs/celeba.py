@@ -75,16 +75,6 @@ def get_config(variant=None):
   config.train.log_every = 100
   config.train.sample_every = 1000
   config.train.num_samples = 64  # images in each sample grid, from fixed latents
-  if variant == 'test':
-    config.data.max_examples = 32
-    config.model.resolution = 16
-    config.model.g_width = 8
-    config.model.d_width = 8
-    config.train.batch_size = 8
-    config.train.num_steps = 4
-    config.train.log_every = 2
-    config.train.sample_every = 2
-    config.train.num_samples = 4
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.every = 1000  # steps between saves (and one at the end)
@@ -100,4 +90,17 @@ def get_config(variant=None):
   config.eval.stats_dir = '~/.cache/facegan_jax/inception_stats'  # cached real features
   config.eval.kid_subsets = 100  # KID: mean unbiased MMD^2 over this many random subsets
   config.eval.kid_subset_size = 1000  # of this many images each (as clean-fid and StyleGAN)
+  if variant == 'test':
+    config.data.max_examples = 32
+    config.model.resolution = 16
+    shrink_for_tests(config)
   return config
+
+
+def shrink_for_tests(config):
+  """Seconds on a CPU: widths 8, batch 8, 4 steps, logs and sample grids of 4 every 2 steps."""
+  config.model.g_width = config.model.d_width = 8
+  config.train.batch_size = 8
+  config.train.num_steps = 4
+  config.train.log_every = config.train.sample_every = 2
+  config.train.num_samples = 4

@@ -23,13 +23,7 @@ def get_config(variant=None):
   config.train.log_every = 100
   config.train.sample_every = 500
   if variant == 'test':
-    config.model.g_width = 8
-    config.model.d_width = 8
-    config.train.batch_size = 8
-    config.train.num_steps = 4
-    config.train.log_every = 2
-    config.train.sample_every = 2
-    config.train.num_samples = 4
+    celeba.shrink_for_tests(config)
   elif variant:
     raise ValueError(f"configs/lfw_demo.py has no variant {variant!r}; use 'test' or none.")
   return config
