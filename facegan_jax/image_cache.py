@@ -68,11 +68,13 @@ def write(path: str, key: dict, examples: Iterable[Optional[np.ndarray]], capaci
         count += 1
         if count % max(capacity // 10, 1) == 0:  # CelebA takes minutes: show that it moves
           logging.info('Prepared %d of %d images for %s.', count, capacity, path)
-    images.flush()
+    images.flush()  # msync: the data is on disk before the rename makes it the cache
     if count < capacity:  # skipped files: keep only the rows that were written
       complete = _temporary(path)
-      np.lib.format.open_memmap(complete, mode='w+', dtype=np.uint8,
-                                shape=(count,) + tuple(image_shape))[:] = images[:count]
+      kept = np.lib.format.open_memmap(complete, mode='w+', dtype=np.uint8,
+                                       shape=(count,) + tuple(image_shape))
+      kept[:] = images[:count]
+      kept.flush()  # on disk before the rename makes it the cache
       os.remove(partial)
       partial = complete
     del images
