@@ -1,0 +1,30 @@
+"""Every config file and variant builds a valid trainer; variants turn on what they document."""
+
+import pytest
+
+from configs import celeba
+from configs import lfw_demo
+from configs import toy2x2
+from facegan_jax import train
+
+
+@pytest.mark.parametrize('module, variant', [
+    (celeba, None), (celeba, 'test'), (celeba, 'best'), (celeba, 'best_3k'),
+    (lfw_demo, None), (lfw_demo, 'test'), (lfw_demo, 'best'), (toy2x2, None)])
+def test_every_variant_is_a_valid_config(module, variant):
+  train.make_trainer(module.get_config(variant))
+
+
+def test_best_variants_turn_on_what_they_document():
+  demo = lfw_demo.get_config('best')
+  assert demo.augment.policy == 'color,translation,cutout' and demo.ema.halflife_images > 0
+  subset = celeba.get_config('best_3k')
+  assert subset.data.max_examples == 3000 and subset.augment.policy
+  full = celeba.get_config('best')
+  assert full.ema.halflife_images > 0 and not full.augment.policy
+
+
+@pytest.mark.parametrize('module', [celeba, lfw_demo, toy2x2])
+def test_unknown_variants_are_refused(module):
+  with pytest.raises(ValueError, match='has no variant'):
+    module.get_config('fastest')
