@@ -12,72 +12,47 @@ import functools
 import json
 import os
 
-import jax
-import jax.numpy as jnp
-import ml_collections
 from absl import app
 from absl import flags
 from absl import logging
 
-from facegan_jax import checkpointing
 from facegan_jax import fid
 from facegan_jax import input_pipeline
-from facegan_jax import models
 from facegan_jax import parallel
-from facegan_jax.errors import UserError
+from facegan_jax import sample  # restores the generator; its --workdir and --step serve here too
 from facegan_jax.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoints/).')
-flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the newest.')
+flags.declare_key_flag('workdir')
+flags.declare_key_flag('step')
 flags.DEFINE_integer('num_samples', None, 'Generated images; default: the run\'s '
                      'config.eval.num_samples (10,000 unless changed). Papers use 50,000.')
 flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the run\'s '
                     'config.eval.inception_weights.')
-flags.mark_flag_as_required('workdir')
-
-
-def restore_generator(workdir: str, step: int | None):
-  """(step, saved config, generator module, {'g_params', 'g_batch_stats'}) of a checkpoint."""
-  directory = checkpointing.checkpoint_dir(workdir)
-  steps = []
-  if directory.is_dir():
-    manager = checkpointing.make_manager(workdir, create=False)
-    steps = sorted(manager.all_steps())
-  if not steps:
-    raise UserError(f'no checkpoint in {directory}; pass the --workdir of a training run.')
-  step = steps[-1] if step is None else step
-  if step not in steps:
-    raise UserError(f'--step={step} has no checkpoint in {directory}; steps there: '
-                    f'{", ".join(map(str, steps))}.')
-  config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
-  generator, _ = models.build_models(config.model)
-  z = jax.ShapeDtypeStruct((1, config.model.latent_dim), jnp.float32)
-  abstract = jax.eval_shape(lambda z: generator.init(jax.random.key(0), z, train=False), z)
-  variables = checkpointing.restore_fields(manager, step, {
-      'g_params': abstract['params'], 'g_batch_stats': abstract.get('batch_stats', {})})
-  return step, config, generator, variables
 
 
 def _generate(generator, variables, latents):
-  """Images in [-1, 1] from the restored generator variables {'g_params', 'g_batch_stats'}."""
-  return generator.apply({'params': variables['g_params'],
-                          'batch_stats': variables['g_batch_stats']}, latents, train=False)
+  """Images in [-1, 1] from generator variables {'params', 'batch_stats'}, inference mode."""
+  return generator.apply(variables, latents, train=False)
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int | None = None,
                         inception_weights: str | None = None) -> dict:
-  """{'step', 'fid', 'kid', 'num_samples', 'num_real'} of a checkpoint in `workdir`."""
-  step, config, generator, variables = restore_generator(workdir, step)
+  """{'step', 'fid', 'kid', 'num_samples', 'num_real'} of a checkpoint in `workdir`.
+
+  The generator is the one the sampler restores: the EMA one when the run kept it.
+  """
+  sampler = sample.Sampler(workdir, step)
+  config = sampler.config
   if num_samples is not None:
     config.eval.num_samples = num_samples
   if inception_weights is not None:
     config.eval.inception_weights = inception_weights
   extractor = fid.FeatureExtractor(config.eval, parallel.make_mesh())
-  evaluator = fid.Evaluator(config, functools.partial(_generate, generator), extractor,
+  evaluator = fid.Evaluator(config, functools.partial(_generate, sampler.generator), extractor,
                             input_pipeline.load_images(config))
-  return dict(step=step, **evaluator(variables), num_samples=config.eval.num_samples,
-              num_real=len(evaluator.real))
+  return dict(step=sampler.step, **evaluator(sampler.variables),
+              num_samples=config.eval.num_samples, num_real=len(evaluator.real))
 
 
 @exit_on_user_error

@@ -8,7 +8,6 @@ config, the data and the device count.
 
 import contextlib
 import functools
-import json
 import os
 import time
 from typing import Any, Callable
@@ -24,9 +23,11 @@ from absl import logging
 from facegan_jax import augment
 from facegan_jax import checkpointing
 from facegan_jax import ema
+from facegan_jax import fid
 from facegan_jax import images as images_lib
 from facegan_jax import input_pipeline
 from facegan_jax import losses
+from facegan_jax import metric_writer
 from facegan_jax import models
 from facegan_jax import parallel
 from facegan_jax import workdir_lock
@@ -162,7 +163,7 @@ def _discriminator_update(trainer, state, real, fakes, key):
   updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                         d_batch_stats=stats, d_opt_state=opt_state)
-  return state, metrics
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
 
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
@@ -175,9 +176,10 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
 
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
-    discriminator update's, before it), and r1 when R1 is on. The generator's forward pass of
-    the last discriminator update is reused, through its VJP, for the generator update, as in
-    the DCGAN reference.
+    discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
+    discriminator update's and of the generator update's gradients), and r1 when R1 is on. The
+    generator's forward pass of the last discriminator update is reused, through its VJP, for
+    the generator update, as in the DCGAN reference.
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
@@ -213,7 +215,7 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                   if trainer.ema_decay else state.g_ema_params)
   state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
                         g_opt_state=g_opt_state, g_ema_params=g_ema_params)
-  return state, dict(metrics, g_loss=g_loss)
+  return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
 
 
 def sampling_params(trainer: Trainer, state: TrainState):
@@ -257,13 +259,15 @@ class _Progress:
     self.num_steps, self.batch_size = num_steps, batch_size
     self.last_step, self.last_time = start_step, time.perf_counter()
 
-  def line(self, step):
+  def measure(self, step):
+    """(images/s since the last call, 'N img/s, P% done, ETA H:MM:SS')."""
     now = time.perf_counter()
     seconds_per_step = (now - self.last_time) / max(step - self.last_step, 1)
     self.last_step, self.last_time = step, now
     eta = _format_duration(seconds_per_step * (self.num_steps - step))
-    return (f'{self.batch_size / seconds_per_step:.1f} img/s, '
-            f'{100.0 * step / self.num_steps:.1f}% done, ETA {eta}')
+    images_per_second = self.batch_size / seconds_per_step
+    return images_per_second, (f'{images_per_second:.1f} img/s, '
+                               f'{100.0 * step / self.num_steps:.1f}% done, ETA {eta}')
 
 
 def _mean_metrics(history):
@@ -273,9 +277,12 @@ def _mean_metrics(history):
 
 
 def _write_samples(workdir, step, samples):
+  """Writes the PNG grid of `samples` [N, H, W, C] in [-1, 1]; returns it, uint8."""
   path = os.path.join(workdir, 'samples', f'step_{step:07d}.png')
-  images_lib.save_png(path, images_lib.make_grid(images_lib.to_uint8(samples)))
+  grid = images_lib.make_grid(images_lib.to_uint8(samples))
+  images_lib.save_png(path, grid)
   logging.info('Wrote %s', path)
+  return grid
 
 
 def check_train_config(config: ml_collections.ConfigDict):
@@ -290,15 +297,20 @@ def check_train_config(config: ml_collections.ConfigDict):
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
 
-  Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png and
-  metrics.jsonl. Raises UserError, before changing anything in `workdir`, for a bad config, a
-  config that cannot continue the run in `workdir`, or a workdir in use by another run.
+  Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
+  metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
+  images/s, sample grids, and FID/KID every config.eval.eval_every steps if not 0). Raises
+  UserError, before changing anything in `workdir`, for a bad config, missing Inception
+  weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
+  run.
   """
   check_train_config(config)
   trainer = make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
   is_chief = jax.process_index() == 0
+  # Loads the Inception weights before anything is written: UserError if they are missing.
+  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.eval_every else None
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -311,6 +323,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     latents = sample_latents(config)
     start_step = int(state.step)
+    evaluator = (fid.Evaluator(config, functools.partial(generate_samples, trainer), extractor,
+                               images) if extractor else None)
+    writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
         batch_size=config.train.batch_size, d_steps=config.train.d_steps,
@@ -328,16 +343,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if step % config.train.log_every == 0 or is_last:
         summary = _mean_metrics(history)
         history = []
-        logging.info('step %d/%d: d_loss %.4f g_loss %.4f D(x) %.3f D(G(z)) %.3f | %s', step,
-                     config.train.num_steps, summary['d_loss'], summary['g_loss'],
-                     summary['d_real'], summary['d_fake'], progress.line(step))
-        if is_chief:
-          with open(os.path.join(workdir, 'metrics.jsonl'), 'a') as f:
-            f.write(json.dumps(dict(summary, step=step)) + '\n')
+        images_per_second, progress_line = progress.measure(step)
+        logging.info('step %d/%d: %s | %s', step, config.train.num_steps,
+                     metric_writer.format_scalars(summary), progress_line)
+        writer.write_scalars(step, dict(  # the learning rates are constant (no schedule)
+            summary, images_per_second=images_per_second,
+            g_learning_rate=config.optim.g_learning_rate,
+            d_learning_rate=config.optim.d_learning_rate))
       if step % config.train.sample_every == 0 or is_last:
         samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
         if is_chief:
-          _write_samples(workdir, step, samples)
+          writer.write_image(step, 'samples', _write_samples(workdir, step, samples))
+      if evaluator and (step % config.eval.eval_every == 0 or is_last):
+        scores = evaluator(state)  # every process joins the computation
+        logging.info('step %d/%d: %s', step, config.train.num_steps,
+                     metric_writer.format_scalars(scores))
+        writer.write_scalars(step, scores)
       if step % config.checkpoint.every == 0 or is_last:
         checkpointing.save(manager, state, config)
     manager.wait_until_finished()

@@ -74,7 +74,8 @@ def test_d_steps_updates_the_discriminator_that_often_per_generator_update():
   state, metrics = step_fn(state, parallel.host_batch_to_global(batch, mesh))
   assert int(state.step) == 1
   assert int(state.d_opt_state[0].count) == 3 and int(state.g_opt_state[0].count) == 1
-  assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake'}
+  assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm',
+                          'g_grad_norm'}
 
 
 def test_the_step_compiles_once_and_donates_the_state():
