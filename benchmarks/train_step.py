@@ -63,8 +63,8 @@ def layer_flops(module, inputs) -> list[float]:
     if context.method_name == '__call__':
       if isinstance(layer, nn.Dense):
         flops.append(2.0 * x.size * layer.features)
-      elif isinstance(layer, nn.Conv):
-        flops.append(2.0 * outputs.size * np.prod(layer.kernel_size) * x.shape[-1])
+      elif isinstance(layer, layers.Conv):
+        flops.append(2.0 * outputs.size * layer.kernel_size**2 * x.shape[-1])
       elif isinstance(layer, layers.ConvTranspose):
         flops.append(2.0 * x.size * layer.kernel_size**2 * layer.features)
     return outputs

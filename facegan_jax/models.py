@@ -103,8 +103,8 @@ class DCGANDiscriminator(nn.Module):
   def __call__(self, images, train):
     x = images
     for i, multiplier in enumerate(reversed(width_multipliers(self.resolution))):
-      conv = nn.Conv(multiplier * self.width, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                     use_bias=self.norm != 'batch', kernel_init=_weight_init, dtype=self.dtype)
+      conv = layers.Conv(multiplier * self.width, use_bias=self.norm != 'batch',
+                         kernel_init=_weight_init, dtype=self.dtype)
       x = self._layer(conv, x, train)
       if i > 0:
         x = _normalize(self.norm, train, self.dtype)(x)
