@@ -7,13 +7,17 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def environment(devices=1, env=None):
+  """`env` (default: this process's) with `devices` CPU devices and the repository importable."""
+  return dict(os.environ if env is None else env,
+              XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', PYTHONPATH=ROOT,
+              JAX_PLATFORMS='cpu')
+
+
 def run(command, devices=1, timeout=300, env=None):
   """Runs `command` from the repository root with `devices` CPU devices per process."""
-  env = dict(os.environ if env is None else env,
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', PYTHONPATH=ROOT,
-             JAX_PLATFORMS='cpu')
-  return subprocess.run(list(command), cwd=ROOT, env=env, capture_output=True, text=True,
-                        timeout=timeout, check=False)
+  return subprocess.run(list(command), cwd=ROOT, env=environment(devices, env),
+                        capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def run_python(args, devices=1, timeout=300):

@@ -125,31 +125,37 @@ def test_a_second_run_on_a_workdir_in_use_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+  """All three runs go through `main`, so they share its XLA flags (they change the numerics)."""
   steps, every = 1500, 10
   flags = ['--config=configs/lfw_demo.py:test', f'--config.train.num_steps={steps}',
            f'--config.checkpoint.every={every}', '--config.train.log_every=500',
            '--config.train.sample_every=1500']
+  main = [sys.executable, '-m', 'facegan_jax.main', *flags]
   killed_dir = tmp_path / 'killed'
-  env = dict(os.environ, PYTHONPATH=multidevice.ROOT, JAX_PLATFORMS='cpu')
-  process = subprocess.Popen([sys.executable, '-m', 'facegan_jax.main', *flags,
-                              f'--workdir={killed_dir}'], cwd=multidevice.ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  process = subprocess.Popen([*main, f'--workdir={killed_dir}'], cwd=multidevice.ROOT,
+                             env=multidevice.environment(), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
   deadline = time.time() + 240
   while not (killed_dir / 'checkpoints' / str(2 * every)).is_dir():
     assert time.time() < deadline and process.poll() is None, 'no checkpoint was written'
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  manager = checkpointing.make_manager(str(killed_dir), create=False)
-  assert max(manager.all_steps()) < steps, 'the run ended before it was killed'
+  killed_at = max(checkpointing.make_manager(str(killed_dir), create=False).all_steps())
+  assert killed_at < steps, 'the run ended before it was killed'
 
+  resumed_run = multidevice.run([*main, f'--workdir={killed_dir}'])
+  assert resumed_run.returncode == 0, resumed_run.stderr[-3000:]
+  assert f'from step {killed_at} to {steps}' in resumed_run.stderr
+  whole_run = multidevice.run([*main, f'--workdir={tmp_path / "whole"}'])
+  assert whole_run.returncode == 0, whole_run.stderr[-3000:]
   config = small_config(num_steps=steps, every=every)
-  config.train.log_every, config.train.sample_every = 500, 1500
-  resumed = train.train_and_evaluate(config, str(killed_dir))
-  uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'whole'))
+  template = train.create_train_state(train.make_trainer(config), jax.random.key(0), (32, 32, 1))
+  resumed, uninterrupted = (
+      checkpointing.restore_state(checkpointing.make_manager(str(path), create=False), steps,
+                                  template) for path in (killed_dir, tmp_path / 'whole'))
   assert int(resumed.step) == steps
   assert_identical(resumed, uninterrupted)
-
 
 def test_changes_that_keep_the_training_are_resumable():
   saved = small_config().to_dict()
