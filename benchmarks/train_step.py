@@ -96,15 +96,17 @@ def hand_flops_per_step(trainer: train.Trainer, image_shape, batch_size: int,
   return batch_size * (d_steps * d_update + g_update)
 
 
+_square = jax.jit(lambda a: a @ a)
+
+
 def matmul_flops_per_second(reps: int) -> list[float]:
   """FLOP/s of `reps` float32 MATMUL_SIZE^2 matmuls, timed one by one."""
   x = jax.random.normal(jax.random.key(0), (MATMUL_SIZE, MATMUL_SIZE), jnp.float32)
-  matmul = jax.jit(lambda a: a @ a)
-  matmul(x).block_until_ready()
+  _square(x).block_until_ready()
   rates = []
   for _ in range(reps):
     start = time.perf_counter()
-    matmul(x).block_until_ready()
+    _square(x).block_until_ready()
     rates.append(2.0 * MATMUL_SIZE**3 / (time.perf_counter() - start))
   return rates
 

@@ -1,0 +1,22 @@
+"""The hand FLOP count of benchmarks/train_step.py against DCGAN-64's layers counted by hand."""
+
+import jax.numpy as jnp
+
+from benchmarks import train_step
+from configs import celeba
+from facegan_jax import train
+
+
+def test_dcgan64_layer_flops_and_step_count_match_the_hand_count():
+  trainer = train.make_trainer(celeba.get_config())
+  g = train_step.layer_flops(trainer.generator, jnp.zeros((1, 100)))
+  d = train_step.layer_flops(trainer.discriminator, jnp.zeros((1, 64, 64, 3)))
+  # 2 x multiply-adds: dense 100 -> 4x4x512; transposed convs scatter each input pixel's 4x4 taps.
+  assert g == [2 * 100 * 8192, 2 * 16 * 16 * 512 * 256, 2 * 64 * 16 * 256 * 128,
+               2 * 256 * 16 * 128 * 64, 2 * 1024 * 16 * 64 * 3]
+  # Convs: output pixels x 4x4 taps; the last layer is a dense 4x4x512 -> 1.
+  assert d == [2 * 1024 * 16 * 3 * 64, 2 * 256 * 16 * 64 * 128, 2 * 64 * 16 * 128 * 256,
+               2 * 16 * 16 * 256 * 512, 2 * 8192]
+  per_image = train_step.hand_flops_per_step(trainer, (64, 64, 3), batch_size=1, d_steps=1)
+  assert per_image == 3 * sum(g) + 9 * sum(d) - 2 * d[0] - g[0]
+  assert round(per_image / 1e9, 2) == 2.48  # the PyTorch reference's step, as in the issue
