@@ -71,8 +71,7 @@ def get_config(variant=None):
   config.train.num_steps = 8000
   config.train.d_steps = 1  # discriminator updates per generator update
   # 'bfloat16': convolutions and dense layers compute in bfloat16 (the usual choice on TPU and
-  # recent GPUs; slower on most CPUs); params, Adam state, BatchNorm statistics and losses stay
-  # float32.
+  # recent GPUs); params, Adam state, BatchNorm statistics and losses stay float32.
   config.train.compute_dtype = 'float32'
   config.train.log_every = 100
   config.train.sample_every = 1000
