@@ -8,8 +8,8 @@ convolution's ordinary weight gradient. The strided convolution (the discriminat
 mirror VJP, so that its input gradient is this transposed convolution too.
 
 The transposed convolution has two exact lowerings. The direct one is an input-dilated
-convolution, which XLA:CPU runs at a fraction of its usual speed once the output is larger than
-8x8. The space-to-depth one views the strided convolution as a stride-1 convolution of the
+convolution, which XLA:CPU runs at a fraction of its usual speed once the output is 16x16 or
+larger. The space-to-depth one views the strided convolution as a stride-1 convolution of the
 input's `stride x stride` blocks (no zero taps) and transposes that: a stride-1 convolution, then
 depth-to-space; it computes a one-block border that is cropped, (H+1)(W+1)/HW of the work. Each
 layer takes the faster one (measured per DCGAN layer in benchmarks/README.md).
