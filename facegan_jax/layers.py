@@ -110,8 +110,11 @@ def _kernel_gradient(big, grad_small, kernel, stride, padding):
   return grad_kernel
 
 
-def _conv_transpose_fwd(x, kernel, stride, padding):
-  return conv_transpose(x, kernel, stride, padding), (x, kernel)
+def _forward_saving_inputs(op):
+  """The forward rule of a custom VJP whose backward pass needs only (x, kernel)."""
+  def forward(x, kernel, stride, padding):
+    return op(x, kernel, stride, padding), (x, kernel)
+  return forward
 
 
 def _conv_transpose_bwd(stride, padding, residuals, grad_y):
@@ -120,7 +123,7 @@ def _conv_transpose_bwd(stride, padding, residuals, grad_y):
           _kernel_gradient(grad_y, x, kernel, stride, padding))
 
 
-conv_transpose.defvjp(_conv_transpose_fwd, _conv_transpose_bwd)
+conv_transpose.defvjp(_forward_saving_inputs(conv_transpose), _conv_transpose_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
@@ -130,22 +133,17 @@ def conv(x, kernel, stride, padding):
   return strided_conv(x, kernel, stride, padding)
 
 
-def _conv_fwd(x, kernel, stride, padding):
-  return conv(x, kernel, stride, padding), (x, kernel)
-
-
 def _conv_bwd(stride, padding, residuals, grad_y):
   x, kernel = residuals
   return (conv_transpose(grad_y, kernel, stride, padding),
           _kernel_gradient(x, grad_y, kernel, stride, padding))
 
 
-conv.defvjp(_conv_fwd, _conv_bwd)
+conv.defvjp(_forward_saving_inputs(conv), _conv_bwd)
 
 
-class Conv(nn.Module):
-  """Flax layer for `conv`: kernel [k, k, C_in, features] and bias as `flax.linen.Conv`'s,
-  PyTorch's symmetric padding; computes in `dtype`."""
+class _ConvLayer(nn.Module):
+  """A Flax layer for `conv` or `conv_transpose` (float32 kernel and bias, computes in dtype)."""
   features: int
   kernel_size: int = 4
   stride: int = 2
@@ -153,34 +151,26 @@ class Conv(nn.Module):
   use_bias: bool = False
   kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32
+  transposed = False  # class constant of the subclasses, not a field
 
   @nn.compact
   def __call__(self, x):
-    shape = (self.kernel_size, self.kernel_size, x.shape[-1], self.features)
+    size, channels = self.kernel_size, x.shape[-1]
+    shape = ((size, size, self.features, channels) if self.transposed
+             else (size, size, channels, self.features))
     kernel = self.param('kernel', self.kernel_init, shape)
-    y = conv(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding)
+    op = conv_transpose if self.transposed else conv
+    y = op(x.astype(self.dtype), kernel.astype(self.dtype), self.stride, self.padding)
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
     return y
 
 
-class ConvTranspose(nn.Module):
-  """Flax layer for `conv_transpose`; kernel [k, k, features, C_in] float32, PyTorch's padding
-  rule; computes in `dtype`."""
-  features: int
-  kernel_size: int = 4
-  stride: int = 2
-  padding: int = 1
-  use_bias: bool = False
-  kernel_init: nn.initializers.Initializer = nn.initializers.lecun_normal()
-  dtype: Any = jnp.float32
+class Conv(_ConvLayer):
+  """`conv`: kernel [k, k, C_in, features] and bias as `flax.linen.Conv`'s, PyTorch's symmetric
+  padding."""
 
-  @nn.compact
-  def __call__(self, x):
-    shape = (self.kernel_size, self.kernel_size, self.features, x.shape[-1])
-    kernel = self.param('kernel', self.kernel_init, shape)
-    y = conv_transpose(x.astype(self.dtype), kernel.astype(self.dtype), self.stride,
-                       self.padding)
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+
+class ConvTranspose(_ConvLayer):
+  """`conv_transpose`: kernel [k, k, features, C_in], PyTorch's padding rule."""
+  transposed = True

@@ -14,15 +14,7 @@ from facegan_jax import inception
 from facegan_jax import train
 from tests import event_files
 from tests import multidevice
-
-TINY = 1 / 8  # at 1 / 16 the first layers (2 channels) flatten near-gray images to one value
-
-
-@pytest.fixture(scope='module')
-def tiny_weights(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('inception') / 'tiny.npz')
-  inception.save(path, inception.init_random(0, TINY))
-  return path
+from tests.conftest import TINY
 
 
 def demo_config_with_eval(tiny_weights, stats_dir):

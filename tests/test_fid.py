@@ -15,15 +15,7 @@ from facegan_jax import input_pipeline
 from facegan_jax import parallel
 from facegan_jax import train
 from facegan_jax.errors import UserError
-
-TINY = 1 / 8  # at 1 / 16 the first layers (2 channels) flatten near-gray images to one value
-
-
-@pytest.fixture(scope='module')
-def tiny_weights(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp('inception') / 'tiny.npz')
-  inception.save(path, inception.init_random(0, TINY))
-  return path
+from tests.conftest import TINY
 
 
 def eval_config(tiny_weights, stats_dir):
