@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 from facegan_jax import input_pipeline
-from facegan_jax import sample
+from facegan_jax import sampler as sampler_lib
 
 
 def pairwise_distances(a, b):
@@ -36,7 +36,7 @@ def coverage(queries, references, radii):
 
 
 def quality(workdir, num, k, seed):
-  sampler = sample.Sampler(workdir)
+  sampler = sampler_lib.Sampler(workdir)
   fakes = sampler.generate(sampler.latents(seed, num)).reshape(num, -1) / 255.0
   reals = input_pipeline.load_images(sampler.config)
   reals = reals.reshape(len(reals), -1) / 255.0

@@ -19,12 +19,13 @@ from absl import logging
 from facegan_jax import fid
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
-from facegan_jax import sample  # restores the generator; its --workdir and --step serve here too
+from facegan_jax import sampler as sampler_lib
 from facegan_jax.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
-flags.declare_key_flag('workdir')
-flags.declare_key_flag('step')
+flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoints/).')
+flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the newest.')
+flags.mark_flag_as_required('workdir')
 flags.DEFINE_integer('num_samples', None, 'Generated images; default: the run\'s '
                      'config.eval.num_samples (10,000 unless changed). Papers use 50,000.')
 flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the run\'s '
@@ -42,7 +43,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int 
 
   The generator is the one the sampler restores: the EMA one when the run kept it.
   """
-  sampler = sample.Sampler(workdir, step)
+  sampler = sampler_lib.Sampler(workdir, step)
   config = sampler.config
   if num_samples is not None:
     config.eval.num_samples = num_samples
