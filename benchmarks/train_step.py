@@ -117,7 +117,7 @@ def time_step(config, batch_size: int) -> dict:
   config.train.compute_dtype = FLAGS.compute_dtype
   trainer = train.make_trainer(config)
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(batch_size, mesh)
+  parallel.check_batch_size(batch_size, mesh.devices.size)
   image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
   init, step, _ = train.compile_functions(trainer, mesh, image_shape)
   state = init(jax.random.key(config.seed))

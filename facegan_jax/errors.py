@@ -7,6 +7,15 @@ class UserError(Exception):
   """A user mistake: the message names the bad value and the fix; main prints it as one line."""
 
 
+def check_at_least(config, field: str, minimum):
+  """UserError unless `config.<field>` (dotted, e.g. 'train.num_steps') is at least `minimum`."""
+  value = config
+  for name in field.split('.'):
+    value = value[name]
+  if value < minimum:
+    raise UserError(f'config.{field}={value} must be at least {minimum}.')
+
+
 def exit_on_user_error(main):
   """Wraps an absl `main(argv)`: a UserError becomes 'error: MESSAGE' on stderr and exit 1."""
 

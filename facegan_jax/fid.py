@@ -29,6 +29,7 @@ from facegan_jax import distances
 from facegan_jax import inception
 from facegan_jax import parallel
 from facegan_jax.errors import UserError
+from facegan_jax.errors import check_at_least
 
 EVAL_STREAM = 3  # after train.py's INIT_STREAM, TRAIN_STREAM and SAMPLE_STREAM
 
@@ -38,11 +39,8 @@ def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):
   if eval_config.eval_every < 0:
     raise UserError(f'config.eval.eval_every={eval_config.eval_every} must be 0 (off) or more.')
   for field, minimum in (('num_samples', 2), ('kid_subsets', 1), ('kid_subset_size', 2)):
-    if eval_config[field] < minimum:
-      raise UserError(f'config.eval.{field}={eval_config[field]} must be at least {minimum}.')
-  if eval_config.batch_size < 1 or eval_config.batch_size % num_devices:
-    raise UserError(f'config.eval.batch_size={eval_config.batch_size} does not split over '
-                    f'{num_devices} devices; use a positive multiple of {num_devices}.')
+    check_at_least({'eval': eval_config}, f'eval.{field}', minimum)
+  parallel.check_batch_size(eval_config.batch_size, num_devices, 'eval.batch_size')
 
 
 def quantize(images: jax.Array) -> jax.Array:

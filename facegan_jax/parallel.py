@@ -29,11 +29,10 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
 
 
-def check_batch_size(batch_size: int, mesh: Mesh):
-  """Raises UserError unless the global batch splits evenly over devices and processes."""
-  devices = mesh.devices.size
+def check_batch_size(batch_size: int, devices: int, field: str = 'train.batch_size'):
+  """Raises UserError unless the global batch `config.<field>` splits evenly over `devices`."""
   if batch_size <= 0 or batch_size % devices:
-    raise UserError(f'config.train.batch_size={batch_size} does not split over {devices} '
+    raise UserError(f'config.{field}={batch_size} does not split over {devices} '
                     f'devices; use a positive multiple of {devices}.')
 
 

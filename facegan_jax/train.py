@@ -31,7 +31,7 @@ from facegan_jax import metric_writer
 from facegan_jax import models
 from facegan_jax import parallel
 from facegan_jax import workdir_lock
-from facegan_jax.errors import UserError
+from facegan_jax.errors import check_at_least
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
 
@@ -76,19 +76,12 @@ def _adam(learning_rate, optim):
   return optax.adam(learning_rate, b1=optim.b1, b2=optim.b2)
 
 
-def _check_at_least(value, minimum, field):
-  if value < minimum:
-    raise UserError(f'config.{field}={value} must be at least {minimum}.')
-
-
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   """Builds models, optimisers, losses and regularisers from the config; UserError if bad."""
   generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
-  _check_at_least(config.train.d_steps, 1, 'train.d_steps')
-  _check_at_least(config.loss.r1_gamma, 0, 'loss.r1_gamma')
-  _check_at_least(config.loss.r1_every, 1, 'loss.r1_every')
-  _check_at_least(config.augment.strength, 0, 'augment.strength')
-  _check_at_least(config.ema.halflife_images, 0, 'ema.halflife_images')
+  for field, minimum in (('train.d_steps', 1), ('loss.r1_gamma', 0), ('loss.r1_every', 1),
+                         ('augment.strength', 0), ('ema.halflife_images', 0)):
+    check_at_least(config, field, minimum)
   halflife = config.ema.halflife_images
   return Trainer(generator=generator, discriminator=discriminator,
                  g_optimizer=_adam(config.optim.g_learning_rate, config.optim),
@@ -287,11 +280,9 @@ def _write_samples(workdir, step, samples):
 
 def check_train_config(config: ml_collections.ConfigDict):
   """Raises UserError naming the first bad field of `config.train` or `config.checkpoint`."""
-  for section, field in (('train', 'num_steps'), ('train', 'log_every'),
-                         ('train', 'sample_every'), ('train', 'num_samples'),
-                         ('checkpoint', 'every'), ('checkpoint', 'keep')):
-    if config[section][field] < 1:
-      raise UserError(f'config.{section}.{field}={config[section][field]} must be at least 1.')
+  for field in ('train.num_steps', 'train.log_every', 'train.sample_every', 'train.num_samples',
+                'checkpoint.every', 'checkpoint.keep'):
+    check_at_least(config, field, 1)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
@@ -307,7 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   check_train_config(config)
   trainer = make_trainer(config)
   mesh = parallel.make_mesh()
-  parallel.check_batch_size(config.train.batch_size, mesh)
+  parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
   # Loads the Inception weights before anything is written: UserError if they are missing.
   extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.eval_every else None
