@@ -2,6 +2,7 @@
 
   python benchmarks/train_step.py [--configs=celeba,lfw_demo]
       [--batch_sizes=64,128,256] [--compute_dtype=float32] [--rounds=6] [--steps=5]
+      [--matmul_size=N]
 
 For each config and batch size, the step of `train.compile_functions` (the one training runs:
 state replicated and donated, batch sharded) is lowered and compiled on synthetic uint8 batches
@@ -10,8 +11,10 @@ images/s is the batch size over the median step time.
 
 FLOPs per image: XLA's `cost_analysis` of the compiled step (it leaves out padding taps and the
 zero gaps of transposed convolutions), and the hand count of `hand_flops_per_step`, which the
-achieved FLOP/s and the share of the peak use. Peak: the FLOP/s of a float32 2048x2048 matmul,
-timed between the rounds of steps in the same process so that both see the same machine load.
+achieved FLOP/s and the share of the peak use. Peak: the FLOP/s of a square matmul in the
+compute dtype (2048 on the CPU, 8192 on a GPU or TPU, where a small one measures launch latency),
+timed between the rounds of steps in the same process so that both see the same machine load. On
+a GPU both use JAX's default matmul precision (TF32 for float32 on recent NVIDIA GPUs).
 
 The XLA flags that training sets (facegan_jax/xla_flags.py) are set here too, before JAX starts.
 """
@@ -40,10 +43,13 @@ flags.DEFINE_string('compute_dtype', 'float32', "config.train.compute_dtype: 'fl
                     "'bfloat16'.")
 flags.DEFINE_integer('rounds', 6, 'Rounds of timed steps, each followed by timed matmuls.')
 flags.DEFINE_integer('steps', 5, 'Timed steps per round.')
+flags.DEFINE_integer('matmul_size', 0, 'Side of the peak matmul; 0: 2048 on the CPU, 8192 on '
+                     'accelerators.')
 FLAGS = flags.FLAGS
 
 WARMUP_STEPS = 3
-MATMUL_SIZE = 2048
+MATMUL_SIZES = {'cpu': 2048}
+ACCELERATOR_MATMUL_SIZE = 8192
 MATMULS_PER_ROUND = 5
 
 
@@ -99,15 +105,20 @@ def hand_flops_per_step(trainer: train.Trainer, image_shape, batch_size: int,
 _square = jax.jit(lambda a: a @ a)
 
 
-def matmul_flops_per_second(reps: int) -> list[float]:
-  """FLOP/s of `reps` float32 MATMUL_SIZE^2 matmuls, timed one by one."""
-  x = jax.random.normal(jax.random.key(0), (MATMUL_SIZE, MATMUL_SIZE), jnp.float32)
+def matmul_size() -> int:
+  return FLAGS.matmul_size or MATMUL_SIZES.get(jax.default_backend(), ACCELERATOR_MATMUL_SIZE)
+
+
+def matmul_flops_per_second(reps: int, dtype) -> list[float]:
+  """FLOP/s of `reps` square matmuls of side `matmul_size()` in `dtype`, timed one by one."""
+  size = matmul_size()
+  x = jax.random.normal(jax.random.key(0), (size, size), jnp.float32).astype(dtype)
   _square(x).block_until_ready()
   rates = []
   for _ in range(reps):
     start = time.perf_counter()
     _square(x).block_until_ready()
-    rates.append(2.0 * MATMUL_SIZE**3 / (time.perf_counter() - start))
+    rates.append(2.0 * size**3 / (time.perf_counter() - start))
   return rates
 
 
@@ -139,7 +150,7 @@ def time_step(config, batch_size: int) -> dict:
       state, _ = compiled(state, batch)
       jax.block_until_ready(state)
       step_seconds.append(time.perf_counter() - start)
-    peaks += matmul_flops_per_second(MATMULS_PER_ROUND)
+    peaks += matmul_flops_per_second(MATMULS_PER_ROUND, trainer.generator.dtype)
 
   seconds = statistics.median(step_seconds)
   hand = hand_flops_per_step(trainer, image_shape, batch_size, config.train.d_steps)
@@ -157,7 +168,7 @@ HEADER = ('| config | batch | dtype | compile (s) | images/s | XLA GFLOP/img | h
 def main(argv):
   del argv
   print(f"{jax.devices()[0].device_kind} x{jax.device_count()}, jax {jax.__version__}, "
-        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
+        f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}, peak: {matmul_size()}^2 matmul")
   print(HEADER)
   print('|' + ' --- |' * (HEADER.count('|') - 1))
   for name in FLAGS.configs:
