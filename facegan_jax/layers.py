@@ -11,8 +11,10 @@ The transposed convolution has two exact lowerings. The direct one is an input-d
 convolution, which XLA:CPU runs at a fraction of its usual speed once the output is 16x16 or
 larger. The space-to-depth one views the strided convolution as a stride-1 convolution of the
 input's `stride x stride` blocks (no zero taps) and transposes that: a stride-1 convolution, then
-depth-to-space; it computes a one-block border that is cropped, (H+1)(W+1)/HW of the work. Each
-layer takes the faster one (measured per DCGAN layer in benchmarks/README.md).
+depth-to-space; it computes a one-block border that is cropped, (H+1)(W+1)/HW of the work. On
+the CPU each layer takes the faster one (measured per DCGAN layer in benchmarks/README.md); on
+GPUs and TPUs every layer takes the direct one, which XLA hands to cuDNN's backward-data
+convolution and to the TPU's own convolution unit.
 
 Outputs equal PyTorch's `Conv2d` / `ConvTranspose2d(k, s, p)` with the same kernel.
 """
@@ -83,9 +85,11 @@ def _output_shape(x, kernel, stride, padding):
   return (batch, grow(height), grow(width), kernel.shape[2])
 
 
-def transpose_lowering(x, kernel):
-  """The strided convolution whose transpose lowers faster for this input and kernel."""
-  if (min(x.shape[1:3]) >= _SPACE_TO_DEPTH_MIN_SIZE
+def transpose_lowering(x, kernel, platform=None):
+  """The strided convolution whose transpose lowers faster for this input and kernel on
+  `platform` (default: JAX's default backend, 'cpu', 'gpu' or 'tpu')."""
+  platform = platform or jax.default_backend()
+  if (platform == 'cpu' and min(x.shape[1:3]) >= _SPACE_TO_DEPTH_MIN_SIZE
       and kernel.shape[2] >= _SPACE_TO_DEPTH_MIN_FEATURES):
     return space_to_depth_conv
   return strided_conv

@@ -59,6 +59,13 @@ def test_matches_pytorch_definition_with_either_lowering(shape, c_out, size, str
   np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize('platform', ['gpu', 'tpu'])
+def test_accelerators_take_the_direct_lowering(platform):
+  x, kernel = random_inputs(shape=(2, 16, 16, 8), c_out=8, size=4)
+  assert layers.transpose_lowering(x, kernel, 'cpu') is layers.space_to_depth_conv
+  assert layers.transpose_lowering(x, kernel, platform) is layers.strided_conv
+
+
 @pytest.mark.parametrize('shape, c_out, size, stride, padding, lowering', GEOMETRIES)
 def test_space_to_depth_conv_is_the_strided_conv(shape, c_out, size, stride, padding, lowering):
   del lowering
