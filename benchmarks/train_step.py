@@ -27,12 +27,11 @@ import time
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 from absl import app
 from absl import flags
 
+from benchmarks import step_timing
 from facegan_jax import layers
-from facegan_jax import parallel
 from facegan_jax import train
 from facegan_jax import xla_flags
 
@@ -41,13 +40,10 @@ flags.DEFINE_list('configs', ['celeba', 'lfw_demo'],
 flags.DEFINE_list('batch_sizes', ['64', '128', '256'], 'Global batch sizes to time.')
 flags.DEFINE_string('compute_dtype', 'float32', "config.train.compute_dtype: 'float32' or "
                     "'bfloat16'.")
-flags.DEFINE_integer('rounds', 6, 'Rounds of timed steps, each followed by timed matmuls.')
-flags.DEFINE_integer('steps', 5, 'Timed steps per round.')
 flags.DEFINE_integer('matmul_size', 0, 'Side of the peak matmul; 0: 2048 on the CPU, 8192 on '
                      'accelerators.')
 FLAGS = flags.FLAGS
 
-WARMUP_STEPS = 3
 MATMUL_SIZES = {'cpu': 2048}
 ACCELERATOR_MATMUL_SIZE = 8192
 MATMULS_PER_ROUND = 5
@@ -124,35 +120,16 @@ def matmul_flops_per_second(reps: int, dtype) -> list[float]:
 
 def time_step(config, batch_size: int) -> dict:
   """Compiles and times the train step of `config` at `batch_size`; returns the table row."""
-  config.train.batch_size = batch_size
-  config.train.compute_dtype = FLAGS.compute_dtype
-  trainer = train.make_trainer(config)
-  mesh = parallel.make_mesh()
-  parallel.check_batch_size(batch_size, mesh.devices.size)
-  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-  init, step, _ = train.compile_functions(trainer, mesh, image_shape)
-  state = init(jax.random.key(config.seed))
-  images = np.random.default_rng(0).integers(
-      0, 256, (config.train.d_steps, batch_size) + image_shape, np.uint8)
-  batch = parallel.host_batch_to_global(images, mesh)
-
-  start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
-  compile_seconds = time.perf_counter() - start
-  for _ in range(WARMUP_STEPS):
-    state, _ = compiled(state, batch)
-  jax.block_until_ready(state)
-
+  trainer, compiled, state, batch, compile_seconds = step_timing.compile_step(
+      config, batch_size, FLAGS.compute_dtype)
   step_seconds, peaks = [], []
   for _ in range(FLAGS.rounds):
-    for _ in range(FLAGS.steps):
-      start = time.perf_counter()
-      state, _ = compiled(state, batch)
-      jax.block_until_ready(state)
-      step_seconds.append(time.perf_counter() - start)
+    seconds, state = step_timing.timed_steps(compiled, state, batch, FLAGS.steps)
+    step_seconds += seconds
     peaks += matmul_flops_per_second(MATMULS_PER_ROUND, trainer.generator.dtype)
 
   seconds = statistics.median(step_seconds)
+  image_shape = batch.shape[2:]
   hand = hand_flops_per_step(trainer, image_shape, batch_size, config.train.d_steps)
   peak = statistics.median(peaks)
   return dict(compile_s=compile_seconds, images_per_s=batch_size / seconds,

@@ -1,0 +1,89 @@
+"""Where the train step's time goes: the step timed with a kind of convolution stubbed out.
+
+  python benchmarks/step_breakdown.py [--config=celeba] [--batch_size=64] [--rounds=6]
+      [--steps=5]
+
+Three variants of the step that benchmarks/train_step.py times are compiled in one process and timed in
+alternation, round by round, so that they see the same machine load:
+
+- full: the step as training runs it;
+- no weight gradients: every convolution's kernel gradient (`layers._kernel_gradient`) is
+  replaced by a cheap function of the same shape that still reads its inputs;
+- no transposed convolutions: every transposed convolution (the generator's layers and the
+  discriminator's input gradients) computes a cheap linear map of the same shape instead.
+
+The stubbed steps compute nonsense: they exist only to be timed. The differences of their median
+step times from the full step's are what those convolutions cost inside the step (copies and
+layout changes that XLA inserts for them included). Sets the XLA flags that training sets.
+"""
+
+import contextlib
+import functools
+import importlib
+import statistics
+from unittest import mock
+
+import jax
+import jax.numpy as jnp
+from absl import app
+from absl import flags
+
+from benchmarks import step_timing
+from facegan_jax import layers
+from facegan_jax import xla_flags
+
+flags.DEFINE_string('config', 'celeba', 'Config NAME[:variant] (configs/NAME.py) to time.')
+flags.DEFINE_integer('batch_size', 64, 'Global batch size.')
+FLAGS = flags.FLAGS
+
+
+def _cheap_kernel_gradient(big, grad_small, kernel, stride, padding):
+  del stride, padding
+  return jnp.zeros_like(kernel) + jnp.mean(big) * jnp.mean(grad_small)
+
+
+def _cheap_lowering(x, kernel):
+  """A cheap linear stand-in for the strided convolution that a transposed one transposes."""
+  del x, kernel
+
+  def small_from_big(big, kernel, stride, padding):
+    small = jax.eval_shape(functools.partial(layers.strided_conv, stride=stride,
+                                             padding=padding), big, kernel)
+    return jnp.broadcast_to(0.0 * jnp.sum(big), small.shape)
+  return small_from_big
+
+
+VARIANTS = {
+    'full': contextlib.nullcontext,
+    'no weight gradients': lambda: mock.patch.object(layers, '_kernel_gradient',
+                                                     _cheap_kernel_gradient),
+    'no transposed convolutions': lambda: mock.patch.object(layers, 'transpose_lowering',
+                                                            _cheap_lowering),
+}
+
+
+def main(argv):
+  del argv
+  file, _, variant = FLAGS.config.partition(':')
+  steps = {}
+  for name, patch in VARIANTS.items():
+    config = importlib.import_module(f'configs.{file}').get_config(variant or None)
+    with patch():
+      _, compiled, state, batch, _ = step_timing.compile_step(config, FLAGS.batch_size)
+    steps[name] = [compiled, state, batch, []]
+  for _ in range(FLAGS.rounds):
+    for entry in steps.values():
+      compiled, state, batch, times = entry
+      seconds, entry[1] = step_timing.timed_steps(compiled, state, batch, FLAGS.steps)
+      times += seconds
+  full = statistics.median(steps['full'][3])
+  print(f'{FLAGS.config}, batch {FLAGS.batch_size}, {jax.devices()[0].device_kind} '
+        f'x{jax.device_count()}: median step time, ms')
+  for name, (_, _, _, times) in steps.items():
+    median = statistics.median(times)
+    print(f'| {name} | {1e3 * median:.0f} | {1e3 * (full - median):+.0f} saved |')
+
+
+if __name__ == '__main__':
+  xla_flags.add_speed_flags()
+  app.run(main)

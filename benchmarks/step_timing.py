@@ -1,0 +1,51 @@
+"""The train step that training runs, compiled for timing, and timed step by step."""
+
+import time
+
+import jax
+import numpy as np
+from absl import flags
+
+from facegan_jax import parallel
+from facegan_jax import train
+
+flags.DEFINE_integer('rounds', 6, 'Rounds of timed steps (train_step.py times matmuls after '
+                     'each; step_breakdown.py times every variant in each).')
+flags.DEFINE_integer('steps', 5, 'Timed steps per round (and variant).')
+
+WARMUP_STEPS = 3
+
+
+def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):
+  """The compiled train step of `config` at `batch_size`, warmed up, with its inputs.
+
+  Returns (trainer, compiled step, state, batch, compile seconds).
+  """
+  config.train.batch_size = batch_size
+  config.train.compute_dtype = compute_dtype
+  trainer = train.make_trainer(config)
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(batch_size, mesh.devices.size)
+  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
+  init, step, _ = train.compile_functions(trainer, mesh, image_shape)
+  state = init(jax.random.key(config.seed))
+  images = np.random.default_rng(0).integers(
+      0, 256, (config.train.d_steps, batch_size) + image_shape, np.uint8)
+  batch = parallel.host_batch_to_global(images, mesh)
+
+  start = time.perf_counter()
+  compiled = step.lower(state, batch).compile()
+  compile_seconds = time.perf_counter() - start
+  _, state = timed_steps(compiled, state, batch, WARMUP_STEPS)
+  return trainer, compiled, state, batch, compile_seconds
+
+
+def timed_steps(compiled, state, batch, count: int):
+  """Runs `count` steps, each timed to `block_until_ready`; returns (seconds, state)."""
+  seconds = []
+  for _ in range(count):
+    start = time.perf_counter()
+    state, _ = compiled(state, batch)
+    jax.block_until_ready(state)
+    seconds.append(time.perf_counter() - start)
+  return seconds, state
