@@ -3,8 +3,8 @@
   python benchmarks/step_breakdown.py [--config=celeba] [--batch_size=64] [--rounds=6]
       [--steps=5]
 
-Three variants of the step that benchmarks/train_step.py times are compiled in one process and timed in
-alternation, round by round, so that they see the same machine load:
+Three variants of the step that benchmarks/train_step.py times are compiled in one process and
+timed in alternation, round by round, so that they see the same machine load:
 
 - full: the step as training runs it;
 - no weight gradients: every convolution's kernel gradient (`layers._kernel_gradient`) is
@@ -19,7 +19,6 @@ layout changes that XLA inserts for them included). Sets the XLA flags that trai
 
 import contextlib
 import functools
-import importlib
 import statistics
 from unittest import mock
 
@@ -64,24 +63,22 @@ VARIANTS = {
 
 def main(argv):
   del argv
-  file, _, variant = FLAGS.config.partition(':')
-  steps = {}
+  compiled, states, batches, times = {}, {}, {}, {}
   for name, patch in VARIANTS.items():
-    config = importlib.import_module(f'configs.{file}').get_config(variant or None)
     with patch():
-      _, compiled, state, batch, _ = step_timing.compile_step(config, FLAGS.batch_size)
-    steps[name] = [compiled, state, batch, []]
+      _, compiled[name], states[name], batches[name], _ = step_timing.compile_step(
+          step_timing.load_config(FLAGS.config), FLAGS.batch_size)
+    times[name] = []
   for _ in range(FLAGS.rounds):
-    for entry in steps.values():
-      compiled, state, batch, times = entry
-      seconds, entry[1] = step_timing.timed_steps(compiled, state, batch, FLAGS.steps)
-      times += seconds
-  full = statistics.median(steps['full'][3])
+    for name in VARIANTS:
+      seconds, states[name] = step_timing.timed_steps(compiled[name], states[name],
+                                                      batches[name], FLAGS.steps)
+      times[name] += seconds
+  medians = {name: statistics.median(seconds) for name, seconds in times.items()}
   print(f'{FLAGS.config}, batch {FLAGS.batch_size}, {jax.devices()[0].device_kind} '
         f'x{jax.device_count()}: median step time, ms')
-  for name, (_, _, _, times) in steps.items():
-    median = statistics.median(times)
-    print(f'| {name} | {1e3 * median:.0f} | {1e3 * (full - median):+.0f} saved |')
+  for name, median in medians.items():
+    print(f"| {name} | {1e3 * median:.0f} | {1e3 * (medians['full'] - median):+.0f} saved |")
 
 
 if __name__ == '__main__':

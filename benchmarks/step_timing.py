@@ -1,5 +1,6 @@
 """The train step that training runs, compiled for timing, and timed step by step."""
 
+import importlib
 import time
 
 import jax
@@ -14,6 +15,12 @@ flags.DEFINE_integer('rounds', 6, 'Rounds of timed steps (train_step.py times ma
 flags.DEFINE_integer('steps', 5, 'Timed steps per round (and variant).')
 
 WARMUP_STEPS = 3
+
+
+def load_config(name: str):
+  """The config 'NAME[:variant]' of configs/NAME.py."""
+  file, _, variant = name.partition(':')
+  return importlib.import_module(f'configs.{file}').get_config(variant or None)
 
 
 def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):

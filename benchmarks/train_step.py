@@ -19,7 +19,6 @@ a GPU both use JAX's default matmul precision (TF32 for float32 on recent NVIDIA
 The XLA flags that training sets (facegan_jax/xla_flags.py) are set here too, before JAX starts.
 """
 
-import importlib
 import os
 import statistics
 import time
@@ -44,8 +43,7 @@ flags.DEFINE_integer('matmul_size', 0, 'Side of the peak matmul; 0: 2048 on the 
                      'accelerators.')
 FLAGS = flags.FLAGS
 
-MATMUL_SIZES = {'cpu': 2048}
-ACCELERATOR_MATMUL_SIZE = 8192
+CPU_MATMUL_SIZE, ACCELERATOR_MATMUL_SIZE = 2048, 8192
 MATMULS_PER_ROUND = 5
 
 
@@ -102,7 +100,9 @@ _square = jax.jit(lambda a: a @ a)
 
 
 def matmul_size() -> int:
-  return FLAGS.matmul_size or MATMUL_SIZES.get(jax.default_backend(), ACCELERATOR_MATMUL_SIZE)
+  if FLAGS.matmul_size:
+    return FLAGS.matmul_size
+  return CPU_MATMUL_SIZE if jax.default_backend() == 'cpu' else ACCELERATOR_MATMUL_SIZE
 
 
 def matmul_flops_per_second(reps: int, dtype) -> list[float]:
@@ -150,9 +150,7 @@ def main(argv):
   print('|' + ' --- |' * (HEADER.count('|') - 1))
   for name in FLAGS.configs:
     for batch_size in map(int, FLAGS.batch_sizes):
-      file, _, variant = name.partition(':')
-      config = importlib.import_module(f'configs.{file}').get_config(variant or None)
-      row = time_step(config, batch_size)
+      row = time_step(step_timing.load_config(name), batch_size)
       print(f"| {name} | {batch_size} | {FLAGS.compute_dtype} | {row['compile_s']:.1f} "
             f"| {row['images_per_s']:.1f} | {row['xla_gflop']:.2f} | {row['hand_gflop']:.2f} "
             f"| {row['achieved']:.0f} | {row['peak']:.0f} | {100 * row['share']:.0f}% |",
