@@ -8,6 +8,7 @@ import pytest
 
 from configs import celeba
 from facegan_jax import models
+from facegan_jax.models import dcgan
 from facegan_jax.errors import UserError
 
 
@@ -50,9 +51,9 @@ def test_dcgan64_has_the_parameter_counts_of_the_pytorch_reference():
 
 
 def test_dcgan_widths_follow_the_paper():
-  assert models.width_multipliers(64) == (8, 4, 2, 1)
-  assert models.width_multipliers(16) == (2, 1)
-  assert models.width_multipliers(256) == (8, 8, 8, 4, 2, 1)
+  assert dcgan.width_multipliers(64) == (8, 4, 2, 1)
+  assert dcgan.width_multipliers(16) == (2, 1)
+  assert dcgan.width_multipliers(256) == (8, 8, 8, 4, 2, 1)
 
 
 def test_generator_output_is_an_image_in_tanh_range():
@@ -91,8 +92,8 @@ def test_unsupported_resolution_is_a_clear_error(resolution):
 
 
 def test_unknown_model_and_norm_are_clear_errors():
-  with pytest.raises(UserError, match="config.model.name='stylegan' is unknown"):
-    models.build_models(model_config(name='stylegan'))
+  with pytest.raises(UserError, match="config.model.name='nonexistent' is unknown; use one of"):
+    models.build_models(model_config(name='nonexistent'))
   with pytest.raises(UserError, match="config.model.g_norm='layer' is unknown"):
     models.build_models(model_config(g_norm='layer'))
 

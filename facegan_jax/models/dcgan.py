@@ -1,16 +1,8 @@
-"""Generators and discriminators, and the pure function that builds them from the config.
-
-DCGAN (Radford et al., 2015) at any power-of-two resolution from 16 to 256: the generator maps a
+"""DCGAN (Radford et al., 2015) at any power-of-two resolution from 16 to 256: the generator maps a
 Gaussian latent through a dense layer to 4x4 features and doubles the resolution with stride-2
 transposed convolutions (BatchNorm + ReLU) up to a tanh image in [-1, 1]; the discriminator
 mirrors it with stride-2 convolutions and LeakyReLU(0.2), no normalisation on its input layer,
 and one logit out. Weights start from N(0, 0.02), BatchNorm scales from N(1, 0.02).
-
-The 'mlp' pair is the tiny dense G and D of the 2x2 'slanted faces' toy.
-
-Every model takes and returns float32 and computes its dense layers and convolutions in its
-`dtype` (config.train.compute_dtype); parameters stay float32 and BatchNorm statistics are
-computed in float32 whatever the dtype.
 """
 
 import math
@@ -19,7 +11,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from facegan_jax import layers
 from facegan_jax.errors import UserError
@@ -29,7 +20,6 @@ BASE_RESOLUTION = 4  # the generator's first feature map is 4x4, the discriminat
 MAX_WIDTH_MULTIPLIER = 8  # DCGAN-64 uses widths w, 2w, 4w, 8w; larger models repeat 8w
 G_NORMALIZATIONS = ('batch', 'none')
 D_NORMALIZATIONS = ('batch', 'none', 'spectral')
-COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 _weight_init = nn.initializers.normal(0.02)
 
@@ -115,66 +105,20 @@ class DCGANDiscriminator(nn.Module):
     return logits[:, 0].astype(jnp.float32)
 
 
-class MLPGenerator(nn.Module):
-  """z: [B, latent_dim] -> images: [B, resolution, resolution, channels] in [-1, 1]."""
-  resolution: int
-  channels: int
-  hidden: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, z, train):
-    del train  # no BatchNorm: same function in training and sampling
-    x = nn.relu(nn.Dense(self.hidden, dtype=self.dtype)(z))
-    x = nn.Dense(self.resolution * self.resolution * self.channels, dtype=self.dtype)(x)
-    x = jnp.tanh(x).astype(jnp.float32)
-    return x.reshape(z.shape[0], self.resolution, self.resolution, self.channels)
+def check_config(model):
+  """Raises UserError naming the bad field of a DCGAN `config.model`."""
+  res = model.resolution
+  if (not isinstance(res, int) or res < MIN_RESOLUTION or res > MAX_RESOLUTION
+      or res & (res - 1)):
+    raise UserError(f'config.model.resolution={res!r} is not supported; use a power of two '
+                    f'from {MIN_RESOLUTION} to {MAX_RESOLUTION} (16, 32, 64, 128 or 256).')
+  for field, allowed in (('g_norm', G_NORMALIZATIONS), ('d_norm', D_NORMALIZATIONS)):
+    if model[field] not in allowed:
+      raise UserError(f'config.model.{field}={model[field]!r} is unknown; '
+                      f'use one of {allowed}.')
 
 
-class MLPDiscriminator(nn.Module):
-  """images: [B, H, W, C] in [-1, 1] -> logits: [B]."""
-  hidden: int
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, images, train):
-    del train
-    x = images.reshape(images.shape[0], -1)
-    x = nn.leaky_relu(nn.Dense(self.hidden, dtype=self.dtype)(x), 0.2)
-    return nn.Dense(1, dtype=self.dtype)(x)[:, 0].astype(jnp.float32)
-
-
-def check_model_config(model: ml_collections.ConfigDict):
-  """Raises UserError naming the bad field of `config.model`."""
-  if model.name not in ('dcgan', 'mlp'):
-    raise UserError(f"config.model.name={model.name!r} is unknown; use 'dcgan' or 'mlp'.")
-  if model.name == 'dcgan':
-    res = model.resolution
-    if (not isinstance(res, int) or res < MIN_RESOLUTION or res > MAX_RESOLUTION
-        or res & (res - 1)):
-      raise UserError(f'config.model.resolution={res!r} is not supported; use a power of two '
-                      f'from {MIN_RESOLUTION} to {MAX_RESOLUTION} (16, 32, 64, 128 or 256).')
-    for field, allowed in (('g_norm', G_NORMALIZATIONS), ('d_norm', D_NORMALIZATIONS)):
-      if model[field] not in allowed:
-        raise UserError(f'config.model.{field}={model[field]!r} is unknown; '
-                        f'use one of {allowed}.')
-
-
-def compute_dtype(name: str):
-  """The jnp dtype of config.train.compute_dtype; UserError if unknown."""
-  if name not in COMPUTE_DTYPES:
-    raise UserError(f'config.train.compute_dtype={name!r} is unknown; '
-                    f'use one of {tuple(COMPUTE_DTYPES)}.')
-  return COMPUTE_DTYPES[name]
-
-
-def build_models(model: ml_collections.ConfigDict, dtype_name: str = 'float32'):
-  """Returns (generator, discriminator) Flax modules for `config.model`, computing in the
-  dtype named `dtype_name` (config.train.compute_dtype)."""
-  check_model_config(model)
-  dtype = compute_dtype(dtype_name)
-  if model.name == 'mlp':
-    return (MLPGenerator(model.resolution, model.channels, model.hidden, dtype),
-            MLPDiscriminator(model.hidden, dtype))
+def build(model, dtype):
+  """(generator, discriminator) of a DCGAN `config.model`, computing in `dtype`."""
   return (DCGANGenerator(model.resolution, model.channels, model.g_width, model.g_norm, dtype),
           DCGANDiscriminator(model.resolution, model.d_width, model.d_norm, dtype))

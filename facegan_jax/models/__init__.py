@@ -1,0 +1,40 @@
+"""Generators and discriminators: one module per family, and the registry that builds them.
+
+Each family module defines `check_config(model)` (UserError naming a bad `config.model` field)
+and `build(model, dtype) -> (generator, discriminator)`. Every model takes and returns float32
+and computes its dense layers and convolutions in `dtype` (config.train.compute_dtype);
+parameters stay float32 and normalisation statistics are computed in float32.
+"""
+
+import jax.numpy as jnp
+import ml_collections
+
+from facegan_jax.errors import UserError
+from facegan_jax.models import dcgan
+from facegan_jax.models import mlp
+
+FAMILIES = {'dcgan': dcgan, 'mlp': mlp}
+COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+def check_model_config(model: ml_collections.ConfigDict):
+  """Raises UserError naming the bad field of `config.model`."""
+  if model.name not in FAMILIES:
+    raise UserError(f'config.model.name={model.name!r} is unknown; use one of '
+                    f'{tuple(FAMILIES)}.')
+  FAMILIES[model.name].check_config(model)
+
+
+def compute_dtype(name: str):
+  """The jnp dtype of config.train.compute_dtype; UserError if unknown."""
+  if name not in COMPUTE_DTYPES:
+    raise UserError(f'config.train.compute_dtype={name!r} is unknown; '
+                    f'use one of {tuple(COMPUTE_DTYPES)}.')
+  return COMPUTE_DTYPES[name]
+
+
+def build_models(model: ml_collections.ConfigDict, dtype_name: str = 'float32'):
+  """(generator, discriminator) Flax modules for `config.model`, computing in the dtype named
+  `dtype_name` (config.train.compute_dtype)."""
+  check_model_config(model)
+  return FAMILIES[model.name].build(model, compute_dtype(dtype_name))
