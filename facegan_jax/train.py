@@ -237,7 +237,7 @@ def compile_functions(trainer: Trainer, mesh, image_shape):
 def sample_latents(config: ml_collections.ConfigDict) -> jax.Array:
   """The fixed latents of the sample grids: [num_samples, latent_dim] from the config seed."""
   key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_STREAM)
-  return jax.random.normal(key, (config.train.num_samples, config.model.latent_dim))
+  return jax.random.normal(key, (config.samples.count, config.model.latent_dim))
 
 
 def _format_duration(seconds: float) -> str:
@@ -280,7 +280,7 @@ def _write_samples(workdir, step, samples):
 
 def check_train_config(config: ml_collections.ConfigDict):
   """Raises UserError naming the first bad field of `config.train` or `config.checkpoint`."""
-  for field in ('train.num_steps', 'train.log_every', 'train.sample_every', 'train.num_samples',
+  for field in ('train.num_steps', 'train.log_every', 'samples.every', 'samples.count',
                 'checkpoint.every', 'checkpoint.keep'):
     check_at_least(config, field, 1)
 
@@ -290,7 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
   metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
-  images/s, sample grids, and FID/KID every config.eval.eval_every steps if not 0). Raises
+  images/s, sample grids, and FID/KID every config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
   run.
@@ -301,7 +301,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
   # Loads the Inception weights before anything is written: UserError if they are missing.
-  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.eval_every else None
+  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.every else None
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -341,11 +341,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             summary, images_per_second=images_per_second,
             g_learning_rate=config.optim.g_learning_rate,
             d_learning_rate=config.optim.d_learning_rate))
-      if step % config.train.sample_every == 0 or is_last:
+      if step % config.samples.every == 0 or is_last:
         samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
         if is_chief:
           writer.write_image(step, 'samples', _write_samples(workdir, step, samples))
-      if evaluator and (step % config.eval.eval_every == 0 or is_last):
+      if evaluator and (step % config.eval.every == 0 or is_last):
         scores = evaluator(state)  # every process joins the computation
         logging.info('step %d/%d: %s', step, config.train.num_steps,
                      metric_writer.format_scalars(scores))
