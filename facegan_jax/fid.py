@@ -3,7 +3,8 @@
 Both sides go through the same path: uint8 images [B, H, W, C] (generated ones are quantised
 exactly as a saved PNG is, see `quantize`) -> bicubic resize to 299 -> FID Inception pool3
 features, jitted, with the batch sharded over the mesh's 'data' axis. Generated images come from
-fixed latents (the config seed's EVAL_STREAM), so one state always gets the same numbers.
+fixed latents (the config seed's `generation.EVAL_STREAM`), so one state always gets the same
+numbers.
 
 The real side is the first min(config.eval.num_samples, N) training images. Their features are
 computed once and cached in config.eval.stats_dir as an .npz named by data source, split,
@@ -26,12 +27,11 @@ from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from facegan_jax import distances
+from facegan_jax import generation
 from facegan_jax import inception
 from facegan_jax import parallel
 from facegan_jax.errors import UserError
 from facegan_jax.errors import check_at_least
-
-EVAL_STREAM = 3  # after train.py's INIT_STREAM, TRAIN_STREAM and SAMPLE_STREAM
 
 
 def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):
@@ -152,8 +152,8 @@ def reference_features(config: ml_collections.ConfigDict, images: np.ndarray,
 
 def eval_latents(config: ml_collections.ConfigDict) -> np.ndarray:
   """The fixed latents of evaluation: [config.eval.num_samples, latent_dim] float32."""
-  key = jax.random.fold_in(jax.random.key(config.seed), EVAL_STREAM)
-  return np.asarray(jax.random.normal(key, (config.eval.num_samples, config.model.latent_dim)))
+  key = generation.stream_key(config.seed, generation.EVAL_STREAM)
+  return np.asarray(generation.latents(key, config.eval.num_samples, config.model.latent_dim))
 
 
 def scores(config: ml_collections.ConfigDict, real: np.ndarray, fake: np.ndarray) -> dict:

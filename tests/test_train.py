@@ -142,7 +142,7 @@ def test_switches_report_r1_and_sample_from_the_ema_generator():
   _, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
   assert float(metrics['r1']) == 0
   trainer = train.make_trainer(config)
-  assert train.sampling_params(trainer, state) is state.g_ema_params
+  assert train.sampling_variables(trainer, state)['params'] is state.g_ema_params
   assert trainer.ema_decay == pytest.approx(0.5 ** (8 / 100))
 
 
