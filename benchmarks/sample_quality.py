@@ -14,8 +14,8 @@ import argparse
 
 import numpy as np
 
-from facegan_jax import input_pipeline
 from facegan_jax import generation
+from facegan_jax import image_sources
 
 
 def pairwise_distances(a, b):
@@ -38,7 +38,7 @@ def coverage(queries, references, radii):
 def quality(workdir, num, k, seed):
   restored = generation.RestoredGenerator(workdir)
   fakes = restored.images(restored.seed_latents(seed, num)).reshape(num, -1) / 255.0
-  reals = input_pipeline.load_images(restored.config)
+  reals = image_sources.load_images(restored.config)
   reals = reals.reshape(len(reals), -1) / 255.0
   return {
       'step': restored.step,

@@ -18,7 +18,7 @@ from absl import logging
 
 from facegan_jax import fid
 from facegan_jax import generation
-from facegan_jax import input_pipeline
+from facegan_jax import image_sources
 from facegan_jax import parallel
 from facegan_jax.errors import exit_on_user_error
 
@@ -46,7 +46,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int 
     config.eval.inception_weights = inception_weights
   extractor = fid.FeatureExtractor(config.eval, parallel.make_mesh())
   evaluator = fid.Evaluator(config, functools.partial(generation.generate, restored.generator),
-                            extractor, input_pipeline.load_images(config))
+                            extractor, image_sources.load_images(config))
   return dict(step=restored.step, **evaluator(restored.variables),
               num_samples=config.eval.num_samples, num_real=len(evaluator.real))
 

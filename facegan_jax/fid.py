@@ -1,7 +1,7 @@
 """FID and KID of a generator against the training images, with cached reference features.
 
 Both sides go through the same path: uint8 images [B, H, W, C] (generated ones are quantised
-exactly as a saved PNG is, see `quantize`) -> bicubic resize to 299 -> FID Inception pool3
+exactly as a saved PNG is, see `images.quantize`) -> bicubic resize to 299 -> FID Inception pool3
 features, jitted, with the batch sharded over the mesh's 'data' axis. Generated images come from
 fixed latents (the config seed's `generation.EVAL_STREAM`), so one state always gets the same
 numbers.
@@ -20,7 +20,6 @@ import uuid
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -28,6 +27,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from facegan_jax import distances
 from facegan_jax import generation
+from facegan_jax import images as images_lib
 from facegan_jax import inception
 from facegan_jax import parallel
 from facegan_jax.errors import UserError
@@ -41,11 +41,6 @@ def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):
   for field, minimum in (('num_samples', 2), ('kid_subsets', 1), ('kid_subset_size', 2)):
     check_at_least({'eval': eval_config}, f'eval.{field}', minimum)
   parallel.check_batch_size(eval_config.batch_size, num_devices, 'eval.batch_size')
-
-
-def quantize(images: jax.Array) -> jax.Array:
-  """[..., H, W, C] float in [-1, 1] -> uint8, with images.to_uint8's rounding, on the device."""
-  return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def _rows_sharding(mesh):
@@ -78,7 +73,7 @@ def _feature_functions(width_multiplier: float, mesh):
     return network.apply(variables, inception.preprocess(images))
 
   def generated_features(variables, generate, state, latents):
-    return features(variables, quantize(generate(state, latents)))
+    return features(variables, images_lib.quantize(generate(state, latents)))
 
   return (jax.jit(features, out_shardings=replicated),
           jax.jit(generated_features, static_argnums=1, out_shardings=replicated))

@@ -24,6 +24,7 @@ from facegan_jax import checkpointing
 from facegan_jax import ema
 from facegan_jax import fid
 from facegan_jax import generation
+from facegan_jax import image_sources
 from facegan_jax import images as images_lib
 from facegan_jax import input_pipeline
 from facegan_jax import losses
@@ -176,9 +177,9 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
-  real = input_pipeline.to_model_range(batch)
+  real = images_lib.to_model_range(batch)
   if trainer.random_flip:
-    real = input_pipeline.random_flip(flip_key, real)
+    real = augment.random_flip(flip_key, real)
   d_steps, batch_size = batch.shape[:2]
   latents = jax.random.normal(latent_key, (d_steps, batch_size, trainer.latent_dim))
   augment_keys = jax.random.split(augment_key, d_steps + 1)
@@ -302,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
-    images = input_pipeline.load_images(config)
+    images = image_sources.load_images(config)
     if is_chief:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),

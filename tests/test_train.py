@@ -6,6 +6,7 @@ import pytest
 
 from configs import lfw_demo
 from configs import toy2x2
+from facegan_jax import image_sources
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
 from facegan_jax import train
@@ -26,7 +27,7 @@ def assert_identical(a, b):
 def toy_face_fraction(config, state, count=2000):
   trainer = train.make_trainer(config)
   z = jax.random.normal(jax.random.key(123), (count, config.model.latent_dim))
-  return float(input_pipeline.is_toy_face(train.generate_samples(trainer, state, z)).mean())
+  return float(image_sources.is_toy_face(train.generate_samples(trainer, state, z)).mean())
 
 
 @pytest.mark.slow
@@ -57,7 +58,7 @@ def test_same_seed_gives_bit_identical_parameters_other_seed_does_not(tmp_path):
 def compiled_step(config):
   trainer = train.make_trainer(config)
   mesh = parallel.make_mesh()
-  images = input_pipeline.load_images(config)
+  images = image_sources.load_images(config)
   init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
   batches = input_pipeline.host_batches(images, seed=0, start_step=0,
                                         batch_size=config.train.batch_size,
