@@ -22,10 +22,14 @@ from facegan_jax.errors import UserError
 CHECKPOINTS = 'checkpoints'
 
 # Fields (or whole sections, ending in '.') that may differ between a run and its resumption:
-# they change how long it runs, what it reports, or where inputs live, not what is trained.
+# they change how long it runs, what it reports, or where inputs live, not what is trained;
+# and the learning rates, the way to continue a run that diverged (README, 'When things go
+# wrong'): Adam's state does not depend on them, the run from there on is a new one (no longer
+# equal to an uninterrupted run of either config), and metrics.jsonl records the rates in use.
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.sample_every',
                      'train.num_samples', 'checkpoint.', 'eval.', 'data.data_dir',
-                     'data.cache_dir', 'data.threads', 'data.prefetch', 'deterministic')
+                     'data.cache_dir', 'data.threads', 'data.prefetch', 'deterministic',
+                     'optim.g_learning_rate', 'optim.d_learning_rate')
 
 
 def is_resumable_change(field: str) -> bool:

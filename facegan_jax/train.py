@@ -22,6 +22,7 @@ from absl import logging
 
 from facegan_jax import augment
 from facegan_jax import checkpointing
+from facegan_jax import divergence
 from facegan_jax import ema
 from facegan_jax import fid
 from facegan_jax import images as images_lib
@@ -30,7 +31,9 @@ from facegan_jax import losses
 from facegan_jax import metric_writer
 from facegan_jax import models
 from facegan_jax import parallel
+from facegan_jax import preemption
 from facegan_jax import workdir_lock
+from facegan_jax.errors import Preempted
 from facegan_jax.errors import check_at_least
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
@@ -156,7 +159,8 @@ def _discriminator_update(trainer, state, real, fakes, key):
   updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                         d_batch_stats=stats, d_opt_state=opt_state)
-  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads),
+                     **{divergence.GRADIENTS_FINITE: divergence.all_finite(grads)})
 
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
@@ -170,9 +174,12 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
-    discriminator update's and of the generator update's gradients), and r1 when R1 is on. The
-    generator's forward pass of the last discriminator update is reused, through its VJP, for
-    the generator update, as in the DCGAN reference.
+    discriminator update's and of the generator update's gradients), r1 when R1 is on, and the
+    divergence guard's booleans (`divergence.FLAGS`: the gradients of the last discriminator
+    update and of the generator update are finite; every float of the new state is, which an
+    earlier discriminator update's non-finite gradient would have spoilt). The generator's
+    forward pass of the last discriminator update is reused, through its VJP, for the generator
+    update, as in the DCGAN reference.
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
@@ -208,7 +215,13 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                   if trainer.ema_decay else state.g_ema_params)
   state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
                         g_opt_state=g_opt_state, g_ema_params=g_ema_params)
-  return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
+  gradients_finite = metrics.pop(divergence.GRADIENTS_FINITE) & divergence.all_finite(g_grads)
+  state_finite = divergence.all_finite(
+      state.g_params, state.g_batch_stats, state.d_params, state.d_batch_stats,
+      state.g_opt_state, state.d_opt_state, state.g_ema_params)
+  return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads),
+                     **{divergence.GRADIENTS_FINITE: gradients_finite,
+                        divergence.STATE_FINITE: state_finite})
 
 
 def sampling_params(trainer: Trainer, state: TrainState):
@@ -264,9 +277,9 @@ class _Progress:
 
 
 def _mean_metrics(history):
-  """Averages a list of per-step metric dicts (one host sync) into Python floats."""
-  stacked = jax.device_get(history)
-  return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
+  """Averages host per-step metric dicts into Python floats (the guard's flags left out)."""
+  names = [name for name in history[0] if name not in divergence.FLAGS]
+  return {name: float(np.mean([m[name] for m in history])) for name in names}
 
 
 def _write_samples(workdir, step, samples):
@@ -326,12 +339,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                  len(images), config.train.batch_size)
 
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
-    history = []
+    saved_step = start_step or None  # the newest checkpoint, None if there is none
+    unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged
+    stop_signals = stack.enter_context(preemption.StopSignals())
     for step in range(start_step + 1, config.train.num_steps + 1):
       state, metrics = step_fn(state, next(batches))
-      history.append(metrics)
-      is_last = step == config.train.num_steps
-      if step % config.train.log_every == 0 or is_last:
+      unchecked.append(metrics)
+      is_end = step == config.train.num_steps
+      stopping = stop_signals.should_stop(step)
+      logs = step % config.train.log_every == 0 or is_end or stopping
+      samples = step % config.train.sample_every == 0 or is_end
+      evaluates = evaluator and (step % config.eval.eval_every == 0 or is_end)
+      saves = step % config.checkpoint.every == 0 or is_end or stopping
+      if logs or samples or evaluates or saves:
+        # The one host sync of these steps: nothing of a non-finite step is written.
+        checked = jax.device_get(unchecked)
+        divergence.check(checked, step - len(checked) + 1, saved_step, workdir)
+        history += checked
+        unchecked = []
+      if logs:
         summary = _mean_metrics(history)
         history = []
         images_per_second, progress_line = progress.measure(step)
@@ -341,16 +367,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             summary, images_per_second=images_per_second,
             g_learning_rate=config.optim.g_learning_rate,
             d_learning_rate=config.optim.d_learning_rate))
-      if step % config.train.sample_every == 0 or is_last:
-        samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
+      if samples:
+        grid = jax.device_get(sample_fn(state, latents))  # every process joins the computation
         if is_chief:
-          writer.write_image(step, 'samples', _write_samples(workdir, step, samples))
-      if evaluator and (step % config.eval.eval_every == 0 or is_last):
+          writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
+      if evaluates:
         scores = evaluator(state)  # every process joins the computation
         logging.info('step %d/%d: %s', step, config.train.num_steps,
                      metric_writer.format_scalars(scores))
         writer.write_scalars(step, scores)
-      if step % config.checkpoint.every == 0 or is_last:
+      if saves:
         checkpointing.save(manager, state, config)
+        saved_step = step
+      if stopping:
+        break
     manager.wait_until_finished()
+  if stop_signals.received:
+    raise Preempted(f'{stop_signals.received} received: saved the checkpoint of step '
+                    f'{saved_step} in {checkpointing.checkpoint_dir(workdir)}; run the same '
+                    'command to resume from it.')
   return state

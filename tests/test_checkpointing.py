@@ -164,7 +164,10 @@ def test_changes_that_keep_the_training_are_resumable():
   current.eval.eval_every = 50
   current.data.cache_dir = '/elsewhere'
   assert checkpointing.config_differences(saved, current.to_dict()) == []
+  current.optim.g_learning_rate = 1e-4  # lower rates continue a run that diverged
+  current.optim.d_learning_rate = 1e-4
+  assert checkpointing.config_differences(saved, current.to_dict()) == []
   current.train.batch_size = 16
-  current.optim.g_learning_rate = 1e-3
+  current.optim.b1 = 0.9
   assert checkpointing.config_differences(saved, current.to_dict()) == [
-      'optim.g_learning_rate: 0.0002 -> 0.001', 'train.batch_size: 8 -> 16']
+      'optim.b1: 0.5 -> 0.9', 'train.batch_size: 8 -> 16']
