@@ -306,7 +306,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   images/s, sample grids, and FID/KID every config.eval.eval_every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
-  run.
+  run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
+  nothing of it (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was
+  computing (`preemption`).
   """
   check_train_config(config)
   trainer = make_trainer(config)
