@@ -7,13 +7,12 @@ an image a face when TL + BR - TR - BL > 1 on a [0, 1] scale. Within seconds on 
 than 95% of the generator's images pass the rule (an untrained one: none).
 """
 
-from configs import celeba
+from configs import default
 
 
 def get_config(variant=None):
-  if variant:
-    raise ValueError(f'configs/toy2x2.py has no variant {variant!r}.')
-  config = celeba.get_config()
+  default.check_variant('configs/toy2x2.py', variant, ())
+  config = default.get_config()
   config.data.source = 'toy2x2'
   config.data.random_flip = False  # a mirrored face is not a face in this world
   config.model.name = 'mlp'
@@ -25,6 +24,5 @@ def get_config(variant=None):
   config.optim.d_learning_rate = 1e-3
   config.train.batch_size = 64
   config.train.num_steps = 500
-  config.train.log_every = 100
-  config.train.sample_every = 500
+  config.samples.every = 500
   return config

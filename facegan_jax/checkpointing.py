@@ -6,6 +6,7 @@ into a temporary directory and renames it when complete, so a crash at any momen
 a complete checkpoint or none that `all_steps` lists.
 """
 
+import copy
 import importlib.metadata
 from typing import Any
 
@@ -26,10 +27,14 @@ CHECKPOINTS = 'checkpoints'
 # and the learning rates, the way to continue a run that diverged (README, 'When things go
 # wrong'): Adam's state does not depend on them, the run from there on is a new one (no longer
 # equal to an uninterrupted run of either config), and metrics.jsonl records the rates in use.
-RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'train.sample_every',
-                     'train.num_samples', 'checkpoint.', 'eval.', 'data.data_dir',
-                     'data.cache_dir', 'data.threads', 'data.prefetch', 'deterministic',
-                     'optim.g_learning_rate', 'optim.d_learning_rate')
+RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoint.', 'eval.',
+                     'data.data_dir', 'data.cache_dir', 'data.threads', 'data.prefetch',
+                     'deterministic', 'optim.g_learning_rate', 'optim.d_learning_rate')
+
+# Config fields renamed since checkpoints were first written: old dotted name -> new one. A saved
+# config is read with the new names, so old workdirs resume and sample.
+RENAMED_FIELDS = {'train.sample_every': 'samples.every', 'train.num_samples': 'samples.count',
+                  'eval.eval_every': 'eval.every'}
 
 
 def is_resumable_change(field: str) -> bool:
@@ -81,9 +86,21 @@ def restore_fields(manager: ocp.CheckpointManager, step: int, abstract: dict[str
   return manager.restore(step, args=ocp.args.Composite(state=args))['state']
 
 
+def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+  """A saved config dict with today's field names (RENAMED_FIELDS); the input is not changed."""
+  upgraded = copy.deepcopy(saved)
+  for old, new in RENAMED_FIELDS.items():
+    old_section, old_name = old.split('.')
+    if old_name in upgraded.get(old_section, {}):
+      new_section, new_name = new.split('.')
+      upgraded.setdefault(new_section, {})[new_name] = upgraded[old_section].pop(old_name)
+  return upgraded
+
+
 def restore_run(manager: ocp.CheckpointManager, step: int) -> dict[str, Any]:
-  """{'config': dict, 'versions': dict} saved with the checkpoint of `step`."""
-  return manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))['run']
+  """{'config': dict with today's field names, 'versions': dict} saved with `step`."""
+  run = manager.restore(step, args=ocp.args.Composite(run=ocp.args.JsonRestore()))['run']
+  return dict(run, config=upgrade_saved_config(run['config']))
 
 
 def _flatten(tree, prefix=''):

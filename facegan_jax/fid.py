@@ -36,8 +36,8 @@ EVAL_STREAM = 3  # after train.py's INIT_STREAM, TRAIN_STREAM and SAMPLE_STREAM
 
 def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):
   """Raises UserError naming the first bad field of `config.eval`."""
-  if eval_config.eval_every < 0:
-    raise UserError(f'config.eval.eval_every={eval_config.eval_every} must be 0 (off) or more.')
+  if eval_config.every < 0:
+    raise UserError(f'config.eval.every={eval_config.every} must be 0 (off) or more.')
   for field, minimum in (('num_samples', 2), ('kid_subsets', 1), ('kid_subset_size', 2)):
     check_at_least({'eval': eval_config}, f'eval.{field}', minimum)
   parallel.check_batch_size(eval_config.batch_size, num_devices, 'eval.batch_size')

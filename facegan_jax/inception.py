@@ -299,7 +299,7 @@ def load(path: str, width_multiplier: float = 1.0):
   if not path or not os.path.isfile(path):
     raise UserError(f'config.eval.inception_weights={path!r} is not a file; {WEIGHTS_HELP}, '
                     'then set --config.eval.inception_weights=PATH (or leave '
-                    'config.eval.eval_every=0 to train without FID).')
+                    'config.eval.every=0 to train without FID).')
   with open(path, 'rb') as f:
     data = f.read()
   with np.load(path) as arrays:

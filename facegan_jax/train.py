@@ -248,9 +248,9 @@ def compile_functions(trainer: Trainer, mesh, image_shape):
 
 
 def sample_latents(config: ml_collections.ConfigDict) -> jax.Array:
-  """The fixed latents of the sample grids: [num_samples, latent_dim] from the config seed."""
+  """The fixed latents of the sample grids: [samples.count, latent_dim] from the config seed."""
   key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_STREAM)
-  return jax.random.normal(key, (config.train.num_samples, config.model.latent_dim))
+  return jax.random.normal(key, (config.samples.count, config.model.latent_dim))
 
 
 def _format_duration(seconds: float) -> str:
@@ -293,7 +293,7 @@ def _write_samples(workdir, step, samples):
 
 def check_train_config(config: ml_collections.ConfigDict):
   """Raises UserError naming the first bad field of `config.train` or `config.checkpoint`."""
-  for field in ('train.num_steps', 'train.log_every', 'train.sample_every', 'train.num_samples',
+  for field in ('train.num_steps', 'train.log_every', 'samples.every', 'samples.count',
                 'checkpoint.every', 'checkpoint.keep'):
     check_at_least(config, field, 1)
 
@@ -303,7 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
   metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
-  images/s, sample grids, and FID/KID every config.eval.eval_every steps if not 0). Raises
+  images/s, sample grids, and FID/KID every config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
   run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
@@ -316,7 +316,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
   # Loads the Inception weights before anything is written: UserError if they are missing.
-  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.eval_every else None
+  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.every else None
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -350,8 +350,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       is_end = step == config.train.num_steps
       stopping = stop_signals.should_stop(step)
       logs = step % config.train.log_every == 0 or is_end or stopping
-      samples = step % config.train.sample_every == 0 or is_end
-      evaluates = evaluator and (step % config.eval.eval_every == 0 or is_end)
+      samples = step % config.samples.every == 0 or is_end
+      evaluates = evaluator and (step % config.eval.every == 0 or is_end)
       saves = step % config.checkpoint.every == 0 or is_end or stopping
       if logs or samples or evaluates or saves:
         # The one host sync of these steps: nothing of a non-finite step is written.

@@ -1,6 +1,7 @@
 """Checkpoints: bit-exact resume after SIGKILL, config checks, damage, the workdir lock."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from configs import lfw_demo
+from configs import toy2x2
 from facegan_jax import checkpointing
 from facegan_jax import train
 from facegan_jax import workdir_lock
@@ -129,7 +131,7 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path)
   steps, every = 1500, 10
   flags = ['--config=configs/lfw_demo.py:test', f'--config.train.num_steps={steps}',
            f'--config.checkpoint.every={every}', '--config.train.log_every=500',
-           '--config.train.sample_every=1500']
+           '--config.samples.every=1500']
   main = [sys.executable, '-m', 'facegan_jax.main', *flags]
   killed_dir = tmp_path / 'killed'
   process = subprocess.Popen([*main, f'--workdir={killed_dir}'], cwd=multidevice.ROOT,
@@ -161,7 +163,7 @@ def test_changes_that_keep_the_training_are_resumable():
   saved = small_config().to_dict()
   current = small_config(num_steps=100, every=7)
   current.train.log_every = 9
-  current.eval.eval_every = 50
+  current.eval.every = 50
   current.data.cache_dir = '/elsewhere'
   assert checkpointing.config_differences(saved, current.to_dict()) == []
   current.optim.g_learning_rate = 1e-4  # lower rates continue a run that diverged
@@ -171,3 +173,33 @@ def test_changes_that_keep_the_training_are_resumable():
   current.optim.b1 = 0.9
   assert checkpointing.config_differences(saved, current.to_dict()) == [
       'optim.b1: 0.5 -> 0.9', 'train.batch_size: 8 -> 16']
+
+
+def test_saved_configs_are_read_with_todays_field_names():
+  saved = {'train': {'sample_every': 5, 'num_samples': 16, 'batch_size': 8},
+           'eval': {'eval_every': 0, 'num_samples': 100}}
+  assert checkpointing.upgrade_saved_config(saved) == {
+      'train': {'batch_size': 8}, 'samples': {'every': 5, 'count': 16},
+      'eval': {'every': 0, 'num_samples': 100}}
+  assert saved['train']['sample_every'] == 5  # the input is left as it was
+
+
+@pytest.mark.slow
+def test_a_workdir_written_before_the_renames_resumes_bit_identically(tmp_path):
+  """tests/data/toy2x2_step2_v0.1.0 was written by facegan_jax 0.1.0 (tests/data/README.md)."""
+  old_workdir = tmp_path / 'old'
+  shutil.copytree(os.path.join(multidevice.ROOT, 'tests', 'data', 'toy2x2_step2_v0.1.0'),
+                  old_workdir)
+  flags = ['--config=configs/toy2x2.py', '--config.train.num_steps=4',
+           '--config.train.log_every=1', '--config.samples.every=2', '--config.checkpoint.every=2',
+           '--config.samples.count=4', '--config.ema.halflife_images=100']
+  for workdir in (old_workdir, tmp_path / 'new'):
+    result = multidevice.run_python(['-m', 'facegan_jax.main', *flags, f'--workdir={workdir}'])
+    assert result.returncode == 0, result.stderr[-3000:]
+  config = toy2x2.get_config()
+  config.ema.halflife_images = 100.0
+  template = train.create_train_state(train.make_trainer(config), jax.random.key(0), (2, 2, 1))
+  resumed, fresh = (checkpointing.restore_state(
+      checkpointing.make_manager(str(path), create=False), 4, template)
+                    for path in (old_workdir, tmp_path / 'new'))
+  assert_identical(resumed, fresh)

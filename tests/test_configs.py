@@ -3,6 +3,7 @@
 import pytest
 
 from configs import celeba
+from configs import default
 from configs import lfw_demo
 from configs import toy2x2
 from facegan_jax import train
@@ -28,3 +29,19 @@ def test_best_variants_turn_on_what_they_document():
 def test_unknown_variants_are_refused(module):
   with pytest.raises(ValueError, match='has no variant'):
     module.get_config('fastest')
+
+
+def field_names(config, prefix=''):
+  names = set()
+  for name, value in config.items():
+    if hasattr(value, 'items'):
+      names |= field_names(value, f'{prefix}{name}.')
+    else:
+      names.add(prefix + name)
+  return names
+
+
+@pytest.mark.parametrize('module, variant', [
+    (celeba, None), (celeba, 'test'), (celeba, 'best_3k'), (lfw_demo, 'best'), (toy2x2, None)])
+def test_configs_override_the_defaults_and_add_no_field(module, variant):
+  assert field_names(module.get_config(variant)) == field_names(default.get_config())

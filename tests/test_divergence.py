@@ -19,7 +19,7 @@ OVERFLOWING_RATE = 1e30  # Adam moves every weight by about the rate: activation
 def config(num_steps, learning_rate=2e-4):
   config = lfw_demo.get_config('test')
   config.train.num_steps = num_steps
-  config.train.log_every = config.train.sample_every = config.checkpoint.every = 2
+  config.train.log_every = config.samples.every = config.checkpoint.every = 2
   config.checkpoint.keep = 1  # a saved non-finite state would rotate the good one out
   config.optim.g_learning_rate = config.optim.d_learning_rate = learning_rate
   return config

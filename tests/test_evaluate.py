@@ -19,7 +19,7 @@ from tests.conftest import TINY
 
 def demo_config_with_eval(tiny_weights, stats_dir):
   config = lfw_demo.get_config('test')
-  config.eval.eval_every = 2
+  config.eval.every = 2
   config.eval.num_samples = 24
   config.eval.batch_size = 8
   config.eval.inception_weights = tiny_weights
@@ -57,7 +57,7 @@ def test_demo_writes_tensorboard_scalars_images_and_fid_that_the_command_reprodu
 
 @pytest.mark.slow
 def test_training_without_inception_weights_writes_no_fid(tmp_path):
-  config = lfw_demo.get_config('test')  # eval_every = 0: the default, no weights needed
+  config = lfw_demo.get_config('test')  # eval.every = 0: the default, no weights needed
   config.eval.inception_weights = str(tmp_path / 'absent.npz')
   train.train_and_evaluate(config, str(tmp_path))
   scalars, images = event_files.read_events(str(tmp_path))
@@ -68,7 +68,7 @@ def test_training_without_inception_weights_writes_no_fid(tmp_path):
 def test_evaluation_asked_for_without_weights_is_a_one_line_error(tmp_path):
   result = multidevice.run_python([
       '-m', 'facegan_jax.main', '--config=configs/lfw_demo.py:test', f'--workdir={tmp_path}',
-      '--config.eval.eval_every=2', f'--config.eval.inception_weights={tmp_path}/absent.npz'])
+      '--config.eval.every=2', f'--config.eval.inception_weights={tmp_path}/absent.npz'])
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith(f"error: config.eval.inception_weights='{tmp_path}/absent.npz' is not "

@@ -103,7 +103,7 @@ def test_quantize_rounds_like_the_saved_pngs():
 @pytest.mark.parametrize('field, value, message', [
     ('batch_size', 0, 'config.eval.batch_size=0 does not split over 1 devices'),
     ('num_samples', 1, 'config.eval.num_samples=1 must be at least 2.'),
-    ('eval_every', -1, 'config.eval.eval_every=-1 must be 0 (off) or more.'),
+    ('every', -1, 'config.eval.every=-1 must be 0 (off) or more.'),
 ])
 def test_bad_eval_values_are_clear_errors(tiny_weights, field, value, message):
   config = lfw_demo.get_config('test')

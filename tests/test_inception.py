@@ -80,7 +80,7 @@ def test_missing_weights_say_where_to_get_them(tmp_path):
   assert f"config.eval.inception_weights='{tmp_path}/inception.npz' is not a file" in message
   assert inception.WEIGHTS_URL in message
   assert 'python -m facegan_jax.convert_inception' in message
-  assert 'eval_every=0' in message
+  assert 'eval.every=0' in message
 
 
 def test_weights_of_another_width_are_a_clear_error(tiny_variables, tmp_path):

@@ -143,7 +143,7 @@ def test_a_sigterm_to_one_process_stops_every_process_at_the_same_saved_step(tmp
   processes = [subprocess.Popen(
       [sys.executable, '-m', 'facegan_jax.main', '--config=configs/lfw_demo.py:test',
        f'--config.train.num_steps={steps}', f'--config.checkpoint.every={every}',
-       '--config.train.log_every=500', f'--config.train.sample_every={steps}',
+       '--config.train.log_every=500', f'--config.samples.every={steps}',
        f'--workdir={tmp_path}', f'--coordinator_address={address}', '--num_processes=2',
        f'--process_id={index}'], cwd=multidevice.ROOT, env=multidevice.environment(),
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for index in range(2)]

@@ -20,7 +20,7 @@ from tests.test_checkpointing import small_config
 STEPS, EVERY = 400, 25
 FLAGS = ['--config=configs/lfw_demo.py:test', f'--config.train.num_steps={STEPS}',
          f'--config.checkpoint.every={EVERY}', '--config.train.log_every=100',
-         f'--config.train.sample_every={STEPS}']
+         f'--config.samples.every={STEPS}']
 MAIN = [sys.executable, '-m', 'facegan_jax.main', *FLAGS]
 
 
