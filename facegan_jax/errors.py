@@ -37,6 +37,12 @@ def check_at_least(config, field: str, minimum):
     raise UserError(f'config.{field}={value} must be at least {minimum}.')
 
 
+def exit_with(stop: StopRun):
+  """Prints `stop` as its one line on stderr and exits with its code."""
+  print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
+  raise SystemExit(stop.exit_code) from None
+
+
 def exit_on_user_error(main):
   """Wraps an absl `main(argv)`: a StopRun becomes 'PREFIX MESSAGE' on stderr and its exit code;
   Ctrl-C outside the training loop exits 130 (128 + SIGINT) without a traceback."""
@@ -46,8 +52,7 @@ def exit_on_user_error(main):
     try:
       return main(argv)
     except StopRun as stop:
-      print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
-      raise SystemExit(stop.exit_code) from None
+      exit_with(stop)
     except KeyboardInterrupt:
       print('stopped: interrupted.', file=sys.stderr, flush=True)
       raise SystemExit(130) from None

@@ -72,11 +72,16 @@ def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
       yield pending.popleft().result()
 
 
-def folder_files(path: str) -> list[str]:
-  """Every JPEG/PNG file under `path`, recursively, as sorted paths relative to `path`."""
+def check_folder(path: str):
+  """UserError unless `path` (config.data.path) is a directory."""
   if not path or not os.path.isdir(path):
     raise UserError(f'config.data.path={path!r} is not a directory; set config.data.path to a '
                     f'folder of JPEG/PNG face images.')
+
+
+def folder_files(path: str) -> list[str]:
+  """Every JPEG/PNG file under `path`, recursively, as sorted paths relative to `path`."""
+  check_folder(path)
   files = []
   for root, _, names in os.walk(path, followlinks=True):
     files.extend(os.path.relpath(os.path.join(root, name), path) for name in names

@@ -112,6 +112,14 @@ def _check_prepared_fields(data: ml_collections.ConfigDict):
       raise UserError(f'config.data.{field}={data[field]} must be 0 or more.')
 
 
+def check_data_config(data: ml_collections.ConfigDict):
+  """UserError unless `data.source` is known and, for 'folder', `data.path` is a directory."""
+  if data.source not in SOURCES:
+    raise UserError(f'config.data.source={data.source!r} is unknown; use one of {SOURCES}.')
+  if data.source == 'folder':
+    image_sources.check_folder(data.path)
+
+
 def prepare_source(config: ml_collections.ConfigDict) -> image_cache.Cached:
   """The 'celeb_a' or 'folder' images of `config.data`, from the cache or prepared into it.
 

@@ -22,6 +22,7 @@ from absl import logging
 
 from facegan_jax import augment
 from facegan_jax import checkpointing
+from facegan_jax import config_check
 from facegan_jax import divergence
 from facegan_jax import ema
 from facegan_jax import fid
@@ -34,7 +35,6 @@ from facegan_jax import parallel
 from facegan_jax import preemption
 from facegan_jax import workdir_lock
 from facegan_jax.errors import Preempted
-from facegan_jax.errors import check_at_least
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
 
@@ -80,11 +80,9 @@ def _adam(learning_rate, optim):
 
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
-  """Builds models, optimisers, losses and regularisers from the config; UserError if bad."""
+  """Builds models, optimisers, losses and regularisers from a config that passed
+  `config_check.check`."""
   generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
-  for field, minimum in (('train.d_steps', 1), ('loss.r1_gamma', 0), ('loss.r1_every', 1),
-                         ('augment.strength', 0), ('ema.halflife_images', 0)):
-    check_at_least(config, field, minimum)
   halflife = config.ema.halflife_images
   return Trainer(generator=generator, discriminator=discriminator,
                  g_optimizer=_adam(config.optim.g_learning_rate, config.optim),
@@ -291,13 +289,6 @@ def _write_samples(workdir, step, samples):
   return grid
 
 
-def check_train_config(config: ml_collections.ConfigDict):
-  """Raises UserError naming the first bad field of `config.train` or `config.checkpoint`."""
-  for field in ('train.num_steps', 'train.log_every', 'samples.every', 'samples.count',
-                'checkpoint.every', 'checkpoint.keep'):
-    check_at_least(config, field, 1)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
 
@@ -310,13 +301,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   nothing of it (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was
   computing (`preemption`).
   """
-  check_train_config(config)
+  config_check.check(config)
   trainer = make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
-  # Loads the Inception weights before anything is written: UserError if they are missing.
+  # Loads the Inception weights and the images before anything is written: a missing or
+  # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.every else None
+  images = input_pipeline.load_images(config)
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -324,7 +317,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
-    images = input_pipeline.load_images(config)
     if is_chief:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     latents = sample_latents(config)
