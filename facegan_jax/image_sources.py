@@ -1,7 +1,8 @@
 """Face photos from TFDS `celeb_a` and from image folders, center-cropped and resized once.
 
 Both sources yield encoded image files (JPEG/PNG bytes) in a fixed order, and both go through
-the same `prepare_image`: decode, convert to RGB (or grayscale for 1-channel models), take a
+the same `prepare_image`: decode (8- or 16-bit, grayscale, palette, RGBA/LA, CMYK, EXIF
+rotation: `to_8bit_upright`), convert to RGB (or grayscale for 1-channel models), take a
 centered square, resize it with Lanczos (antialiased) resampling to the model resolution.
 
 The crop rule, for any image of H x W pixels: a centered square of side min(crop, H, W), or
@@ -20,10 +21,15 @@ from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 from PIL import Image
+from PIL import ImageOps
 
 from facegan_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+# Part of a folder cache's key: 2 since 16-bit, transparent and EXIF-rotated images decode right,
+# so that caches prepared before are prepared again.
+DECODER_VERSION = 2
 
 # The files TFDS's celeb_a builder downloads (its checksums.tsv), which it also accepts when
 # they are placed by hand in <data_dir>/downloads/manual/.
@@ -38,6 +44,24 @@ def crop_box(height: int, width: int, crop: int) -> tuple[int, int, int, int]:
   return left, top, left + side, top + side
 
 
+def to_8bit_upright(image: Image.Image) -> Image.Image:
+  """`image` as its viewer shows it, in an 8-bit mode that `convert` maps faithfully to RGB/L.
+
+  Applies the EXIF orientation; scales 16-bit grayscale (PIL's 'I;16*' and 'I' modes, which
+  `convert('L')` would clip to white) to 8 bits; composites transparent images (RGBA, LA, PA,
+  a palette with a transparent colour) onto white. Palette, 1-bit, CMYK and 16-bit RGB PNGs
+  (which PIL reads as 8-bit RGB) are left to `convert`.
+  """
+  image = ImageOps.exif_transpose(image)
+  if image.mode.startswith('I'):
+    pixels = np.asarray(image).astype(np.float64) / 257.0  # 65535 -> 255
+    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), 'L')
+  if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+    white = Image.new('RGBA', image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(white, image.convert('RGBA'))
+  return image
+
+
 def prepare_image(encoded: Optional[bytes], *, crop: int, resolution: int,
                   channels: int) -> Optional[np.ndarray]:
   """Decoded, cropped and resized image [resolution, resolution, channels] uint8.
@@ -48,7 +72,7 @@ def prepare_image(encoded: Optional[bytes], *, crop: int, resolution: int,
     return None
   try:
     with Image.open(io.BytesIO(encoded)) as image:
-      image = image.convert('RGB' if channels == 3 else 'L')
+      image = to_8bit_upright(image).convert('RGB' if channels == 3 else 'L')
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None  # PIL's ways of saying 'not an image', 'truncated' or 'corrupt'
   square = image.crop(crop_box(image.height, image.width, crop))

@@ -137,7 +137,8 @@ def prepare_source(config: ml_collections.ConfigDict) -> image_cache.Cached:
   else:
     files = image_sources.folder_files(data.path)
     name = os.path.abspath(data.path)
-    key.update(path=name, fingerprint=image_sources.folder_fingerprint(data.path, files))
+    key.update(path=name, fingerprint=image_sources.folder_fingerprint(data.path, files),
+               decoder=image_sources.DECODER_VERSION)
   path = image_cache.cache_path(cache_dir(data), key)
   cached = image_cache.load(path)
   if cached is not None:
@@ -146,16 +147,20 @@ def prepare_source(config: ml_collections.ConfigDict) -> image_cache.Cached:
     if data.source == 'celeb_a':
       encoded, capacity = image_sources.celeb_a_files(data_dir(data), data.split,
                                                       data.max_examples)
+      names = None  # examples are named by their index in the split
     else:
       encoded = image_sources.read_files(data.path, files)
       capacity = min(len(files), data.max_examples or len(files))
+      names = files
     prepare = functools.partial(image_sources.prepare_image, crop=data.crop,
                                 resolution=model.resolution, channels=model.channels)
     examples = image_sources.ordered_map(prepare, encoded, data.threads or os.cpu_count())
-    cached = image_cache.write(path, key, examples, capacity, image_shape)
+    cached = image_cache.write(path, key, examples, capacity, image_shape, names)
   if cached.skipped:
-    logging.warning('Skipped %d unreadable file(s) of %s (not an image, truncated or corrupt).',
-                    cached.skipped, name)
+    named = ', '.join(cached.skipped_names)
+    more = cached.skipped - len(cached.skipped_names)
+    logging.warning('Skipped %d unreadable file(s) of %s (not an image, truncated or corrupt): '
+                    '%s%s.', cached.skipped, name, named, f' and {more} more' if more else '')
   if not len(cached.images):
     raise UserError(f'config.data.source={data.source!r} gave no readable images from {name}; '
                     f'check that the files are JPEG or PNG images.')
@@ -169,9 +174,9 @@ def load_images(config: ml_collections.ConfigDict) -> np.ndarray:
   """
   source = config.data.source
   if source == 'toy2x2':
-    images = toy_faces(config.seed)
+    images = toy_faces(config.seed)[:config.data.max_examples or None]
   elif source == 'lfw_subset':
-    images = lfw_faces(config.model.resolution)
+    images = lfw_faces(config.model.resolution)[:config.data.max_examples or None]
   elif source in ('celeb_a', 'folder'):
     images = prepare_source(config).images
   else:

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 from configs import celeba
 from configs import lfw_demo
+from configs import toy2x2
 from facegan_jax import image_sources
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
@@ -122,7 +123,29 @@ def test_unreadable_folder_files_are_skipped_counted_and_reported(tmp_path, capl
   with caplog.at_level(logging.WARNING):
     prepared = input_pipeline.prepare_source(folder_config(tmp_path))
   assert prepared.images.shape[0] == 4 and prepared.skipped == 1
-  assert 'Skipped 1 unreadable file(s)' in caplog.text
+  assert 'Skipped 1 unreadable file(s)' in caplog.text and 'corrupt.jpg.' in caplog.text
+
+
+def test_a_folder_of_every_kind_of_image_prepares_each_right_and_names_the_unreadable(
+    tmp_path, caplog):
+  expected = test_image_sources.every_kind(tmp_path / 'faces')
+  with caplog.at_level(logging.WARNING):
+    prepared = input_pipeline.prepare_source(folder_config(tmp_path))
+  assert prepared.skipped == 2 and prepared.skipped_names == ('corrupt.png', 'empty.jpg')
+  assert (f"Skipped 2 unreadable file(s) of {tmp_path / 'faces'} (not an image, truncated or "
+          'corrupt): corrupt.png, empty.jpg.') in caplog.text
+  assert len(prepared.images) == len(expected)
+  for image, name in zip(prepared.images, sorted(expected)):
+    np.testing.assert_allclose(image.astype(int), expected[name].astype(int),
+                               atol=3 if name.endswith('.jpg') else 0, err_msg=name)
+
+
+@pytest.mark.parametrize('source', ['toy2x2', 'lfw_subset'])
+def test_max_examples_keeps_the_first_examples_of_the_in_memory_sources(source):
+  config = {'toy2x2': toy2x2, 'lfw_subset': lfw_demo}[source].get_config()
+  every = input_pipeline.load_images(config)
+  config.data.max_examples = 7
+  np.testing.assert_array_equal(input_pipeline.load_images(config), every[:7])
 
 
 def test_a_folder_without_readable_images_is_a_clear_error(tmp_path):
