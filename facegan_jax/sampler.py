@@ -35,6 +35,17 @@ class Sampler:
       raise UserError(f'no checkpoint of step {step} in {checkpointing.checkpoint_dir(workdir)}; '
                       f'steps there: {", ".join(map(str, steps))}.')
     self.step = step
+    try:
+      self._restore(manager, step)
+    except UserError:
+      raise
+    except Exception as error:  # pylint: disable=broad-except
+      others = [other for other in sorted(steps, reverse=True) if other != step]
+      raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
+    self._apply = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
+
+  def _restore(self, manager, step: int):
+    """Reads the run's config and the generator's variables of `step`."""
     self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
@@ -45,7 +56,6 @@ class Sampler:
         manager, step, {params: abstract['params'],
                         'g_batch_stats': abstract.get('batch_stats', {})})
     self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
-    self._apply = jax.jit(lambda v, z: self.generator.apply(v, z, train=False))
 
   def latents(self, seed: int, num: int) -> jax.Array:
     """[num, latent_dim] standard normal latents of `seed`."""
