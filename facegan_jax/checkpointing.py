@@ -23,10 +23,13 @@ from facegan_jax.errors import UserError
 CHECKPOINTS = 'checkpoints'
 
 # Fields (or whole sections, ending in '.') that may differ between a run and its resumption:
-# they change how long it runs, what it reports, or where inputs live, not what is trained.
+# they change how long it runs, what it reports, or where inputs live, not what is trained;
+# and the learning rates, the way to continue a run that diverged (README, 'When things go
+# wrong'): Adam's state does not depend on them, the run from there on is a new one (no longer
+# equal to an uninterrupted run of either config), and metrics.jsonl records the rates in use.
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoint.', 'eval.',
                      'data.data_dir', 'data.cache_dir', 'data.threads', 'data.prefetch',
-                     'deterministic')
+                     'deterministic', 'optim.g_learning_rate', 'optim.d_learning_rate')
 
 # Config fields renamed since checkpoints were first written: old dotted name -> new one. A saved
 # config is read with the new names, so old workdirs resume and sample.
@@ -130,13 +133,16 @@ def check_resumable(workdir: str, saved_config: dict[str, Any],
                     f'{"; ".join(differences)}. Restore these values, or use a new --workdir.')
 
 
-def _damaged(workdir: str, steps: list[int], error: Exception) -> UserError:
-  """The message for an unreadable newest checkpoint: which one, and how to fall back."""
+def damaged(workdir: str, steps: list[int], error: Exception,
+            purpose: str = 'resume from') -> UserError:
+  """The message for an unreadable checkpoint steps[0] (the newest unless asked for): which
+  one, and how to fall back to steps[1] for `purpose` ('resume from', 'sample from')."""
   directory = checkpoint_dir(workdir)
+  first_line = (str(error).strip().splitlines() or [''])[0][:200]
   message = (f'the latest checkpoint in {directory / str(steps[0])} cannot be read '
-             f'({type(error).__name__}: {str(error).splitlines()[0][:200]})')
+             f'({type(error).__name__}: {first_line})')
   if len(steps) > 1:
-    message += (f'; to resume from step {steps[1]}, move it aside: '
+    message += (f'; to {purpose} step {steps[1]}, move it aside: '
                 f'mv {directory / str(steps[0])} {directory / str(steps[0])}.damaged')
   return UserError(message + '. Nothing was changed in the workdir.')
 
@@ -154,11 +160,11 @@ def resume(manager: ocp.CheckpointManager, workdir: str, config: ml_collections.
   try:
     saved_config = restore_run(manager, steps[0])['config']
   except Exception as error:  # pylint: disable=broad-except
-    raise _damaged(workdir, steps, error) from error
+    raise damaged(workdir, steps, error) from error
   check_resumable(workdir, saved_config, config)
   try:
     state = restore_state(manager, steps[0], state)
   except Exception as error:  # pylint: disable=broad-except
-    raise _damaged(workdir, steps, error) from error
+    raise damaged(workdir, steps, error) from error
   logging.info('Resumed from the checkpoint of step %d in %s.', steps[0], checkpoint_dir(workdir))
   return state

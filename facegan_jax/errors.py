@@ -1,10 +1,31 @@
-"""The one exception type for mistakes a user can fix, and how entry points report it."""
+"""How a run stops with one line: user mistakes, divergence, preemption; how entry points exit."""
 
 import functools
+import sys
 
 
-class UserError(Exception):
+class StopRun(Exception):
+  """The run stops for a reason its message explains in one line; main exits with `exit_code`."""
+  exit_code = 1
+  prefix = 'error: '
+
+
+class UserError(StopRun):
   """A user mistake: the message names the bad value and the fix; main prints it as one line."""
+
+
+class Diverged(StopRun):
+  """A train step produced a non-finite loss, gradient or parameter; nothing of it was saved."""
+  exit_code = 3
+
+
+class Preempted(StopRun):
+  """SIGTERM or SIGINT: the run saved a checkpoint of its last step; the same command resumes.
+
+  Exit code 75 (EX_TEMPFAIL of sysexits.h): a temporary failure, to be retried as it was.
+  """
+  exit_code = 75
+  prefix = 'stopped: '
 
 
 def check_at_least(config, field: str, minimum):
@@ -16,14 +37,24 @@ def check_at_least(config, field: str, minimum):
     raise UserError(f'config.{field}={value} must be at least {minimum}.')
 
 
+def exit_with(stop: StopRun):
+  """Prints `stop` as its one line on stderr and exits with its code."""
+  print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
+  raise SystemExit(stop.exit_code) from None
+
+
 def exit_on_user_error(main):
-  """Wraps an absl `main(argv)`: a UserError becomes 'error: MESSAGE' on stderr and exit 1."""
+  """Wraps an absl `main(argv)`: a StopRun becomes 'PREFIX MESSAGE' on stderr and its exit code;
+  Ctrl-C outside the training loop exits 130 (128 + SIGINT) without a traceback."""
 
   @functools.wraps(main)
   def wrapped(argv):
     try:
       return main(argv)
-    except UserError as error:
-      raise SystemExit(f'error: {error}') from None
+    except StopRun as stop:
+      exit_with(stop)
+    except KeyboardInterrupt:
+      print('stopped: interrupted.', file=sys.stderr, flush=True)
+      raise SystemExit(130) from None
 
   return wrapped

@@ -54,24 +54,41 @@ def generate(generator, variables, latent_batch) -> jax.Array:
   return generator.apply(variables, latent_batch, train=False)
 
 
+def _no_checkpoint(workdir: str) -> UserError:
+  return UserError(f'no checkpoint in {checkpointing.checkpoint_dir(workdir)}; train first '
+                   f'(python -m facegan_jax.main --workdir={workdir} ...) or pass the workdir '
+                   'of a run.')
+
+
 class RestoredGenerator:
   """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
   and the run's saved config are read."""
 
   def __init__(self, workdir: str, step: int | None = None):
-    manager = checkpointing.make_manager(workdir, create=False) if os.path.isdir(
-        checkpointing.checkpoint_dir(workdir)) else None
-    steps = sorted(manager.all_steps()) if manager else []
-    if not steps:
-      raise UserError(f'no checkpoint in {checkpointing.checkpoint_dir(workdir)}; train first '
-                      f'(python -m facegan_jax.main --workdir={workdir} ...) or pass the '
-                      'workdir of a run.')
-    if step is None:
-      step = steps[-1]
-    elif step not in steps:
-      raise UserError(f'no checkpoint of step {step} in {checkpointing.checkpoint_dir(workdir)}; '
-                      f'steps there: {", ".join(map(str, steps))}.')
-    self.step = step
+    directory = checkpointing.checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+      raise _no_checkpoint(workdir)
+    with checkpointing.make_manager(workdir, create=False) as manager:
+      steps = sorted(manager.all_steps())
+      if not steps:
+        raise _no_checkpoint(workdir)
+      if step is None:
+        step = steps[-1]
+      elif step not in steps:
+        raise UserError(f'no checkpoint of step {step} in {directory}; steps there: '
+                        f'{", ".join(map(str, steps))}.')
+      self.step = step
+      try:
+        self._restore(manager, step)
+      except UserError:
+        raise
+      except Exception as error:  # pylint: disable=broad-except
+        others = [other for other in sorted(steps, reverse=True) if other != step]
+        raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
+    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z))
+
+  def _restore(self, manager, step: int):
+    """Reads the run's config and the generator's sampling variables of `step`."""
     self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
@@ -81,7 +98,6 @@ class RestoredGenerator:
         manager, step, {params: abstract['params'],
                         'g_batch_stats': abstract.get('batch_stats', {})})
     self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
-    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z))
 
   def seed_latents(self, seed: int, count: int) -> jax.Array:
     """[count, latent_dim] latents of `seed` (the `sample` command's --seed)."""

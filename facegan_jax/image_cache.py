@@ -11,6 +11,7 @@ content.
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import os
 import uuid
@@ -20,11 +21,16 @@ import numpy as np
 from absl import logging
 
 
+NAMED_SKIPPED = 5  # unreadable examples named in the .json and the log; the others counted
+
+
 @dataclasses.dataclass(frozen=True)
 class Cached:
-  """A prepared source: `images` [N, H, W, C] uint8 (read-only memmap); `skipped` unreadable."""
+  """A prepared source: `images` [N, H, W, C] uint8 (read-only memmap); `skipped` unreadable,
+  the first NAMED_SKIPPED of them named in `skipped_names`."""
   images: np.ndarray
   skipped: int
+  skipped_names: tuple[str, ...] = ()
 
 
 def cache_path(cache_dir: str, key: dict) -> str:
@@ -42,27 +48,33 @@ def load(path: str) -> Optional[Cached]:
   if not (os.path.exists(path) and os.path.exists(path + '.json')):
     return None
   with open(path + '.json') as f:
-    skipped = json.load(f)['skipped']
-  return Cached(np.load(path, mmap_mode='r'), skipped)
+    described = json.load(f)
+  return Cached(np.load(path, mmap_mode='r'), described['skipped'],
+                tuple(described.get('skipped_names', ())))
 
 
 def write(path: str, key: dict, examples: Iterable[Optional[np.ndarray]], capacity: int,
-          image_shape: tuple[int, int, int]) -> Cached:
+          image_shape: tuple[int, int, int], names: Optional[Iterable[str]] = None) -> Cached:
   """Writes the first `capacity` non-None `examples` ([H, W, C] uint8 each) as the cache.
 
-  None marks an unreadable example: it is skipped and counted. Returns the cache, memmapped.
+  None marks an unreadable example: it is skipped, counted and, the first few, named by its
+  entry in `names` (default: its index). Returns the cache, memmapped.
   """
+  names = iter(names) if names is not None else (f'example {i}' for i in itertools.count())
+  skipped_names = []
   os.makedirs(os.path.dirname(path), exist_ok=True)
   partial = _temporary(path)
   images = np.lib.format.open_memmap(partial, mode='w+', dtype=np.uint8,
                                      shape=(capacity,) + tuple(image_shape))
   count = skipped = 0
   try:
-    for example in examples:
+    for example, name in zip(examples, names):
       if count == capacity:
         break
       if example is None:
         skipped += 1
+        if len(skipped_names) < NAMED_SKIPPED:
+          skipped_names.append(name)
       else:
         images[count] = example
         count += 1
@@ -80,7 +92,8 @@ def write(path: str, key: dict, examples: Iterable[Optional[np.ndarray]], capaci
     del images
     described = _temporary(path + '.json')
     with open(described, 'w') as f:
-      json.dump({'key': key, 'count': count, 'skipped': skipped}, f, indent=1, sort_keys=True)
+      json.dump({'key': key, 'count': count, 'skipped': skipped,
+                 'skipped_names': skipped_names}, f, indent=1, sort_keys=True)
     os.replace(described, path + '.json')
     os.replace(partial, path)
   finally:

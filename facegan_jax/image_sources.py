@@ -3,8 +3,9 @@
 A source turns `config.data` into one uint8 array [N, H, W, C] at the model's resolution
 (`SOURCES`: name -> function(data, image_shape, seed)):
 - 'celeb_a' (TFDS) and 'folder' yield encoded files (JPEG/PNG bytes) in a fixed order that all
-  go through `prepare_image` (decode, convert to RGB or grayscale, take a centered square,
-  resize it with Lanczos (antialiased) resampling) once, into an on-disk cache (`image_cache`)
+  go through `prepare_image` (decode 8- or 16-bit, grayscale, palette, RGBA/LA, CMYK and
+  EXIF-rotated files alike (`to_8bit_upright`), convert to RGB or grayscale, take a centered
+  square, resize it with Lanczos (antialiased) resampling) once, into an on-disk cache (`image_cache`)
   that later runs memory-map;
 - 'lfw_subset' (the 100 real LFW faces that scikit-image ships) and 'toy2x2' (the seed's 2x2
   'slanted faces') are small enough to build in memory on every start.
@@ -28,11 +29,16 @@ import ml_collections
 import numpy as np
 from absl import logging
 from PIL import Image
+from PIL import ImageOps
 
 from facegan_jax import image_cache
 from facegan_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+
+# Part of a folder cache's key: 2 since 16-bit, transparent and EXIF-rotated images decode right,
+# so that caches prepared before are prepared again.
+DECODER_VERSION = 2
 
 # The files TFDS's celeb_a builder downloads (its checksums.tsv), which it also accepts when
 # they are placed by hand in <data_dir>/downloads/manual/.
@@ -47,6 +53,24 @@ def crop_box(height: int, width: int, crop: int) -> tuple[int, int, int, int]:
   return left, top, left + side, top + side
 
 
+def to_8bit_upright(image: Image.Image) -> Image.Image:
+  """`image` as its viewer shows it, in an 8-bit mode that `convert` maps faithfully to RGB/L.
+
+  Applies the EXIF orientation; scales 16-bit grayscale (PIL's 'I;16*' and 'I' modes, which
+  `convert('L')` would clip to white) to 8 bits; composites transparent images (RGBA, LA, PA,
+  a palette with a transparent colour) onto white. Palette, 1-bit, CMYK and 16-bit RGB PNGs
+  (which PIL reads as 8-bit RGB) are left to `convert`.
+  """
+  image = ImageOps.exif_transpose(image)
+  if image.mode.startswith('I'):
+    pixels = np.asarray(image).astype(np.float64) / 257.0  # 65535 -> 255
+    image = Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), 'L')
+  if image.mode in ('RGBA', 'LA', 'PA') or 'transparency' in image.info:
+    white = Image.new('RGBA', image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(white, image.convert('RGBA'))
+  return image
+
+
 def prepare_image(encoded: Optional[bytes], *, crop: int, resolution: int,
                   channels: int) -> Optional[np.ndarray]:
   """Decoded, cropped and resized image [resolution, resolution, channels] uint8.
@@ -57,7 +81,7 @@ def prepare_image(encoded: Optional[bytes], *, crop: int, resolution: int,
     return None
   try:
     with Image.open(io.BytesIO(encoded)) as image:
-      image = image.convert('RGB' if channels == 3 else 'L')
+      image = to_8bit_upright(image).convert('RGB' if channels == 3 else 'L')
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None  # PIL's ways of saying 'not an image', 'truncated' or 'corrupt'
   return resize_square(image.crop(crop_box(image.height, image.width, crop)), resolution)
@@ -85,11 +109,16 @@ def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
       yield pending.popleft().result()
 
 
-def folder_files(path: str) -> list[str]:
-  """Every JPEG/PNG file under `path`, recursively, as sorted paths relative to `path`."""
+def check_folder(path: str):
+  """UserError unless `path` (config.data.path) is a directory."""
   if not path or not os.path.isdir(path):
     raise UserError(f'config.data.path={path!r} is not a directory; set config.data.path to a '
                     f'folder of JPEG/PNG face images.')
+
+
+def folder_files(path: str) -> list[str]:
+  """Every JPEG/PNG file under `path`, recursively, as sorted paths relative to `path`."""
+  check_folder(path)
   files = []
   for root, _, names in os.walk(path, followlinks=True):
     files.extend(os.path.relpath(os.path.join(root, name), path) for name in names
@@ -237,7 +266,8 @@ def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.
   else:
     files = folder_files(data.path)
     name = os.path.abspath(data.path)
-    key.update(path=name, fingerprint=folder_fingerprint(data.path, files))
+    key.update(path=name, fingerprint=folder_fingerprint(data.path, files),
+               decoder=DECODER_VERSION)
   path = image_cache.cache_path(cache_dir(data), key)
   cached = image_cache.load(path)
   if cached is not None:
@@ -245,16 +275,20 @@ def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.
   else:
     if data.source == 'celeb_a':
       encoded, capacity = celeb_a_files(data_dir(data), data.split, data.max_examples)
+      names = None  # examples are named by their index in the split
     else:
       encoded = read_files(data.path, files)
       capacity = min(len(files), data.max_examples or len(files))
+      names = files
     prepare = functools.partial(prepare_image, crop=data.crop, resolution=resolution,
                                 channels=channels)
     examples = ordered_map(prepare, encoded, data.threads or os.cpu_count())
-    cached = image_cache.write(path, key, examples, capacity, image_shape)
+    cached = image_cache.write(path, key, examples, capacity, image_shape, names)
   if cached.skipped:
-    logging.warning('Skipped %d unreadable file(s) of %s (not an image, truncated or corrupt).',
-                    cached.skipped, name)
+    named = ', '.join(cached.skipped_names)
+    more = cached.skipped - len(cached.skipped_names)
+    logging.warning('Skipped %d unreadable file(s) of %s (not an image, truncated or corrupt): '
+                    '%s%s.', cached.skipped, name, named, f' and {more} more' if more else '')
   if not len(cached.images):
     raise UserError(f'config.data.source={data.source!r} gave no readable images from {name}; '
                     f'check that the files are JPEG or PNG images.')
@@ -262,19 +296,27 @@ def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.
 
 
 SOURCES = {
-    'toy2x2': lambda data, image_shape, seed: toy_faces(seed),
-    'lfw_subset': lambda data, image_shape, seed: lfw_faces(image_shape[0]),
+    'toy2x2': lambda data, image_shape, seed: toy_faces(seed)[:data.max_examples or None],
+    'lfw_subset': lambda data, image_shape, seed: lfw_faces(image_shape[0])[
+        :data.max_examples or None],
     'celeb_a': lambda data, image_shape, seed: prepare_source(data, image_shape).images,
     'folder': lambda data, image_shape, seed: prepare_source(data, image_shape).images,
 }
+
+
+def check_data_config(data: ml_collections.ConfigDict):
+  """UserError unless `data.source` is known and, for 'folder', `data.path` is a directory."""
+  if data.source not in SOURCES:
+    raise UserError(f'config.data.source={data.source!r} is unknown; use one of {tuple(SOURCES)}.')
+  if data.source == 'folder':
+    check_folder(data.path)
 
 
 def load_images(config: ml_collections.ConfigDict) -> np.ndarray:
   """All training images of `config.data` at `config.model`'s resolution and channels:
   [N, H, W, C] uint8 ('celeb_a' and 'folder': a read-only memmap of their cache)."""
   source = config.data.source
-  if source not in SOURCES:
-    raise UserError(f'config.data.source={source!r} is unknown; use one of {tuple(SOURCES)}.')
+  check_data_config(config.data)
   expected = (config.model.resolution, config.model.resolution, config.model.channels)
   images = SOURCES[source](config.data, expected, config.seed)
   if images.shape[1:] != expected:

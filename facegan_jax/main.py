@@ -4,16 +4,22 @@ Several processes (TPU pods, GPU clusters, launch/local_multihost.sh) join one r
 `jax.distributed` before anything else touches JAX; see facegan_jax/distributed.py.
 """
 
+import os
+import traceback
+
 import jax
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from facegan_jax import config_check
 from facegan_jax import distributed
 from facegan_jax import train
 from facegan_jax import xla_flags
+from facegan_jax.errors import UserError
 from facegan_jax.errors import exit_on_user_error
+from facegan_jax.errors import exit_with
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -29,6 +35,56 @@ flags.DEFINE_integer('num_processes', None, 'Processes in the run '
 flags.DEFINE_integer('process_id', None, 'This process, 0-based (default: $FACEGAN_PROCESS_ID).')
 flags.DEFINE_integer('coordinator_timeout', 300, 'Seconds to wait for all processes to join.')
 flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def _override_names(argv) -> list[str]:
+  """The dotted fields of the --config.FIELD=VALUE overrides in `argv`."""
+  return [arg.split('=', 1)[0][len('--config.'):] for arg in argv if arg.startswith('--config.')]
+
+
+def _config_file_error(error: BaseException, path: str) -> UserError:
+  """One line for a config file that fails to load: the file, the line and the cause."""
+  while error.__cause__ is not None or error.__context__ is not None:
+    error = error.__cause__ or error.__context__  # the innermost error: the config's own
+  if isinstance(error, SyntaxError):
+    return UserError(f'{error.filename}:{error.lineno}: {error.msg}; fix the config file.')
+  lines = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+           if os.path.abspath(frame.filename) == os.path.abspath(path)]
+  where = f'{path}:{lines[-1]}' if lines else path
+  return UserError(f'{where}: {type(error).__name__}: {str(error).splitlines()[0]}')
+
+
+def _config_path(argv) -> str:
+  """The file of --config=FILE[:variant] in `argv`, or ''."""
+  values = [arg.split('=', 1)[1] for arg in argv if arg.startswith('--config=')]
+  return values[-1].split(':')[0] if values else ''
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with a missing, broken or mistyped config as a one-line error."""
+  path = _config_path(argv)
+  try:
+    remaining = FLAGS(argv)
+    if not os.path.isfile(path):
+      raise UserError(f'--config={path}: no such file; use a config file such as '
+                      'configs/lfw_demo.py (with an optional :variant).')
+    FLAGS.config.to_dict()  # the config loads here, where it can still be reported
+    return remaining
+  except UserError as error:
+    exit_with(error)
+  except AttributeError as error:  # an override of a field that the config does not have
+    unknown = [name for name in _override_names(argv) if name not in config_check.FIELDS]
+    if not unknown:
+      raise
+    exit_with(UserError(f'--config.{unknown[0]}: config.{unknown[0]} is not a config field'
+                        f'{config_check.nearest_field(unknown[0], config_check.FIELDS)}; use a '
+                        'field of configs/default.py.'))
+  except flags.Error as error:  # a bad flag value, or a config file that raised
+    if 'parsing config file' in str(error):
+      exit_with(_config_file_error(error, path))
+    exit_with(UserError(f'{str(error).splitlines()[0]}; see --helpfull.'))
+  except Exception as error:  # pylint: disable=broad-except
+    exit_with(_config_file_error(error, path))  # raised while the config module loaded
 
 
 @exit_on_user_error
@@ -49,4 +105,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

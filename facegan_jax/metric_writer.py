@@ -6,6 +6,7 @@ nor PyTorch (protobuf and numpy only): `tensorboard --logdir=WORKDIR` shows them
 """
 
 import json
+import math
 import os
 
 import numpy as np
@@ -31,13 +32,17 @@ class MetricWriter:
           logdir=workdir, purge_step=start_step + 1 if start_step else None)
 
   def write_scalars(self, step: int, scalars: dict):
-    """Adds each {name: float} at `step`, and one JSON line {name: value, 'step': step}."""
+    """Adds each {name: float} at `step`, and one JSON line {name: value, 'step': step}.
+
+    The line is strict JSON: a non-finite value (e.g. an FID of a broken generator) is null.
+    """
     if self._writer is None:
       return
     for name, value in scalars.items():
       self._writer.add_scalar(name, value, step)
     with open(os.path.join(self._workdir, 'metrics.jsonl'), 'a') as f:
-      f.write(json.dumps(dict(scalars, step=step)) + '\n')
+      line = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
+      f.write(json.dumps(dict(line, step=step), allow_nan=False) + '\n')
 
   def write_image(self, step: int, name: str, image: np.ndarray):
     """Adds one [H, W, C] uint8 image (C = 1 or 3) at `step`."""

@@ -21,6 +21,8 @@ from absl import logging
 
 from facegan_jax import augment
 from facegan_jax import checkpointing
+from facegan_jax import config_check
+from facegan_jax import divergence
 from facegan_jax import ema
 from facegan_jax import fid
 from facegan_jax import generation
@@ -31,8 +33,9 @@ from facegan_jax import losses
 from facegan_jax import metric_writer
 from facegan_jax import models
 from facegan_jax import parallel
+from facegan_jax import preemption
 from facegan_jax import workdir_lock
-from facegan_jax.errors import check_at_least
+from facegan_jax.errors import Preempted
 
 
 @flax.struct.dataclass
@@ -77,11 +80,9 @@ def _adam(learning_rate, optim):
 
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
-  """Builds models, optimisers, losses and regularisers from the config; UserError if bad."""
+  """Builds models, optimisers, losses and regularisers from a config that passed
+  `config_check.check`."""
   generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
-  for field, minimum in (('train.d_steps', 1), ('loss.r1_gamma', 0), ('loss.r1_every', 1),
-                         ('augment.strength', 0), ('ema.halflife_images', 0)):
-    check_at_least(config, field, minimum)
   halflife = config.ema.halflife_images
   return Trainer(generator=generator, discriminator=discriminator,
                  g_optimizer=_adam(config.optim.g_learning_rate, config.optim),
@@ -157,7 +158,8 @@ def _discriminator_update(trainer, state, real, fakes, key):
   updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                         d_batch_stats=stats, d_opt_state=opt_state)
-  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads),
+                     **{divergence.GRADIENTS_FINITE: divergence.all_finite(grads)})
 
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
@@ -171,9 +173,12 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
-    discriminator update's and of the generator update's gradients), and r1 when R1 is on. The
-    generator's forward pass of the last discriminator update is reused, through its VJP, for
-    the generator update, as in the DCGAN reference.
+    discriminator update's and of the generator update's gradients), r1 when R1 is on, and the
+    divergence guard's booleans (`divergence.FLAGS`: the gradients of the last discriminator
+    update and of the generator update are finite; every float of the new state is, which an
+    earlier discriminator update's non-finite gradient would have spoilt). The generator's
+    forward pass of the last discriminator update is reused, through its VJP, for the generator
+    update, as in the DCGAN reference.
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
@@ -209,7 +214,13 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                   if trainer.ema_decay else state.g_ema_params)
   state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
                         g_opt_state=g_opt_state, g_ema_params=g_ema_params)
-  return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
+  gradients_finite = metrics.pop(divergence.GRADIENTS_FINITE) & divergence.all_finite(g_grads)
+  state_finite = divergence.all_finite(
+      state.g_params, state.g_batch_stats, state.d_params, state.d_batch_stats,
+      state.g_opt_state, state.d_opt_state, state.g_ema_params)
+  return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads),
+                     **{divergence.GRADIENTS_FINITE: gradients_finite,
+                        divergence.STATE_FINITE: state_finite})
 
 
 def sampling_variables(trainer: Trainer, state: TrainState):
@@ -232,6 +243,11 @@ def compile_functions(trainer: Trainer, mesh, image_shape):
                  out_shardings=(replicated, replicated), donate_argnums=0)
   sample = jax.jit(functools.partial(generate_samples, trainer), out_shardings=replicated)
   return init, step, sample
+
+
+def due(step: int, every: int, last_step: int) -> bool:
+  """Whether an action of every `every` steps (and of the last step) runs after step `step`."""
+  return step % every == 0 or step == last_step
 
 
 def _format_duration(seconds: float) -> str:
@@ -258,9 +274,9 @@ class _Progress:
 
 
 def _mean_metrics(history):
-  """Averages a list of per-step metric dicts (one host sync) into Python floats."""
-  stacked = jax.device_get(history)
-  return {name: float(np.mean([m[name] for m in stacked])) for name in stacked[0]}
+  """Averages host per-step metric dicts into Python floats (the guard's flags left out)."""
+  names = [name for name in history[0] if name not in divergence.FLAGS]
+  return {name: float(np.mean([m[name] for m in history])) for name in names}
 
 
 def _write_samples(workdir, step, samples):
@@ -272,13 +288,6 @@ def _write_samples(workdir, step, samples):
   return grid
 
 
-def check_train_config(config: ml_collections.ConfigDict):
-  """Raises UserError naming the first bad field of `config.train` or `config.checkpoint`."""
-  for field in ('train.num_steps', 'train.log_every', 'samples.every', 'samples.count',
-                'checkpoint.every', 'checkpoint.keep'):
-    check_at_least(config, field, 1)
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
 
@@ -287,15 +296,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   images/s, sample grids, and FID/KID every config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
-  run.
+  run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
+  nothing of it (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was
+  computing (`preemption`).
   """
-  check_train_config(config)
+  config_check.check(config)
   trainer = make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
-  # Loads the Inception weights before anything is written: UserError if they are missing.
+  # Loads the Inception weights and the images before anything is written: a missing or
+  # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.every else None
+  images = image_sources.load_images(config)
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -303,7 +316,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
-    images = image_sources.load_images(config)
     if is_chief:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
@@ -321,12 +333,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                  len(images), config.train.batch_size)
 
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
-    history = []
+    saved_step = start_step or None  # the newest checkpoint, None if there is none
+    unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged
+    stop_signals = stack.enter_context(preemption.StopSignals())
     for step in range(start_step + 1, config.train.num_steps + 1):
       state, metrics = step_fn(state, next(batches))
-      history.append(metrics)
-      is_last = step == config.train.num_steps
-      if step % config.train.log_every == 0 or is_last:
+      unchecked.append(metrics)
+      last_step = config.train.num_steps
+      stopping = stop_signals.should_stop(step)
+      logs = due(step, config.train.log_every, last_step) or stopping
+      samples = due(step, config.samples.every, last_step)
+      evaluates = evaluator and due(step, config.eval.every, last_step)
+      saves = due(step, config.checkpoint.every, last_step) or stopping
+      if logs or samples or evaluates or saves:
+        # The one host sync of these steps: nothing of a non-finite step is written.
+        checked = jax.device_get(unchecked)
+        divergence.check(checked, step - len(checked) + 1, saved_step, workdir)
+        history += checked
+        unchecked = []
+      if logs:
         summary = _mean_metrics(history)
         history = []
         images_per_second, progress_line = progress.measure(step)
@@ -336,16 +361,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
             summary, images_per_second=images_per_second,
             g_learning_rate=config.optim.g_learning_rate,
             d_learning_rate=config.optim.d_learning_rate))
-      if step % config.samples.every == 0 or is_last:
-        samples = jax.device_get(sample_fn(state, latents))  # every process joins the computation
+      if samples:
+        grid = jax.device_get(sample_fn(state, latents))  # every process joins the computation
         if is_chief:
-          writer.write_image(step, 'samples', _write_samples(workdir, step, samples))
-      if evaluator and (step % config.eval.every == 0 or is_last):
+          writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
+      if evaluates:
         scores = evaluator(sampling_variables(trainer, state))  # every process joins in
         logging.info('step %d/%d: %s', step, config.train.num_steps,
                      metric_writer.format_scalars(scores))
         writer.write_scalars(step, scores)
-      if step % config.checkpoint.every == 0 or is_last:
+      if saves:
         checkpointing.save(manager, state, config)
+        saved_step = step
+      if stopping:
+        break
     manager.wait_until_finished()
+  if stop_signals.received:
+    raise Preempted(f'{stop_signals.received} received: saved the checkpoint of step '
+                    f'{saved_step} in {checkpointing.checkpoint_dir(workdir)}; run the same '
+                    'command to resume from it.')
   return state

@@ -15,9 +15,14 @@ def hold(workdir: str):
 
   The lock is `flock`-based, so a run killed with SIGKILL never leaves a stale lock behind.
   """
-  os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, LOCK_NAME)
-  with open(path, 'a+') as lock_file:
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    lock_file = open(path, 'a+')  # pylint: disable=consider-using-with
+  except OSError as error:  # a file, a read-only filesystem, no permission, a full disk
+    raise UserError(f'workdir {workdir} cannot be used ({error.strerror}: {error.filename}); '
+                    'use a directory that you can write to as --workdir.') from None
+  with lock_file:
     try:
       fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

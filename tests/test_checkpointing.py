@@ -48,6 +48,19 @@ def snapshot(workdir):
   return files
 
 
+def damage_checkpoint(workdir, step, damage='truncate'):
+  """Truncates to half, or deletes, the largest data file of the state of checkpoint `step`."""
+  state_dir = os.path.join(workdir, 'checkpoints', str(step), 'state')
+  data_files = [os.path.join(root, name) for root, _, names in os.walk(state_dir)
+                for name in names if 'ocdbt.process' in root or name == '_METADATA']
+  victim = max(data_files, key=os.path.getsize)
+  if damage == 'truncate':
+    with open(victim, 'r+b') as f:
+      f.truncate(os.path.getsize(victim) // 2)
+  else:
+    os.remove(victim)
+
+
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   """A workdir with checkpoints of steps 2 and 4."""
@@ -98,15 +111,7 @@ def test_a_config_change_that_cannot_continue_is_refused_and_changes_nothing(tmp
 def test_a_damaged_latest_checkpoint_stops_with_a_clear_error(tmp_path, damage):
   workdir = str(tmp_path)
   train.train_and_evaluate(small_config(), workdir)
-  state_dir = os.path.join(workdir, 'checkpoints', '4', 'state')
-  data_files = [os.path.join(root, name) for root, _, names in os.walk(state_dir)
-                for name in names if 'ocdbt.process' in root or name == '_METADATA']
-  victim = max(data_files, key=os.path.getsize)
-  if damage == 'truncate':
-    with open(victim, 'r+b') as f:
-      f.truncate(os.path.getsize(victim) // 2)
-  else:
-    os.remove(victim)
+  damage_checkpoint(workdir, 4, damage)
   before = snapshot(workdir)
   with pytest.raises(UserError, match=r'the latest checkpoint in .*/checkpoints/4 cannot be read'
                      r'.*to resume from step 2, move it aside: mv .*/4 .*/4\.damaged'):
@@ -166,10 +171,13 @@ def test_changes_that_keep_the_training_are_resumable():
   current.eval.every = 50
   current.data.cache_dir = '/elsewhere'
   assert checkpointing.config_differences(saved, current.to_dict()) == []
+  current.optim.g_learning_rate = 1e-4  # lower rates continue a run that diverged
+  current.optim.d_learning_rate = 1e-4
+  assert checkpointing.config_differences(saved, current.to_dict()) == []
   current.train.batch_size = 16
-  current.optim.g_learning_rate = 1e-3
+  current.optim.b1 = 0.9
   assert checkpointing.config_differences(saved, current.to_dict()) == [
-      'optim.g_learning_rate: 0.0002 -> 0.001', 'train.batch_size: 8 -> 16']
+      'optim.b1: 0.5 -> 0.9', 'train.batch_size: 8 -> 16']
 
 
 def test_saved_configs_are_read_with_todays_field_names():

@@ -3,6 +3,8 @@ the LFW faces and the toy."""
 
 import io
 import logging
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from tensorflow_datasets.core.download import download_manager
 
 from configs import celeba
 from configs import lfw_demo
+from configs import toy2x2
 from facegan_jax import image_sources
 from facegan_jax.errors import UserError
 
@@ -149,7 +152,7 @@ def test_unreadable_folder_files_are_skipped_counted_and_reported(tmp_path, capl
   with caplog.at_level(logging.WARNING):
     prepared = image_sources.prepare_source(folder_config(tmp_path).data, (16, 16, 3))
   assert prepared.images.shape[0] == 4 and prepared.skipped == 1
-  assert 'Skipped 1 unreadable file(s)' in caplog.text
+  assert 'Skipped 1 unreadable file(s)' in caplog.text and 'corrupt.jpg.' in caplog.text
 
 
 def test_a_folder_without_readable_images_is_a_clear_error(tmp_path):
@@ -215,3 +218,103 @@ def test_unknown_source_and_shape_mismatch_are_clear_errors():
   config.model.channels = 3
   with pytest.raises(UserError, match=r'set config.model.resolution and config.model.channels'):
     image_sources.load_images(config)
+def png_16bit(pixels: np.ndarray) -> bytes:
+  """A 16-bit grayscale ([H, W]) or RGB ([H, W, 3]) PNG of uint16 `pixels` (PIL writes neither)."""
+  height, width = pixels.shape[:2]
+  color_type = 2 if pixels.ndim == 3 else 0
+  rows = pixels.astype('>u2').reshape(height, -1).view(np.uint8)
+  raw = b''.join(b'\0' + row.tobytes() for row in rows)  # filter type 0 on every row
+
+  def chunk(kind, data):
+    return (struct.pack('>I', len(data)) + kind + data
+            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
+  header = struct.pack('>IIBBBBB', width, height, 16, color_type, 0, 0, 0)
+  return (b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(raw))
+          + chunk(b'IEND', b''))
+
+
+def save(image: Image.Image, format_: str = 'PNG', **options) -> bytes:
+  buffer = io.BytesIO()
+  image.save(buffer, format=format_, **options)
+  return buffer.getvalue()
+
+
+def every_kind(folder, side=16):
+  """Writes one image of each kind to `folder`, and two unreadable files.
+
+  Returns {file name: the RGB uint8 [side, side, 3] it must decode to (exactly, or within 3 for
+  the lossy CMYK JPEG)}.
+  """
+  rows, cols = np.mgrid[:side, :side]
+  base = np.stack([rows * 15, cols * 15, np.full_like(rows, 100)], -1).astype(np.uint8)
+  gray = (rows * 15).astype(np.uint8)
+  four_colours = np.where(((rows < side // 2)[..., None]), [200, 30, 30], [30, 30, 200]
+                          ) + np.where((cols < side // 4)[..., None], 20, 0)
+  four_colours = four_colours.astype(np.uint8)
+  opaque = cols < side // 2  # the right half is transparent: white after compositing
+  white = np.full_like(base, 255)
+  with_alpha = np.where(opaque[..., None], base, white)
+  palette = Image.fromarray(four_colours).quantize(4)
+  transparent_palette = palette.copy()
+  transparent_index = palette.getpixel((side - 1, side - 1))
+  transparent_palette.info['transparency'] = transparent_index
+  is_transparent = np.asarray(palette) == transparent_index
+  exif = Image.Exif()
+  exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+  files = {
+      'rgb8.png': (save(Image.fromarray(base)), base),
+      'gray8.png': (save(Image.fromarray(gray)), np.repeat(gray[..., None], 3, -1)),
+      'gray16.png': (png_16bit(gray.astype(np.uint16) * 257), np.repeat(gray[..., None], 3, -1)),
+      'rgb16.png': (png_16bit(base.astype(np.uint16) * 257), base),
+      'palette.png': (save(palette), four_colours),
+      'palette_transparent.png': (save(transparent_palette, transparency=transparent_index),
+                                  np.where(is_transparent[..., None], white, four_colours)),
+      'rgba.png': (save(Image.fromarray(np.dstack([base, opaque * 255]).astype(np.uint8))),
+                   with_alpha),
+      'la.png': (save(Image.fromarray(np.dstack([gray, opaque * 255]).astype(np.uint8), 'LA')),
+                 np.where(opaque[..., None], np.repeat(gray[..., None], 3, -1), white)),
+      'bilevel.png': (save(Image.fromarray(gray > 100)),
+                      np.repeat(np.where(gray > 100, 255, 0)[..., None], 3, -1).astype(np.uint8)),
+      'cmyk.jpg': (save(Image.fromarray(four_colours).convert('CMYK'), 'JPEG', quality=100),
+                   four_colours),
+      'rotated.png': (save(Image.fromarray(base), exif=exif), np.rot90(base, k=-1)),
+  }
+  folder.mkdir(parents=True, exist_ok=True)
+  for name, (encoded, _) in files.items():
+    (folder / name).write_bytes(encoded)
+  (folder / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n broken')
+  (folder / 'empty.jpg').write_bytes(b'')
+  return {name: expected for name, (_, expected) in files.items()}
+
+
+def test_every_kind_of_image_decodes_to_what_a_viewer_shows(tmp_path):
+  expected = every_kind(tmp_path)
+  for name, pixels in expected.items():
+    image = image_sources.prepare_image((tmp_path / name).read_bytes(), crop=0, resolution=16,
+                                        channels=3)
+    tolerance = 3 if name.endswith('.jpg') else 0
+    np.testing.assert_allclose(image.astype(int), pixels.astype(int), atol=tolerance,
+                               err_msg=name)
+
+
+def test_a_folder_of_every_kind_of_image_prepares_each_right_and_names_the_unreadable(
+    tmp_path, caplog):
+  expected = every_kind(tmp_path / 'faces')
+  with caplog.at_level(logging.WARNING):
+    prepared = image_sources.prepare_source(folder_config(tmp_path).data, (16, 16, 3))
+  assert prepared.skipped == 2 and prepared.skipped_names == ('corrupt.png', 'empty.jpg')
+  assert (f"Skipped 2 unreadable file(s) of {tmp_path / 'faces'} (not an image, truncated or "
+          'corrupt): corrupt.png, empty.jpg.') in caplog.text
+  assert len(prepared.images) == len(expected)
+  for image, name in zip(prepared.images, sorted(expected)):
+    np.testing.assert_allclose(image.astype(int), expected[name].astype(int),
+                               atol=3 if name.endswith('.jpg') else 0, err_msg=name)
+
+
+@pytest.mark.parametrize('source', ['toy2x2', 'lfw_subset'])
+def test_max_examples_keeps_the_first_examples_of_the_in_memory_sources(source):
+  config = {'toy2x2': toy2x2, 'lfw_subset': lfw_demo}[source].get_config()
+  every = image_sources.load_images(config)
+  config.data.max_examples = 7
+  np.testing.assert_array_equal(image_sources.load_images(config), every[:7])
+

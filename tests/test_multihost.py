@@ -3,9 +3,11 @@ trains; their checkpoint restores in a single process; bad topologies are clear 
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -133,3 +135,31 @@ def test_launch_scripts_pass_bash_n_and_shellcheck(script):
   shellcheck = os.path.join(os.path.dirname(sys.executable), 'shellcheck')
   result = subprocess.run([shellcheck, path], capture_output=True, text=True, check=False)
   assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.slow
+def test_a_sigterm_to_one_process_stops_every_process_at_the_same_saved_step(tmp_path):
+  steps, every = 2000, 20
+  address = f'127.0.0.1:{free_port()}'
+  processes = [subprocess.Popen(
+      [sys.executable, '-m', 'facegan_jax.main', '--config=configs/lfw_demo.py:test',
+       f'--config.train.num_steps={steps}', f'--config.checkpoint.every={every}',
+       '--config.train.log_every=500', f'--config.samples.every={steps}',
+       f'--workdir={tmp_path}', f'--coordinator_address={address}', '--num_processes=2',
+       f'--process_id={index}'], cwd=multidevice.ROOT, env=multidevice.environment(),
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for index in range(2)]
+  deadline = time.time() + 240
+  while not (tmp_path / 'checkpoints' / str(every)).is_dir():
+    assert time.time() < deadline and processes[0].poll() is None, 'no checkpoint was written'
+    time.sleep(0.02)
+  processes[1].send_signal(signal.SIGTERM)  # not the chief: the notice must reach process 0
+  last_lines = []
+  for process in processes:
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 75, stderr[-3000:]
+    last_lines.append(stderr.strip().splitlines()[-1])
+  stopped_at = max(checkpointing.make_manager(str(tmp_path), create=False).all_steps())
+  assert every <= stopped_at < steps
+  assert last_lines == [f'stopped: preemption notice (SIGTERM) received: saved the checkpoint '
+                        f'of step {stopped_at} in {tmp_path}/checkpoints; run the same command '
+                        'to resume from it.'] * 2

@@ -1,5 +1,7 @@
 """The sampler: grids, single images, interpolations, byte-identical reruns, clear errors."""
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +11,7 @@ from facegan_jax import generation
 from facegan_jax import train
 from facegan_jax.errors import UserError
 from tests import multidevice
+from tests import test_checkpointing
 
 
 @pytest.fixture(scope='module')
@@ -73,3 +76,21 @@ def test_missing_checkpoints_and_steps_are_clear_errors(workdir, tmp_path):
   result = run_sample(f'--workdir={workdir}', '--interpolate=1')
   assert result.stderr.strip().splitlines()[-1] == (
       'error: --interpolate=1 needs two or more integer seeds, e.g. --interpolate=0,1.')
+
+
+@pytest.mark.parametrize('module', ['sample', 'evaluate'])
+def test_a_damaged_checkpoint_is_the_same_one_line_as_in_main(workdir, tmp_path, module):
+  damaged = tmp_path / 'run'
+  shutil.copytree(workdir, damaged)
+  test_checkpointing.damage_checkpoint(str(damaged), 4)
+  before = test_checkpointing.snapshot(str(damaged))
+  result = multidevice.run_python(['-m', f'facegan_jax.{module}', f'--workdir={damaged}',
+                                   f'--out={tmp_path / "grid.png"}'] if module == 'sample' else
+                                  ['-m', f'facegan_jax.{module}', f'--workdir={damaged}'])
+  assert result.returncode == 1 and 'Traceback' not in result.stderr
+  line = result.stderr.strip().splitlines()[-1]
+  assert line.startswith(f'error: the latest checkpoint in {damaged}/checkpoints/4 cannot be '
+                         'read ('), line
+  assert line.endswith(f'); to sample from step 2, move it aside: mv {damaged}/checkpoints/4 '
+                       f'{damaged}/checkpoints/4.damaged. Nothing was changed in the workdir.')
+  assert test_checkpointing.snapshot(str(damaged)) == before

@@ -7,6 +7,7 @@ import pytest
 from configs import lfw_demo
 from configs import toy2x2
 from facegan_jax import image_sources
+from facegan_jax import config_check
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
 from facegan_jax import train
@@ -76,7 +77,8 @@ def test_d_steps_updates_the_discriminator_that_often_per_generator_update():
   assert int(state.step) == 1
   assert int(state.d_opt_state[0].count) == 3 and int(state.g_opt_state[0].count) == 1
   assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm',
-                          'g_grad_norm'}
+                          'g_grad_norm', 'gradients_finite', 'state_finite'}
+  assert bool(metrics['gradients_finite']) and bool(metrics['state_finite'])
 
 
 def test_the_step_compiles_once_and_donates_the_state():
@@ -97,8 +99,8 @@ def test_minimax_loss_trains(tmp_path):
 
 
 @pytest.mark.parametrize('field, value, message', [
-    ('num_steps', 0, r'config.train.num_steps=0 must be at least 1'),
-    ('d_steps', 0, r'config.train.d_steps=0 must be at least 1'),
+    ('num_steps', 0, r'config.train.num_steps=0 is out of range; use an integer >= 1\.'),
+    ('d_steps', 0, r'config.train.d_steps=0 is out of range; use an integer >= 1\.'),
 ])
 def test_bad_train_values_are_clear_errors(tmp_path, field, value, message):
   config = lfw_demo.get_config('test')
@@ -149,16 +151,17 @@ def test_switches_report_r1_and_sample_from_the_ema_generator():
 
 @pytest.mark.parametrize('field, value, message', [
     ('loss.discriminator', 'wgan', r"config.loss.discriminator='wgan' is unknown"),
-    ('loss.r1_every', 0, r'config.loss.r1_every=0 must be at least 1'),
+    ('loss.r1_every', 0, r'config.loss.r1_every=0 is out of range; use an integer >= 1'),
     ('augment.policy', 'zoom', r"config.augment.policy='zoom' names unknown operation"),
-    ('ema.halflife_images', -1.0, r'config.ema.halflife_images=-1.0 must be at least 0'),
+    ('ema.halflife_images', -1.0,
+     r'config.ema.halflife_images=-1.0 is out of range; use a finite number >= 0'),
 ])
 def test_bad_regulariser_values_are_clear_errors(field, value, message):
   config = lfw_demo.get_config('test')
   section, name = field.split('.')
   config[section][name] = value
   with pytest.raises(UserError, match=message):
-    train.make_trainer(config)
+    config_check.check(config)
 
 
 def first_step(config, dtype):

@@ -5,6 +5,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from facegan_jax.errors import UserError
+
 
 class MLPGenerator(nn.Module):
   """z: [B, latent_dim] -> images: [B, resolution, resolution, channels] in [-1, 1]."""
@@ -36,8 +38,10 @@ class MLPDiscriminator(nn.Module):
 
 
 def check_config(model):
-  """The toy takes any sizes; nothing to refuse beyond the shared checks."""
-  del model
+  """Raises UserError unless the dense layers have a width (config.model.hidden)."""
+  if model.hidden < 1:
+    raise UserError(f'config.model.hidden={model.hidden!r} is out of range; use the width of '
+                    "the 'mlp' models' dense layers, at least 1 (e.g. 16).")
 
 
 def build(model, dtype):

@@ -1,0 +1,139 @@
+"""One check of a whole training config, before the run touches its workdir.
+
+`check(config)` raises UserError with one line, 'config.FIELD=VALUE ...; use ...', for the first
+field of `FIELDS` whose type or range is wrong, for a field that `FIELDS` does not know (with the
+nearest known name), and for names that the modules owning them do not know (model family and
+its options, losses, DiffAugment operations, compute dtype, data source and folder).
+"""
+
+import dataclasses
+import difflib
+import math
+from typing import Any, Optional
+
+import ml_collections
+
+from facegan_jax import augment
+from facegan_jax import image_sources
+from facegan_jax import losses
+from facegan_jax import models
+from facegan_jax.errors import UserError
+
+SEED_LIMIT = 2**32  # jax.random.key keeps the low 32 bits of a seed: larger ones would repeat
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """A field's type and range: `kind` is int, float, str or bool; floats must be finite."""
+  kind: type
+  low: Optional[float] = None
+  high: Optional[float] = None
+  low_open: bool = False  # low itself is not allowed
+  high_open: bool = False  # high itself is not allowed
+  choices: tuple = ()  # if given, the only values allowed
+
+  def problem(self, value) -> Optional[str]:
+    """None if `value` fits, else 'is ...; use ...' (what is wrong and what fits)."""
+    wanted = {int: 'an integer', float: 'a finite number', str: 'a string',
+              bool: 'True or False'}[self.kind]
+    fits_type = (isinstance(value, self.kind) and not (self.kind is int and isinstance(value, bool))
+                 or self.kind is float and isinstance(value, int) and not isinstance(value, bool))
+    if not fits_type:
+      return f'has type {type(value).__name__}; use {wanted}'
+    if self.kind is float and not math.isfinite(value):
+      return f'is not finite; use {wanted}{self._range()}'
+    if ((self.low is not None and (value < self.low or self.low_open and value == self.low))
+        or (self.high is not None and (value > self.high or self.high_open and value == self.high))):
+      return f'is out of range; use {wanted}{self._range()}'
+    if self.choices and value not in self.choices:
+      return f'is not supported; use one of {self.choices}'
+    return None
+
+  def _range(self) -> str:
+    low, high = (f'{bound:g}' if isinstance(bound, float) else bound
+                 for bound in (self.low, self.high))
+    if self.high is None:
+      return f' {">" if self.low_open else ">="} {low}' if self.low is not None else ''
+    return f' in {"(" if self.low_open else "["}{low}, {high}{")" if self.high_open else "]"}'
+
+
+
+def _count(low=1, high=None):
+  return Spec(int, low, high)
+
+
+def _positive():
+  return Spec(float, 0.0, low_open=True)
+
+
+_TEXT, _FLAG, _NONNEGATIVE = Spec(str), Spec(bool), Spec(float, 0.0)
+
+# Every field of configs/default.py (tests/test_config_check.py keeps them in step).
+FIELDS = {
+    'seed': Spec(int, 0, SEED_LIMIT, high_open=True),
+    'deterministic': _FLAG,
+    'data.source': _TEXT, 'data.split': _TEXT, 'data.path': _TEXT, 'data.data_dir': _TEXT,
+    'data.cache_dir': _TEXT, 'data.crop': _count(0), 'data.max_examples': _count(0),
+    'data.threads': _count(0), 'data.prefetch': _count(0), 'data.random_flip': _FLAG,
+    'model.name': _TEXT, 'model.resolution': _count(), 'model.channels': Spec(int, choices=(1, 3)),
+    'model.latent_dim': _count(), 'model.g_width': _count(), 'model.d_width': _count(),
+    'model.g_norm': _TEXT, 'model.d_norm': _TEXT, 'model.hidden': _count(0),
+    'loss.discriminator': _TEXT, 'loss.generator': _TEXT, 'loss.r1_gamma': _NONNEGATIVE,
+    'loss.r1_every': _count(),
+    'augment.policy': _TEXT, 'augment.strength': _NONNEGATIVE,
+    'ema.halflife_images': _NONNEGATIVE,
+    'optim.g_learning_rate': _positive(), 'optim.d_learning_rate': _positive(),
+    'optim.b1': Spec(float, 0.0, 1.0, high_open=True),
+    'optim.b2': Spec(float, 0.0, 1.0, high_open=True),
+    'train.batch_size': _count(), 'train.num_steps': _count(), 'train.d_steps': _count(),
+    'train.compute_dtype': _TEXT, 'train.log_every': _count(),
+    'samples.every': _count(), 'samples.count': _count(),
+    'checkpoint.every': _count(), 'checkpoint.keep': _count(),
+    'eval.every': _count(0), 'eval.num_samples': _count(2), 'eval.batch_size': _count(),
+    'eval.inception_weights': _TEXT, 'eval.inception_width_multiplier': _positive(),
+    'eval.stats_dir': _TEXT, 'eval.kid_subsets': _count(), 'eval.kid_subset_size': _count(2),
+}
+
+
+def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  """{'a': {'b': 1}} -> {'a.b': 1}."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def nearest_field(name: str, known) -> str:
+  """' (did you mean config.X?)' for the closest of `known` to `name`, or ''."""
+  close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.5)
+  return f' (did you mean config.{close[0]}?)' if close else ''
+
+
+def check_fields(config: ml_collections.ConfigDict):
+  """UserError for the first unknown, missing, mistyped or out-of-range field."""
+  values = flatten(config.to_dict())
+  for name in values:
+    if name not in FIELDS:
+      raise UserError(f'config.{name} is not a config field{nearest_field(name, FIELDS)}; use '
+                      'the fields of configs/default.py.')
+  for name, spec in FIELDS.items():
+    if name not in values:
+      raise UserError(f'config.{name} is missing; use a config that starts from '
+                      'configs/default.py.')
+    problem = spec.problem(values[name])
+    if problem:
+      raise UserError(f'config.{name}={values[name]!r} {problem}.')
+
+
+def check(config: ml_collections.ConfigDict):
+  """Raises UserError (one line) for the first problem of `config`; touches no file."""
+  check_fields(config)
+  models.check_model_config(config.model)
+  models.compute_dtype(config.train.compute_dtype)
+  losses.get_discriminator_loss(config.loss.discriminator)
+  losses.get_generator_loss(config.loss.generator)
+  augment.parse_policy(config.augment.policy)
+  image_sources.check_data_config(config.data)

@@ -1,0 +1,60 @@
+"""Stopping at a step boundary on SIGTERM or SIGINT, at the same step in every process.
+
+TPU VMs, Kubernetes and SLURM send SIGTERM before they take a machine back; Ctrl-C sends SIGINT.
+While `StopSignals` is active, either signal only asks the loop to stop: it finishes the step,
+saves it, and exits (errors.Preempted). A second signal of the same kind ends the process at
+once, as without it.
+
+One process: the signal handler sets a flag that the loop reads after each step (no sync).
+Several processes: JAX's preemption service (on by default in `jax.distributed`) catches
+SIGTERM in any process, and `reached_preemption_sync_point(step)`, called at every step by
+every process, becomes true at the same step everywhere; a SIGINT is handed to it as a SIGTERM.
+"""
+
+import os
+import signal
+import threading
+
+import jax
+from absl import logging
+from jax.experimental import multihost_utils
+
+
+class StopSignals:
+  """Context manager: SIGTERM/SIGINT ask `should_stop` to say True after the current step."""
+
+  def __init__(self):
+    self.received = None  # the name of the first signal, e.g. 'SIGTERM'
+    self._previous = {}
+    self._multiprocess = jax.process_count() > 1
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
+      # With several processes SIGTERM belongs to JAX's preemption service.
+      for signum in (signal.SIGINT,) if self._multiprocess else (signal.SIGINT, signal.SIGTERM):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.received = self.received or signal.Signals(signum).name
+    signal.signal(signum, self._previous.pop(signum))  # a second one acts as usual
+    logging.warning('%s received: stopping after this step with a checkpoint (send it again to '
+                    'stop at once, losing the steps since the last checkpoint).',
+                    signal.Signals(signum).name)
+    if self._multiprocess:
+      os.kill(os.getpid(), signal.SIGTERM)  # JAX's preemption service tells every process
+
+  def should_stop(self, step: int) -> bool:
+    """Whether to save `step` (just completed) and stop; call it after every step."""
+    if self._multiprocess:
+      stop = multihost_utils.reached_preemption_sync_point(step)
+      if stop and self.received is None:
+        self.received = 'preemption notice (SIGTERM)'
+      return stop
+    return self.received is not None
