@@ -6,8 +6,8 @@ import pytest
 
 from configs import lfw_demo
 from configs import toy2x2
-from facegan_jax import image_sources
 from facegan_jax import config_check
+from facegan_jax import image_sources
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
 from facegan_jax import train
@@ -194,3 +194,26 @@ def test_unknown_compute_dtype_is_a_clear_error():
   with pytest.raises(UserError, match=r"config.train.compute_dtype='float16' is unknown; use "
                      r"one of \('float32', 'bfloat16'\)"):
     train.make_trainer(config)
+
+
+def test_train_steps_make_no_hidden_transfers():
+  """The loop's per-step path (the next global batch from the prefetching stream, the jitted
+  step) under jax.transfer_guard('disallow'): a host value handed to the step, a Python scalar
+  per step or an implicit read-back raises. (XLA:CPU does not guard device-to-host copies, which
+  are free there; GPUs and TPUs do.)"""
+  config = lfw_demo.get_config('test')
+  trainer = train.make_trainer(config)
+  mesh = parallel.make_mesh()
+  images = image_sources.load_images(config)
+  _, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  state = train.create_train_state(trainer, jax.random.key(0), images.shape[1:])
+  state = jax.device_put(state, parallel.replicated(mesh))
+  batches = input_pipeline.global_batches(images, mesh, seed=0, start_step=0,
+                                          batch_size=config.train.batch_size, d_steps=1,
+                                          prefetch_size=2)
+  with jax.transfer_guard('disallow'):
+    for _ in range(3):
+      state, metrics = step_fn(state, next(batches))
+  assert int(jax.device_get(state.step)) == 3 and np.isfinite(jax.device_get(metrics['d_loss']))
+  with jax.transfer_guard('disallow'), pytest.raises(Exception, match='Disallowed host-to-device'):
+    step_fn(state, np.asarray(jax.device_get(next(batches))))
