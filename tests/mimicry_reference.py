@@ -17,14 +17,28 @@ import torch
 torch.set_num_threads(1)
 
 
+def _stub_package(name, parent_path=None):
+  """Registers package `name` without running its __init__ (its submodules still import)."""
+  if name not in sys.modules:
+    package = types.ModuleType(name)
+    package.__path__ = ([f'{parent_path}/{name.rsplit(".", 1)[-1]}'] if parent_path else
+                        list(importlib.util.find_spec(name).submodule_search_locations))
+    sys.modules[name] = package
+  return sys.modules[name].__path__[0]
+
+
 def _import_sngan_nets():
-  if 'torch_mimicry' not in sys.modules:
-    spec = importlib.util.find_spec('torch_mimicry')
-    package = types.ModuleType('torch_mimicry')
-    package.__path__ = list(spec.submodule_search_locations)
-    sys.modules['torch_mimicry'] = package
+  _stub_package('torch_mimicry')
   from torch_mimicry.nets import sngan  # pylint: disable=import-outside-toplevel
   return sngan
+
+
+def import_training():
+  """Mimicry's `training.metric_log` and `training.scheduler` (its trainer needs tensorboard)."""
+  _stub_package('torch_mimicry.training', _stub_package('torch_mimicry'))
+  # pylint: disable=import-outside-toplevel
+  from torch_mimicry.training import metric_log, scheduler
+  return metric_log, scheduler
 
 
 NETWORKS = {32: ('SNGANGenerator32', 'SNGANDiscriminator32'),
