@@ -13,13 +13,13 @@ cache. The `test` variant trains a tiny model for a few steps (the end-to-end te
 import ml_collections
 
 
-VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'sngan_test')
+VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128')
 
 
 def get_config(variant=None):
   """The DCGAN-faithful defaults. Variants: 'test' (seconds on a CPU), 'best' (EMA generator),
   'best_3k' (the first 3,000 faces, with DiffAugment and the EMA generator), 'sngan' and
-  'sngan128' (Mimicry's SNGAN recipe at 64 and 128), 'sngan_test' (SNGAN in seconds)."""
+  'sngan128' (Mimicry's SNGAN recipe at 64 and 128)."""
   if variant not in (None, '') + VARIANTS:
     raise ValueError(f"configs/celeba.py has no variant {variant!r}; use one of {VARIANTS} "
                      "or none.")
@@ -69,7 +69,8 @@ def get_config(variant=None):
   config.optim.d_learning_rate = 2e-4
   config.optim.b1 = 0.5
   config.optim.b2 = 0.999
-  config.optim.schedule = 'constant'  # or 'linear': decays to 0 at train.num_steps (SNGAN's)
+  config.optim.schedule = 'constant'  # or 'linear': decays to 0 at step optim.decay_steps
+  config.optim.decay_steps = 0  # length of the 'linear' decay (SNGAN: train.num_steps)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global, over all devices and hosts
@@ -109,31 +110,25 @@ def get_config(variant=None):
     config.data.max_examples = 3000  # the 3,000-face subsets of low-budget papers and demos
     use_best(config, small_data=True)
   elif variant in ('sngan', 'sngan128'):
+    config.data.update(split='all', crop=178, random_flip=False)  # Mimicry's CelebA
     use_sngan(config, 128 if variant == 'sngan128' else 64)
-  elif variant == 'sngan_test':
-    use_sngan(config, 32)
-    config.data.max_examples = 32
-    shrink_for_tests(config)
-    config.model.g_width = config.model.d_width = 16
-    config.train.d_steps = 2
   return config
 
 
 def use_sngan(config, resolution):
-  """Mimicry's SNGAN recipe for CelebA (its reproducibility study: FID 5.71 at 64, 12.93 at 128):
-  all 202,599 faces centre-cropped to 178 and not flipped, the ResNet G and D at Mimicry's
+  """Mimicry's SNGAN recipe (its CelebA study: FID 5.71 at 64, 12.93 at 128, with all 202,599
+  faces centre-cropped to 178 and not flipped, set by the variants): the ResNet G and D at its
   default widths (ngf = ndf = 1024 at 64 and 128; 256 and 128 at 32), latent 128, hinge loss,
   batch 64, 5 D updates (on 5 real batches) per G update, whose pass draws its own latents,
   Adam(2e-4, 0, 0.9) decaying linearly to 0 over 100,000 G updates. That is 32M real images
   seen by D (158 epochs) and 6.4M fakes seen by G."""
-  config.data.update(split='all', crop=178, random_flip=False)
   default_widths = {32: (256, 128), 64: (1024, 1024), 128: (1024, 1024)}
   config.model.update(name='sngan', resolution=resolution, latent_dim=128)
   config.model.g_width, config.model.d_width = default_widths[resolution]
   config.loss.discriminator = config.loss.generator = 'hinge'
-  config.optim.update(g_learning_rate=2e-4, d_learning_rate=2e-4, b1=0.0, b2=0.9,
-                      schedule='linear')
   config.train.update(batch_size=64, num_steps=100_000, d_steps=5, fresh_generator_pass=True)
+  config.optim.update(g_learning_rate=2e-4, d_learning_rate=2e-4, b1=0.0, b2=0.9,
+                      schedule='linear', decay_steps=config.train.num_steps)
 
 
 def use_best(config, small_data):

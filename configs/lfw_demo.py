@@ -12,6 +12,8 @@ adds DiffAugment and the EMA generator (README, 'Better faces'): D stops memoris
 
 from configs import celeba
 
+SNGAN_DEMO_WIDTH, SNGAN_DEMO_STEPS, SNGAN_DEMO_D_STEPS = 32, 600, 5
+
 
 def get_config(variant=None):
   config = celeba.get_config()
@@ -28,7 +30,24 @@ def get_config(variant=None):
     celeba.shrink_for_tests(config)
   elif variant == 'best':
     celeba.use_best(config, small_data=True)
+  elif variant in ('sngan', 'sngan_test'):
+    use_sngan_demo(config)
+    if variant == 'sngan_test':  # seconds: widths 16, batch 8, 2 D updates per step, 4 steps
+      celeba.shrink_for_tests(config)
+      config.optim.decay_steps = config.train.num_steps
+      config.model.g_width = config.model.d_width = 16
+      config.train.d_steps = 2
   elif variant:
-    raise ValueError(f"configs/lfw_demo.py has no variant {variant!r}; use 'test', 'best' or "
-                     'none.')
+    raise ValueError(f"configs/lfw_demo.py has no variant {variant!r}; use 'test', 'best', "
+                     "'sngan', 'sngan_test' or none.")
   return config
+
+
+def use_sngan_demo(config):
+  """SNGAN-32 with Mimicry's recipe (configs/celeba.py, use_sngan) at widths and a length that
+  train in the DCGAN demo's CPU budget (benchmarks/README.md)."""
+  celeba.use_sngan(config, 32)
+  config.model.g_width = config.model.d_width = SNGAN_DEMO_WIDTH
+  config.train.update(batch_size=64, num_steps=SNGAN_DEMO_STEPS, d_steps=SNGAN_DEMO_D_STEPS)
+  config.optim.decay_steps = config.train.num_steps
+  config.train.sample_every = config.train.num_steps // 4

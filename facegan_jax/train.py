@@ -80,13 +80,15 @@ class Trainer:
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, base: float):
   """The learning rate of the step that follows t completed steps: `base` itself for
-  'constant', or `base * (1 - t / train.num_steps)` for 'linear' (Mimicry's linear decay, from
-  step 0 to train.num_steps). UserError if config.optim.schedule is unknown."""
+  'constant', or `base * max(0, 1 - t / optim.decay_steps)` for 'linear' (Mimicry's linear
+  decay). Its own length, not train.num_steps, so that a run can be extended and still resume
+  exactly. UserError for an unknown schedule or decay_steps < 1."""
   if config.optim.schedule not in SCHEDULES:
     raise UserError(f'config.optim.schedule={config.optim.schedule!r} is unknown; use one of '
                     f'{SCHEDULES}.')
   if config.optim.schedule == 'linear':
-    return optax.linear_schedule(base, 0.0, config.train.num_steps)
+    check_at_least(config, 'optim.decay_steps', 1)
+    return optax.linear_schedule(base, 0.0, config.optim.decay_steps)
   return base  # a number, not a function: no schedule state in the optimizer
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from configs import celeba
+from configs import lfw_demo
 from facegan_jax import input_pipeline
 from facegan_jax import train
 from tests import mimicry_reference
@@ -24,9 +24,10 @@ RESOLUTION, WIDTH, BATCH, D_STEPS, ITERATIONS, NUM_STEPS = 32, 16, 4, 2, 2, 4
 
 
 def sngan_config():
-  config = celeba.get_config('sngan_test')
-  config.model.update(resolution=RESOLUTION, g_width=WIDTH, d_width=WIDTH)
+  config = lfw_demo.get_config('sngan_test')
+  config.model.update(resolution=RESOLUTION, channels=3, g_width=WIDTH, d_width=WIDTH)
   config.train.update(batch_size=BATCH, d_steps=D_STEPS, num_steps=NUM_STEPS)
+  config.optim.decay_steps = NUM_STEPS
   config.data.random_flip = False
   return config
 

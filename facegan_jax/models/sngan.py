@@ -78,7 +78,7 @@ def _spectral_normalize(module, kernel, update):
   return kernel / sigma
 
 
-class _Conv(nn.Module):
+class Conv(nn.Module):
   """Stride-1 'same' convolution with bias, optionally spectrally normalised (float32 weights,
   computes in dtype)."""
   features: int
@@ -102,7 +102,7 @@ class _Conv(nn.Module):
     return y + bias.astype(self.dtype)
 
 
-class _Dense(nn.Module):
+class Dense(nn.Module):
   """Dense layer with bias (Xavier-uniform gain 1), optionally spectrally normalised."""
   features: int
   spectral: bool = False
@@ -170,7 +170,7 @@ class GeneratorBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    conv = lambda name, size, gain: _Conv(self.features, size, gain, dtype=self.dtype, name=name)
+    conv = lambda name, size, gain: Conv(self.features, size, gain, dtype=self.dtype, name=name)
     h = nn.relu(_BatchNorm(self.dtype, name='b1')(x, train))
     h = conv('c1', 3, math.sqrt(2))(upsample_bilinear(h), train)
     h = nn.relu(_BatchNorm(self.dtype, name='b2')(h, train))
@@ -188,7 +188,7 @@ class DiscriminatorBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, train):
-    conv = lambda name, width, size, gain: _Conv(width, size, gain, spectral=True,
+    conv = lambda name, width, size, gain: Conv(width, size, gain, spectral=True,
                                                  dtype=self.dtype, name=name)
     pool = _avg_pool2 if self.downsample else lambda h: h
     if self.first:
@@ -213,13 +213,13 @@ class SNGANGenerator(nn.Module):
   @nn.compact
   def __call__(self, z, train):
     widths = [self.width >> shift for shift in G_SHIFTS[self.resolution]]
-    x = _Dense(BOTTOM_WIDTH * BOTTOM_WIDTH * widths[0], dtype=self.dtype, name='l1')(z, train)
+    x = Dense(BOTTOM_WIDTH * BOTTOM_WIDTH * widths[0], dtype=self.dtype, name='l1')(z, train)
     x = x.reshape(z.shape[0], BOTTOM_WIDTH, BOTTOM_WIDTH, widths[0])
     for index, width in enumerate(widths[1:]):
       x = GeneratorBlock(width, self.dtype, name=f'block{index + 2}')(x, train)
     head = len(widths) + 1
     x = nn.relu(_BatchNorm(self.dtype, name=f'b{head}')(x, train))
-    x = _Conv(self.channels, 3, dtype=self.dtype, name=f'c{head}')(x, train)
+    x = Conv(self.channels, 3, dtype=self.dtype, name=f'c{head}')(x, train)
     return jnp.tanh(x).astype(jnp.float32)
 
 
@@ -237,7 +237,7 @@ class SNGANDiscriminator(nn.Module):
                              name=f'block{index + 1}')(x, train)
     x = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling
     head = f'l{len(D_BLOCKS[self.resolution]) + 1}'
-    logits = _Dense(1, spectral=True, dtype=self.dtype, name=head)(x, train)
+    logits = Dense(1, spectral=True, dtype=self.dtype, name=head)(x, train)
     return logits[:, 0].astype(jnp.float32)
 
 
