@@ -137,5 +137,6 @@ def test_bfloat16_models_keep_float32_params_and_interfaces_and_stay_close(confi
     assert images.dtype == logits.dtype == jnp.float32
     outputs[name] = images, logits
   for ours, reference in zip(outputs['bfloat16'], outputs['float32']):
-    np.testing.assert_allclose(ours, reference, atol=0.05)
+    # bfloat16 keeps 8 significant bits: SNGAN's sum-pooled logits (~20) round in steps of 1/8.
+    np.testing.assert_allclose(ours, reference, atol=0.05, rtol=0.02)
     assert not np.array_equal(ours, reference)  # bfloat16 really computed something else
