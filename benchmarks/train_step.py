@@ -33,6 +33,7 @@ from benchmarks import step_timing
 from facegan_jax import layers
 from facegan_jax import train
 from facegan_jax import xla_flags
+from facegan_jax.models import sngan
 
 flags.DEFINE_list('configs', ['celeba', 'lfw_demo'],
                   'Configs NAME[:variant] (configs/NAME.py) whose model and training are timed.')
@@ -61,9 +62,9 @@ def layer_flops(module, inputs) -> list[float]:
     outputs = next_fun(*args, **kwargs)
     layer, x = context.module, args[0]
     if context.method_name == '__call__':
-      if isinstance(layer, nn.Dense):
+      if isinstance(layer, (nn.Dense, sngan.Dense)):
         flops.append(2.0 * x.size * layer.features)
-      elif isinstance(layer, layers.Conv):
+      elif isinstance(layer, (layers.Conv, sngan.Conv)):  # sngan.Conv: stride 1, same size
         flops.append(2.0 * outputs.size * layer.kernel_size**2 * x.shape[-1])
       elif isinstance(layer, layers.ConvTranspose):
         flops.append(2.0 * x.size * layer.kernel_size**2 * layer.features)
@@ -86,13 +87,14 @@ def hand_flops_per_step(trainer: train.Trainer, image_shape, batch_size: int,
   gradient of a first layer whose input needs none. Each D update: G forward, then D forward
   and backward on the real batch and on the detached fakes; the G update: D forward and backward
   on the fakes (the reference also computes D's weight gradients there; this project's step
-  does not, so it needs 1 x D less), then G backward. 2.48 GFLOP per image for DCGAN-64.
+  does not, so it needs 1 x D less), then G backward; with trainer.fresh_generator_pass (Mimicry)
+  the G update runs its own G forward too. 2.48 GFLOP per image for DCGAN-64.
   """
   g = layer_flops(trainer.generator, jnp.zeros((1, trainer.latent_dim)))
   d = layer_flops(trainer.discriminator, jnp.zeros((1,) + tuple(image_shape)))
   g_all, d_all = sum(g), sum(d)
   d_update = g_all + 2 * (3 * d_all - d[0])
-  g_update = 3 * d_all + 2 * g_all - g[0]
+  g_update = 3 * d_all + 2 * g_all - g[0] + (g_all if trainer.fresh_generator_pass else 0)
   return batch_size * (d_steps * d_update + g_update)
 
 

@@ -58,11 +58,16 @@ def get_config():
   config.optim.d_learning_rate = 2e-4
   config.optim.b1 = 0.5
   config.optim.b2 = 0.999
+  config.optim.schedule = 'constant'  # or 'linear': decays to 0 at step optim.decay_steps
+  config.optim.decay_steps = 0  # length of the 'linear' decay (SNGAN: train.num_steps)
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global, over all devices and hosts
   config.train.num_steps = 8000  # generator updates
   config.train.d_steps = 1  # discriminator updates per generator update
+  # True: G's update runs G and D on latents of its own (Mimicry); False: it reuses the last D
+  # update's fakes (the DCGAN reference, one generator pass less).
+  config.train.fresh_generator_pass = False
   # 'bfloat16': convolutions and dense layers compute in bfloat16 (the usual choice on TPU and
   # recent GPUs); params, Adam state, BatchNorm statistics and losses stay float32.
   config.train.compute_dtype = 'float32'

@@ -7,13 +7,15 @@ About 1.5 minutes on a 2-core CPU (benchmarks/README.md). Writes an 8x8 sample g
 nose, mouth, hairline, varied pose and lighting), blurry at 32x32 and with some smeared ones; D
 wins the game on 100 images. The `test` variant shrinks it to seconds; `best` adds DiffAugment
 and the EMA generator (README, 'Better faces'): D stops memorising the faces and samples are
-smoother.
+smoother. `sngan` trains SNGAN-32 with Mimicry's recipe in the same CPU budget; `sngan_test`
+shrinks it to seconds.
 """
 
 from configs import celeba
 from configs import default
 
-VARIANTS = ('test', 'best')
+VARIANTS = ('test', 'best', 'sngan', 'sngan_test')
+SNGAN_DEMO_WIDTH, SNGAN_DEMO_STEPS, SNGAN_DEMO_D_STEPS = 32, 600, 5
 
 
 def get_config(variant=None):
@@ -31,4 +33,21 @@ def get_config(variant=None):
     default.shrink_for_tests(config)
   elif variant == 'best':
     celeba.use_best(config, small_data=True)
+  elif variant in ('sngan', 'sngan_test'):
+    use_sngan_demo(config)
+    if variant == 'sngan_test':  # seconds: widths 16, batch 8, 2 D updates per step, 4 steps
+      default.shrink_for_tests(config)
+      config.optim.decay_steps = config.train.num_steps
+      config.model.g_width = config.model.d_width = 16
+      config.train.d_steps = 2
   return config
+
+
+def use_sngan_demo(config):
+  """SNGAN-32 with Mimicry's recipe (configs/celeba.py, use_sngan) at widths and a length that
+  train in the DCGAN demo's CPU budget (benchmarks/README.md)."""
+  celeba.use_sngan(config, 32)
+  config.model.g_width = config.model.d_width = SNGAN_DEMO_WIDTH
+  config.train.update(batch_size=64, num_steps=SNGAN_DEMO_STEPS, d_steps=SNGAN_DEMO_D_STEPS)
+  config.optim.decay_steps = config.train.num_steps
+  config.samples.every = config.train.num_steps // 4

@@ -35,6 +35,9 @@ RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoi
 # config is read with the new names, so old workdirs resume and sample.
 RENAMED_FIELDS = {'train.sample_every': 'samples.every', 'train.num_samples': 'samples.count',
                   'eval.eval_every': 'eval.every'}
+# Config fields added since: their value in runs that predate them (what those runs did).
+ADDED_FIELDS = {'optim.schedule': 'constant', 'optim.decay_steps': 0,
+                'train.fresh_generator_pass': False}
 
 
 def is_resumable_change(field: str) -> bool:
@@ -87,13 +90,17 @@ def restore_fields(manager: ocp.CheckpointManager, step: int, abstract: dict[str
 
 
 def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
-  """A saved config dict with today's field names (RENAMED_FIELDS); the input is not changed."""
+  """A saved config dict with today's field names (RENAMED_FIELDS) and the fields added since
+  (ADDED_FIELDS); the input is not changed."""
   upgraded = copy.deepcopy(saved)
   for old, new in RENAMED_FIELDS.items():
     old_section, old_name = old.split('.')
     if old_name in upgraded.get(old_section, {}):
       new_section, new_name = new.split('.')
       upgraded.setdefault(new_section, {})[new_name] = upgraded[old_section].pop(old_name)
+  for field, value in ADDED_FIELDS.items():
+    section, name = field.split('.')
+    upgraded.setdefault(section, {}).setdefault(name, value)
   return upgraded
 
 

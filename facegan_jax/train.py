@@ -36,6 +36,10 @@ from facegan_jax import parallel
 from facegan_jax import preemption
 from facegan_jax import workdir_lock
 from facegan_jax.errors import Preempted
+from facegan_jax.errors import UserError
+from facegan_jax.errors import check_at_least
+
+SCHEDULES = ('constant', 'linear')
 
 
 @flax.struct.dataclass
@@ -73,10 +77,42 @@ class Trainer:
   augment_strength: float = _static(default=0.0)
   ema_decay: float = _static(default=0.0)  # 0: no EMA generator
   sampling_params_field: str = _static(default='g_params')  # the weights that sample
+  # True (Mimicry's SNGAN trainer): G's update draws its own latents and runs G and D afresh in
+  # training mode, keeping D's spectral-norm vectors (and BatchNorm statistics) from that pass.
+  # False (the DCGAN reference): it reuses the last D update's fakes and discards D's statistics.
+  fresh_generator_pass: bool = _static(default=False)
 
 
-def _adam(learning_rate, optim):
-  return optax.adam(learning_rate, b1=optim.b1, b2=optim.b2)
+def learning_rate_schedule(config: ml_collections.ConfigDict, base: float):
+  """The learning rate of the step that follows t completed steps: `base` itself for
+  'constant', or `base * max(0, 1 - t / optim.decay_steps)` for 'linear' (Mimicry's linear
+  decay). Its own length, not train.num_steps, so that a run can be extended and still resume
+  exactly. UserError for an unknown schedule or decay_steps < 1."""
+  if config.optim.schedule not in SCHEDULES:
+    raise UserError(f'config.optim.schedule={config.optim.schedule!r} is unknown; use one of '
+                    f'{SCHEDULES}.')
+  if config.optim.schedule == 'linear':
+    check_at_least(config, 'optim.decay_steps', 1)
+    return optax.linear_schedule(base, 0.0, config.optim.decay_steps)
+  return base  # a number, not a function: no schedule state in the optimizer
+
+
+def _adam(config, base, updates_per_step):
+  """Adam whose learning rate is a pure function of the train step (optax counts updates)."""
+  schedule = learning_rate_schedule(config, base)
+  if callable(schedule):
+    per_step = schedule
+    schedule = lambda count: per_step(count // updates_per_step)
+  return optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
+
+
+def learning_rates(config: ml_collections.ConfigDict, step: int) -> dict[str, float]:
+  """g_learning_rate and d_learning_rate of train step `step` (1-based, as logged)."""
+  rates = {}
+  for name in ('g_learning_rate', 'd_learning_rate'):
+    schedule = learning_rate_schedule(config, config.optim[name])
+    rates[name] = float(schedule(step - 1)) if callable(schedule) else schedule
+  return rates
 
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
@@ -85,8 +121,8 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
   halflife = config.ema.halflife_images
   return Trainer(generator=generator, discriminator=discriminator,
-                 g_optimizer=_adam(config.optim.g_learning_rate, config.optim),
-                 d_optimizer=_adam(config.optim.d_learning_rate, config.optim),
+                 g_optimizer=_adam(config, config.optim.g_learning_rate, 1),
+                 d_optimizer=_adam(config, config.optim.d_learning_rate, config.train.d_steps),
                  discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
                  generator_loss=losses.get_generator_loss(config.loss.generator),
                  latent_dim=config.model.latent_dim,
@@ -96,7 +132,8 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
                  augment_strength=config.augment.strength,
                  ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
                             if generation.uses_ema(config.ema) else 0.0),
-                 sampling_params_field=generation.sampling_params_field(config.ema))
+                 sampling_params_field=generation.sampling_params_field(config.ema),
+                 fresh_generator_pass=config.train.fresh_generator_pass)
 
 
 def _variables(params, batch_stats):
@@ -178,7 +215,7 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
     update and of the generator update are finite; every float of the new state is, which an
     earlier discriminator update's non-finite gradient would have spoilt). The generator's
     forward pass of the last discriminator update is reused, through its VJP, for the generator
-    update, as in the DCGAN reference.
+    update, as in the DCGAN reference, unless trainer.fresh_generator_pass.
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
@@ -192,21 +229,28 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   def generate(g_params, z):
     return _apply_train(trainer.generator, g_params, state.g_batch_stats, z)
 
-  for i in range(d_steps - 1):
+  fresh = trainer.fresh_generator_pass
+  for i in range(d_steps if fresh else d_steps - 1):
     fakes, g_stats = generate(state.g_params, latents[i])
-    state, _ = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats), real[i],
-                                     fakes, augment_keys[i])
-  fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, latents[-1]), state.g_params,
+    state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
+                                           real[i], fakes, augment_keys[i])
+  g_latents = (jax.random.normal(jax.random.fold_in(latent_key, 1), latents.shape[1:]) if fresh
+               else latents[-1])
+  fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, g_latents), state.g_params,
                                      has_aux=True)
-  state, metrics = _discriminator_update(trainer, state, real[-1],
-                                         jax.lax.stop_gradient(fakes), augment_keys[-2])
+  if not fresh:
+    state, metrics = _discriminator_update(trainer, state, real[-1],
+                                           jax.lax.stop_gradient(fakes), augment_keys[-2])
 
   def g_loss_fn(fakes):
     fakes = _augment(trainer, augment_keys[-1], fakes)
-    logits, _ = _apply_train(trainer.discriminator, state.d_params, state.d_batch_stats, fakes)
-    return trainer.generator_loss(logits)
+    logits, d_stats = _apply_train(trainer.discriminator, state.d_params, state.d_batch_stats,
+                                   fakes)
+    return trainer.generator_loss(logits), d_stats
 
-  g_loss, grad_fakes = jax.value_and_grad(g_loss_fn)(fakes)
+  (g_loss, d_stats), grad_fakes = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
+  if fresh:
+    state = state.replace(d_batch_stats=d_stats)
   (g_grads,) = pullback(grad_fakes)
   updates, g_opt_state = trainer.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
   g_params = optax.apply_updates(state.g_params, updates)
@@ -357,10 +401,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         images_per_second, progress_line = progress.measure(step)
         logging.info('step %d/%d: %s | %s', step, config.train.num_steps,
                      metric_writer.format_scalars(summary), progress_line)
-        writer.write_scalars(step, dict(  # the learning rates are constant (no schedule)
-            summary, images_per_second=images_per_second,
-            g_learning_rate=config.optim.g_learning_rate,
-            d_learning_rate=config.optim.d_learning_rate))
+        writer.write_scalars(step, dict(summary, images_per_second=images_per_second,
+                                        **learning_rates(config, step)))
       if samples:
         grid = jax.device_get(sample_fn(state, latents))  # every process joins the computation
         if is_chief:

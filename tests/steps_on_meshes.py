@@ -1,6 +1,8 @@
 """Trains a few steps of a config on meshes of several sizes; saves losses and parameters.
 
-  python tests/steps_on_meshes.py OUT.npz NUM_STEPS DEVICE_COUNT [DEVICE_COUNT ...]
+  python tests/steps_on_meshes.py OUT.npz NUM_STEPS VARIANT DEVICE_COUNT [DEVICE_COUNT ...]
+
+VARIANT: of configs/lfw_demo.py, e.g. 'test'.
 
 Run with enough virtual devices (tests/multidevice.py). Used by tests/test_parallel.py.
 """
@@ -24,20 +26,36 @@ def run(config, device_count, num_steps):
   init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
   state = init(jax.random.key(config.seed))
   batches = input_pipeline.host_batches(images, seed=config.seed, start_step=0,
-                                        batch_size=config.train.batch_size)
+                                        batch_size=config.train.batch_size,
+                                        d_steps=config.train.d_steps)
   losses = []
   for _ in range(num_steps):
     state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
     losses.append([float(metrics[k]) for k in ('d_loss', 'g_loss', 'd_real', 'd_fake')])
-  params = jax.tree_util.tree_leaves((state.g_params, state.d_params, state.g_batch_stats))
-  return np.array(losses), np.concatenate([np.ravel(p) for p in params])
+  leaves = jax.tree_util.tree_leaves_with_path(
+      {'g': state.g_params, 'd': state.d_params, 'g_stats': state.g_batch_stats,
+       'd_stats': state.d_batch_stats})
+  params = np.concatenate([np.ravel(leaf) for _, leaf in leaves])
+  round_off = np.concatenate([np.full(leaf.size, is_round_off(path)) for path, leaf in leaves])
+  return np.array(losses), params, round_off
 
 
-def main(out, num_steps, *device_counts):
-  config = lfw_demo.get_config('test')
+def is_round_off(path):
+  """Whether the leaf at `path` is one whose gradient is 0 up to round-off, which Adam scales to
+  +-lr steps (so devices differ by up to 2 lr a step): G's biases in front of a BatchNorm (SNGAN's
+  dense layer and its blocks' convolutions; DCGAN has none) and G's running means (behind
+  them in SNGAN)."""
+  names = [key.key for key in path]
+  return ((names[0] == 'g' and names[-1] == 'bias' and (len(names) == 4 or names[1] == 'l1'))
+          or (names[0] == 'g_stats' and names[-1] == 'mean'))
+
+
+def main(out, num_steps, variant, *device_counts):
+  config = lfw_demo.get_config(variant)
   results = {}
   for count in map(int, device_counts):
-    results[f'losses_{count}'], results[f'params_{count}'] = run(config, count, int(num_steps))
+    results[f'losses_{count}'], results[f'params_{count}'], results['round_off'] = run(
+        config, count, int(num_steps))
   np.savez(out, **results)
 
 

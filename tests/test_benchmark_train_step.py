@@ -4,6 +4,7 @@ import jax.numpy as jnp
 
 from benchmarks import train_step
 from configs import celeba
+from configs import lfw_demo
 from facegan_jax import train
 
 
@@ -20,3 +21,21 @@ def test_dcgan64_layer_flops_and_step_count_match_the_hand_count():
   per_image = train_step.hand_flops_per_step(trainer, (64, 64, 3), batch_size=1, d_steps=1)
   assert per_image == 3 * sum(g) + 9 * sum(d) - 2 * d[0] - g[0]
   assert round(per_image / 1e9, 2) == 2.48  # the PyTorch reference's step, as in the issue
+
+
+def test_sngan32_layer_flops_count_every_convolution_at_its_resolution():
+  config = lfw_demo.get_config('sngan_test')
+  config.model.update(channels=3, g_width=8, d_width=8)
+  trainer = train.make_trainer(config)
+  g = train_step.layer_flops(trainer.generator, jnp.zeros((1, 128)))
+  d = train_step.layer_flops(trainer.discriminator, jnp.zeros((1, 32, 32, 3)))
+  block = lambda size: [2 * size**2 * 9 * 64, 2 * size**2 * 9 * 64, 2 * size**2 * 64]
+  # Dense 128 -> 4x4x8, three blocks to 8, 16, 32 (3x3 c1, c2 and the 1x1 shortcut), head 8 -> 3.
+  assert g == [2 * 128 * 128] + block(8) + block(16) + block(32) + [2 * 32**2 * 9 * 8 * 3]
+  # Optimised block at 32 (shortcut after pooling), a pooling block at 16, two at 8 without
+  # shortcut convolutions, the dense logit.
+  assert d == ([2 * 32**2 * 9 * 3 * 8, 2 * 32**2 * 9 * 64, 2 * 16**2 * 3 * 8] + block(16)
+               + block(8)[:2] + block(8)[:2] + [2 * 8])
+  per_image = train_step.hand_flops_per_step(trainer, (32, 32, 3), batch_size=1, d_steps=2)
+  # Mimicry's step: the G update runs a G forward of its own.
+  assert per_image == 2 * (sum(g) + 6 * sum(d) - 2 * d[0]) + 3 * sum(d) + 3 * sum(g) - g[0]

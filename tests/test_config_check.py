@@ -87,6 +87,12 @@ def test_an_unusable_workdir_is_one_line(tmp_path, inside_file, reason):
   assert os.listdir(tmp_path) == ['file'] and not (tmp_path / 'file').read_text()
 
 
+# The line of configs/lfw_demo.py that refuses an unknown variant.
+CHECK_VARIANT_LINE = next(
+    number for number, text in enumerate(open(lfw_demo.__file__, encoding='utf-8'), start=1)
+    if 'default.check_variant(' in text)
+
+
 @pytest.mark.parametrize('flags, line', [
     (['--config=configs/lfw_demo.py:test', '--config.seed=-1'],
      'error: config.seed=-1 is out of range; use an integer in [0, 4294967296).'),
@@ -98,8 +104,9 @@ def test_an_unusable_workdir_is_one_line(tmp_path, inside_file, reason):
      'folder of JPEG/PNG face images.'),
     (['--config=configs/missing.py'], 'error: --config=configs/missing.py: no such file; use a '
      'config file such as configs/lfw_demo.py (with an optional :variant).'),
-    (['--config=configs/lfw_demo.py:fast'], "error: configs/lfw_demo.py:20: ValueError: "
-     "configs/lfw_demo.py has no variant 'fast'; use one of ('test', 'best') or none."),
+    (['--config=configs/lfw_demo.py:fast'],
+     f"error: configs/lfw_demo.py:{CHECK_VARIANT_LINE}: ValueError: configs/lfw_demo.py has no "
+     f"variant 'fast'; use one of {lfw_demo.VARIANTS} or none."),
     (['--config=configs/lfw_demo.py:test', '--config.nonexistent=1'],
      'error: --config.nonexistent: config.nonexistent is not a config field; use a field of '
      'configs/default.py.'),

@@ -11,7 +11,8 @@ from facegan_jax import train
 
 @pytest.mark.parametrize('module, variant', [
     (celeba, None), (celeba, 'test'), (celeba, 'best'), (celeba, 'best_3k'),
-    (lfw_demo, None), (lfw_demo, 'test'), (lfw_demo, 'best'), (toy2x2, None)])
+    (celeba, 'sngan'), (celeba, 'sngan128'), (lfw_demo, None), (lfw_demo, 'test'),
+    (lfw_demo, 'best'), (lfw_demo, 'sngan'), (lfw_demo, 'sngan_test'), (toy2x2, None)])
 def test_every_variant_is_a_valid_config(module, variant):
   train.make_trainer(module.get_config(variant))
 
@@ -45,3 +46,15 @@ def field_names(config, prefix=''):
     (celeba, None), (celeba, 'test'), (celeba, 'best_3k'), (lfw_demo, 'best'), (toy2x2, None)])
 def test_configs_override_the_defaults_and_add_no_field(module, variant):
   assert field_names(module.get_config(variant)) == field_names(default.get_config())
+def test_sngan_variants_are_mimicrys_recipe():
+  for config, resolution in ((celeba.get_config('sngan'), 64),
+                             (celeba.get_config('sngan128'), 128)):
+    assert (config.model.name, config.model.resolution, config.model.latent_dim,
+            config.model.g_width, config.model.d_width) == ('sngan', resolution, 128, 1024, 1024)
+    assert (config.loss.discriminator, config.loss.generator) == ('hinge', 'hinge')
+    assert (config.optim.g_learning_rate, config.optim.d_learning_rate, config.optim.b1,
+            config.optim.b2, config.optim.schedule, config.optim.decay_steps) == (
+                2e-4, 2e-4, 0.0, 0.9, 'linear', 100_000)
+    assert (config.train.batch_size, config.train.d_steps, config.train.num_steps,
+            config.train.fresh_generator_pass) == (64, 5, 100_000, True)
+    assert (config.data.split, config.data.crop, config.data.random_flip) == ('all', 178, False)

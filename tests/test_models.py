@@ -119,8 +119,11 @@ def test_spectral_norm_estimate_converges_to_the_largest_singular_value():
     assert sigma == pytest.approx(largest, rel=1e-3)
 
 
-def test_bfloat16_models_keep_float32_params_and_interfaces_and_stay_close():
-  config = model_config(resolution=16, g_width=8, d_width=8)
+@pytest.mark.parametrize('config', [
+    model_config(resolution=16, g_width=8, d_width=8),
+    model_config(name='sngan', resolution=32, latent_dim=128, g_width=16, d_width=16)],
+                         ids=['dcgan', 'sngan'])
+def test_bfloat16_models_keep_float32_params_and_interfaces_and_stay_close(config):
   z = jax.random.normal(jax.random.key(1), (4, config.latent_dim))
   outputs = {}
   for name in ('float32', 'bfloat16'):
@@ -134,5 +137,6 @@ def test_bfloat16_models_keep_float32_params_and_interfaces_and_stay_close():
     assert images.dtype == logits.dtype == jnp.float32
     outputs[name] = images, logits
   for ours, reference in zip(outputs['bfloat16'], outputs['float32']):
-    np.testing.assert_allclose(ours, reference, atol=0.05)
+    # bfloat16 keeps 8 significant bits: SNGAN's sum-pooled logits (~20) round in steps of 1/8.
+    np.testing.assert_allclose(ours, reference, atol=0.05, rtol=0.02)
     assert not np.array_equal(ours, reference)  # bfloat16 really computed something else

@@ -217,3 +217,20 @@ def test_train_steps_make_no_hidden_transfers():
   assert int(jax.device_get(state.step)) == 3 and np.isfinite(jax.device_get(metrics['d_loss']))
   with jax.transfer_guard('disallow'), pytest.raises(Exception, match='Disallowed host-to-device'):
     step_fn(state, np.asarray(jax.device_get(next(batches))))
+
+
+def test_learning_rate_schedules_are_functions_of_the_step():
+  config = lfw_demo.get_config('test')
+  assert train.learning_rates(config, 7) == {'g_learning_rate': 2e-4, 'd_learning_rate': 2e-4}
+  config.optim.update(schedule='linear', decay_steps=10, d_learning_rate=1e-4)
+  rates = [train.learning_rates(config, step) for step in (1, 6, 11, 20)]
+  np.testing.assert_allclose([r['g_learning_rate'] for r in rates], [2e-4, 1e-4, 0, 0], atol=1e-12)
+  np.testing.assert_allclose([r['d_learning_rate'] for r in rates], [1e-4, 5e-5, 0, 0],
+                             atol=1e-12)
+  config.optim.decay_steps = 0
+  with pytest.raises(UserError, match=r'config.optim.decay_steps=0 must be at least 1'):
+    train.make_trainer(config)
+  config.optim.schedule = 'cosine'
+  with pytest.raises(UserError, match=r"config.optim.schedule='cosine' is unknown; use one of "
+                     r"\('constant', 'linear'\)"):
+    train.make_trainer(config)
