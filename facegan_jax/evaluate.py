@@ -19,6 +19,7 @@ from absl import logging
 from facegan_jax import fid
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
+from facegan_jax import quiet_log
 from facegan_jax import sampler as sampler_lib
 from facegan_jax.errors import exit_on_user_error
 
@@ -60,6 +61,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  quiet_log.install(FLAGS.verbosity)
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
                                FLAGS.inception_weights)
   path = os.path.join(FLAGS.workdir, 'eval', f'step_{result["step"]:07d}.json')

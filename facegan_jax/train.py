@@ -8,6 +8,7 @@ config, the data and the device count.
 
 import contextlib
 import functools
+import json
 import os
 import time
 from typing import Any, Callable
@@ -37,6 +38,7 @@ from facegan_jax import workdir_lock
 from facegan_jax.errors import Preempted
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
+CONFIG_FILE = 'config.json'  # in the workdir: the config of the latest run there, every field
 
 
 @flax.struct.dataclass
@@ -313,12 +315,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
-    manager = stack.enter_context(checkpointing.make_manager(workdir, config.checkpoint.keep))
+    manager = stack.enter_context(checkpointing.training_manager(workdir,
+                                                                 config.checkpoint.keep))
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
     if is_chief:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+      with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
+        json.dump(config.to_dict(), f, indent=1)
     latents = sample_latents(config)
     start_step = int(state.step)
     evaluator = (fid.Evaluator(config, functools.partial(generate_samples, trainer), extractor,
@@ -375,7 +380,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         saved_step = step
       if stopping:
         break
-    manager.wait_until_finished()
+    checkpointing.wait_until_finished(manager)
   if stop_signals.received:
     raise Preempted(f'{stop_signals.received} received: saved the checkpoint of step '
                     f'{saved_step} in {checkpointing.checkpoint_dir(workdir)}; run the same '
