@@ -1,6 +1,7 @@
 """Decoding, the crop rule, image folders and CelebA through (mocked) TFDS."""
 
 import io
+import socket
 import struct
 import zlib
 
@@ -199,3 +200,19 @@ def test_every_kind_of_image_decodes_to_what_a_viewer_shows(tmp_path):
     tolerance = 3 if name.endswith('.jpg') else 0
     np.testing.assert_allclose(image.astype(int), pixels.astype(int), atol=tolerance,
                                err_msg=name)
+
+
+def test_an_offline_celeb_a_download_gives_up_after_a_few_retries(tmp_path, monkeypatch):
+  lookups = []
+
+  def offline(host, *args, **kwargs):
+    lookups.append(host)
+    raise socket.gaierror(socket.EAI_NONAME, 'Name or service not known')
+
+  monkeypatch.setattr(socket, 'getaddrinfo', offline)
+  with pytest.raises(UserError, match=r'^could not download celeb_a .* into '
+                     f'{tmp_path}/downloads/manual/ and run again'):
+    image_sources.celeb_a_files(str(tmp_path), 'train', max_examples=0)
+  # Each file's request and its retries; TFDS's own default would make 11 per file, 3.4 min.
+  assert 0 < len(lookups) <= (image_sources.DOWNLOAD_RETRIES + 1) * len(
+      image_sources.CELEB_A_FILES)
