@@ -19,8 +19,13 @@ layout changes that XLA inserts for them included). Sets the XLA flags that trai
 
 import contextlib
 import functools
+import os
 import statistics
+import sys
 from unittest import mock
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
