@@ -159,8 +159,7 @@ def _discriminator_update(trainer, state, real, fakes, key):
   updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                         d_batch_stats=stats, d_opt_state=opt_state)
-  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads),
-                     **{divergence.GRADIENTS_FINITE: divergence.all_finite(grads)})
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
 
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
@@ -174,12 +173,10 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
-    discriminator update's and of the generator update's gradients), r1 when R1 is on, and the
-    divergence guard's booleans (`divergence.FLAGS`: the gradients of the last discriminator
-    update and of the generator update are finite; every float of the new state is, which an
-    earlier discriminator update's non-finite gradient would have spoilt). The generator's
-    forward pass of the last discriminator update is reused, through its VJP, for the generator
-    update, as in the DCGAN reference.
+    discriminator update's and of the generator update's gradients), r1 when R1 is on, and
+    params_finite (bool: every parameter of the new state is finite; see `divergence`). The
+    generator's forward pass of the last discriminator update is reused, through its VJP, for
+    the generator update, as in the DCGAN reference.
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
@@ -215,13 +212,9 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                   if trainer.ema_decay else state.g_ema_params)
   state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
                         g_opt_state=g_opt_state, g_ema_params=g_ema_params)
-  gradients_finite = metrics.pop(divergence.GRADIENTS_FINITE) & divergence.all_finite(g_grads)
-  state_finite = divergence.all_finite(
-      state.g_params, state.g_batch_stats, state.d_params, state.d_batch_stats,
-      state.g_opt_state, state.d_opt_state, state.g_ema_params)
+  params_finite = divergence.all_finite(state.g_params, state.d_params, state.g_ema_params)
   return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads),
-                     **{divergence.GRADIENTS_FINITE: gradients_finite,
-                        divergence.STATE_FINITE: state_finite})
+                     **{divergence.PARAMS_FINITE: params_finite})
 
 
 def sampling_params(trainer: Trainer, state: TrainState):
