@@ -4,7 +4,7 @@
 
 Cold pass: `--images` JPEG faces of CelebA's size (178x218, crops of scikit-image's astronaut
 portrait) in a folder are decoded, cropped to 140, resized to 64x64 and written to the cache by
-`input_pipeline.prepare_source` (the same code prepares celeb_a). Cached passes: a cache of
+`image_sources.prepare_source` (the same code prepares celeb_a). Cached passes: a cache of
 `--cached_images` 64x64 images (CelebA's 202,599 by default, tiled from the cold pass) is served
 by `input_pipeline.global_batches` (gather from the memmap, hand to JAX, prefetch thread) at
 batch 128 and 256; each pass times `--steps` batches, and the median of `--passes` is printed.
@@ -28,6 +28,7 @@ from PIL import Image
 from skimage import data as skimage_data
 
 from configs import celeba
+from facegan_jax import image_sources
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
 
@@ -58,7 +59,8 @@ def cold_pass(workdir: str) -> tuple[float, np.ndarray]:
   config = celeba.get_config()
   config.data.update(source='folder', path=folder, cache_dir=os.path.join(workdir, 'cache'))
   start = time.perf_counter()
-  images = input_pipeline.prepare_source(config).images
+  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
+  images = image_sources.prepare_source(config.data, image_shape).images
   return FLAGS.images / (time.perf_counter() - start), images
 
 

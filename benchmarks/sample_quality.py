@@ -19,8 +19,8 @@ if not __package__:  # run as `python benchmarks/FILE.py`: make the repository r
 
 import numpy as np
 
-from facegan_jax import input_pipeline
-from facegan_jax import sampler as sampler_lib
+from facegan_jax import generation
+from facegan_jax import image_sources
 
 
 def pairwise_distances(a, b):
@@ -41,12 +41,12 @@ def coverage(queries, references, radii):
 
 
 def quality(workdir, num, k, seed):
-  sampler = sampler_lib.Sampler(workdir)
-  fakes = sampler.generate(sampler.latents(seed, num)).reshape(num, -1) / 255.0
-  reals = input_pipeline.load_images(sampler.config)
+  restored = generation.RestoredGenerator(workdir)
+  fakes = restored.images(restored.seed_latents(seed, num)).reshape(num, -1) / 255.0
+  reals = image_sources.load_images(restored.config)
   reals = reals.reshape(len(reals), -1) / 255.0
   return {
-      'step': sampler.step,
+      'step': restored.step,
       'precision': coverage(fakes, reals, knn_radii(reals, k)),
       'recall': coverage(reals, fakes, knn_radii(fakes, k)),
       'nn_fake_to_real': float(pairwise_distances(fakes, reals).min(axis=1).mean()),

@@ -1,4 +1,5 @@
-"""Differentiable augmentation (DiffAugment, Zhao et al. 2020) for training GANs on few images.
+"""Augmentations on the device: the random flip of real images, and differentiable augmentation
+(DiffAugment, Zhao et al. 2020) for training GANs on few images.
 
 The same random transformations are applied to real and generated images wherever D sees them,
 in the discriminator and the generator updates, so D cannot tell them apart by the augmentation
@@ -15,6 +16,13 @@ from facegan_jax.errors import UserError
 
 TRANSLATION_RATIO = 0.125  # largest shift, as a fraction of the image side, at strength 1
 CUTOUT_RATIO = 0.5  # side of the cut square, as a fraction of the image side, at strength 1
+
+
+def random_flip(key, images):
+  """Flips each image of [..., B, H, W, C] left-right with probability 1/2 (real images only:
+  config.data.random_flip, a dataset augmentation rather than DiffAugment)."""
+  flip = jax.random.bernoulli(key, 0.5, images.shape[:-3])
+  return jnp.where(flip[..., None, None, None], images[..., ::-1, :], images)
 
 
 def _uniform(key, images, low, high):

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import ml_collections
 
 from facegan_jax import augment
-from facegan_jax import input_pipeline
+from facegan_jax import image_sources
 from facegan_jax import losses
 from facegan_jax import models
 from facegan_jax.errors import UserError
@@ -136,4 +136,4 @@ def check(config: ml_collections.ConfigDict):
   losses.get_discriminator_loss(config.loss.discriminator)
   losses.get_generator_loss(config.loss.generator)
   augment.parse_policy(config.augment.policy)
-  input_pipeline.check_data_config(config.data)
+  image_sources.check_data_config(config.data)

@@ -17,10 +17,10 @@ from absl import flags
 from absl import logging
 
 from facegan_jax import fid
-from facegan_jax import input_pipeline
+from facegan_jax import generation
+from facegan_jax import image_sources
 from facegan_jax import parallel
 from facegan_jax import quiet_log
-from facegan_jax import sampler as sampler_lib
 from facegan_jax.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -33,27 +33,22 @@ flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the
                     'config.eval.inception_weights.')
 
 
-def _generate(generator, variables, latents):
-  """Images in [-1, 1] from generator variables {'params', 'batch_stats'}, inference mode."""
-  return generator.apply(variables, latents, train=False)
-
-
 def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int | None = None,
                         inception_weights: str | None = None) -> dict:
   """{'step', 'fid', 'kid', 'num_samples', 'num_real'} of a checkpoint in `workdir`.
 
-  The generator is the one the sampler restores: the EMA one when the run kept it.
+  The generator samples as in training (`generation`): the EMA one when the run kept it.
   """
-  sampler = sampler_lib.Sampler(workdir, step)
-  config = sampler.config
+  restored = generation.RestoredGenerator(workdir, step)
+  config = restored.config
   if num_samples is not None:
     config.eval.num_samples = num_samples
   if inception_weights is not None:
     config.eval.inception_weights = inception_weights
   extractor = fid.FeatureExtractor(config.eval, parallel.make_mesh())
-  evaluator = fid.Evaluator(config, functools.partial(_generate, sampler.generator), extractor,
-                            input_pipeline.load_images(config))
-  return dict(step=sampler.step, **evaluator(sampler.variables),
+  evaluator = fid.Evaluator(config, functools.partial(generation.generate, restored.generator),
+                            extractor, image_sources.load_images(config))
+  return dict(step=restored.step, **evaluator(restored.variables),
               num_samples=config.eval.num_samples, num_real=len(evaluator.real))
 
 

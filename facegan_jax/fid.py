@@ -1,9 +1,10 @@
 """FID and KID of a generator against the training images, with cached reference features.
 
 Both sides go through the same path: uint8 images [B, H, W, C] (generated ones are quantised
-exactly as a saved PNG is, see `quantize`) -> bicubic resize to 299 -> FID Inception pool3
+exactly as a saved PNG is, see `images.quantize`) -> bicubic resize to 299 -> FID Inception pool3
 features, jitted, with the batch sharded over the mesh's 'data' axis. Generated images come from
-fixed latents (the config seed's EVAL_STREAM), so one state always gets the same numbers.
+fixed latents (the config seed's `generation.EVAL_STREAM`), so one state always gets the same
+numbers.
 
 The real side is the first min(config.eval.num_samples, N) training images. Their features are
 computed once and cached in config.eval.stats_dir as an .npz named by data source, split,
@@ -19,19 +20,18 @@ import uuid
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
 from facegan_jax import distances
+from facegan_jax import generation
+from facegan_jax import images as images_lib
 from facegan_jax import inception
 from facegan_jax import parallel
 from facegan_jax.errors import UserError
 from facegan_jax.errors import check_at_least
-
-EVAL_STREAM = 3  # after train.py's INIT_STREAM, TRAIN_STREAM and SAMPLE_STREAM
 
 
 def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):
@@ -41,11 +41,6 @@ def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):
   for field, minimum in (('num_samples', 2), ('kid_subsets', 1), ('kid_subset_size', 2)):
     check_at_least({'eval': eval_config}, f'eval.{field}', minimum)
   parallel.check_batch_size(eval_config.batch_size, num_devices, 'eval.batch_size')
-
-
-def quantize(images: jax.Array) -> jax.Array:
-  """[..., H, W, C] float in [-1, 1] -> uint8, with images.to_uint8's rounding, on the device."""
-  return jnp.clip(jnp.round((images + 1.0) * 127.5), 0, 255).astype(jnp.uint8)
 
 
 def _rows_sharding(mesh):
@@ -78,7 +73,7 @@ def _feature_functions(width_multiplier: float, mesh):
     return network.apply(variables, inception.preprocess(images))
 
   def generated_features(variables, generate, state, latents):
-    return features(variables, quantize(generate(state, latents)))
+    return features(variables, images_lib.quantize(generate(state, latents)))
 
   return (jax.jit(features, out_shardings=replicated),
           jax.jit(generated_features, static_argnums=1, out_shardings=replicated))
@@ -152,8 +147,8 @@ def reference_features(config: ml_collections.ConfigDict, images: np.ndarray,
 
 def eval_latents(config: ml_collections.ConfigDict) -> np.ndarray:
   """The fixed latents of evaluation: [config.eval.num_samples, latent_dim] float32."""
-  key = jax.random.fold_in(jax.random.key(config.seed), EVAL_STREAM)
-  return np.asarray(jax.random.normal(key, (config.eval.num_samples, config.model.latent_dim)))
+  key = generation.stream_key(config.seed, generation.EVAL_STREAM)
+  return np.asarray(generation.latents(key, config.eval.num_samples, config.model.latent_dim))
 
 
 def scores(config: ml_collections.ConfigDict, real: np.ndarray, fake: np.ndarray) -> dict:

@@ -1,9 +1,14 @@
-"""Face photos from TFDS `celeb_a` and from image folders, center-cropped and resized once.
+"""Every source of training images, behind one interface: `load_images(config)`.
 
-Both sources yield encoded image files (JPEG/PNG bytes) in a fixed order, and both go through
-the same `prepare_image`: decode (8- or 16-bit, grayscale, palette, RGBA/LA, CMYK, EXIF
-rotation: `to_8bit_upright`), convert to RGB (or grayscale for 1-channel models), take a
-centered square, resize it with Lanczos (antialiased) resampling to the model resolution.
+A source turns `config.data` into one uint8 array [N, H, W, C] at the model's resolution
+(`SOURCES`: name -> function(data, image_shape, seed)):
+- 'celeb_a' (TFDS) and 'folder' yield encoded files (JPEG/PNG bytes) in a fixed order that all
+  go through `prepare_image` (decode 8- or 16-bit, grayscale, palette, RGBA/LA, CMYK and
+  EXIF-rotated files alike (`to_8bit_upright`), convert to RGB or grayscale, take a centered
+  square, resize it with Lanczos (antialiased) resampling) once, into an on-disk cache (`image_cache`)
+  that later runs memory-map;
+- 'lfw_subset' (the 100 real LFW faces that scikit-image ships) and 'toy2x2' (the seed's 2x2
+  'slanted faces') are small enough to build in memory on every start.
 
 The crop rule, for any image of H x W pixels: a centered square of side min(crop, H, W), or
 min(H, W) when crop is 0, with the odd pixel of an uneven margin left at the bottom/right.
@@ -14,15 +19,19 @@ the crop is used whole.
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import io
 import os
 from typing import Callable, Iterable, Iterator, Optional
 
+import ml_collections
 import numpy as np
+from absl import logging
 from PIL import Image
 from PIL import ImageOps
 
+from facegan_jax import image_cache
 from facegan_jax.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
@@ -79,9 +88,13 @@ def prepare_image(encoded: Optional[bytes], *, crop: int, resolution: int,
       image = to_8bit_upright(image).convert('RGB' if channels == 3 else 'L')
   except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
     return None  # PIL's ways of saying 'not an image', 'truncated' or 'corrupt'
-  square = image.crop(crop_box(image.height, image.width, crop))
-  resized = square.resize((resolution, resolution), Image.LANCZOS)
-  return np.asarray(resized, np.uint8).reshape(resolution, resolution, channels)
+  return resize_square(image.crop(crop_box(image.height, image.width, crop)), resolution)
+
+
+def resize_square(image: Image.Image, resolution: int) -> np.ndarray:
+  """A square PIL image -> [resolution, resolution, C] uint8, Lanczos (antialiased)."""
+  resized = np.asarray(image.resize((resolution, resolution), Image.LANCZOS), np.uint8)
+  return resized.reshape(resolution, resolution, -1)
 
 
 def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
@@ -183,3 +196,140 @@ def celeb_a_files(data_dir: str, split: str, max_examples: int) -> tuple[Iterato
   if max_examples:
     dataset = dataset.take(max_examples)
   return tfds.as_numpy(dataset), int(dataset.cardinality())
+
+
+TOY_EXAMPLES = 4096
+
+
+def toy_faces(seed: int, count: int = TOY_EXAMPLES) -> np.ndarray:
+  """The 2x2 'slanted faces': dark (high) top-left and bottom-right, light others.
+
+  Returns [count, 2, 2, 1] uint8; high pixels in [0.8, 1], low ones in [0, 0.2] (x 255), so
+  every example passes `is_toy_face`.
+  """
+  rng = np.random.default_rng([seed, 2, 2])
+  high = rng.uniform(0.8, 1.0, (count, 2))
+  low = rng.uniform(0.0, 0.2, (count, 2))
+  faces = np.stack([high[:, 0], low[:, 0], low[:, 1], high[:, 1]], axis=1).reshape(count, 2, 2, 1)
+  return np.rint(faces * 255).astype(np.uint8)
+
+
+def toy_face_score(images) -> np.ndarray:
+  """The seed's rule on [B, 2, 2, 1] images in [-1, 1]: TL + BR - TR - BL on a [0, 1] scale."""
+  pixels = (np.asarray(images, np.float32)[..., 0] + 1.0) / 2.0
+  return pixels[:, 0, 0] + pixels[:, 1, 1] - pixels[:, 0, 1] - pixels[:, 1, 0]
+
+
+def is_toy_face(images, threshold: float = 1.0) -> np.ndarray:
+  """[B] bool: the seed's rule, score above the threshold (1 in the seed)."""
+  return toy_face_score(images) > threshold
+
+
+def lfw_faces(resolution: int) -> np.ndarray:
+  """The 100 real 25x25 grayscale LFW faces that scikit-image ships: [100, res, res, 1] uint8."""
+  try:
+    from skimage import data as skimage_data  # pylint: disable=g-import-not-at-top
+  except ImportError as error:
+    raise UserError("config.data.source='lfw_subset' needs scikit-image; "
+                    "install it with: pip install -e '.[demo]'") from error
+  faces = skimage_data.lfw_subset()[:100]  # the rest are non-face patches
+  faces = np.rint(faces * 255).astype(np.uint8)
+  return np.stack([resize_square(Image.fromarray(face), resolution) for face in faces])
+
+
+def data_dir(data: ml_collections.ConfigDict) -> str:
+  """TFDS's data directory: config.data.data_dir, else $TFDS_DATA_DIR or ~/tensorflow_datasets."""
+  if data.data_dir:
+    return os.path.abspath(os.path.expanduser(data.data_dir))
+  from tensorflow_datasets.core import constants  # pylint: disable=g-import-not-at-top
+  return os.path.abspath(os.path.expanduser(constants.DATA_DIR))
+
+
+def cache_dir(data: ml_collections.ConfigDict) -> str:
+  """Where prepared images are cached: config.data.cache_dir, else <data_dir>/facegan_jax_cache."""
+  if data.cache_dir:
+    return os.path.abspath(os.path.expanduser(data.cache_dir))
+  return os.path.join(data_dir(data), 'facegan_jax_cache')
+
+
+def _check_prepared_fields(data: ml_collections.ConfigDict):
+  for field in ('crop', 'max_examples', 'threads'):
+    if data[field] < 0:
+      raise UserError(f'config.data.{field}={data[field]} must be 0 or more.')
+
+
+def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.Cached:
+  """The 'celeb_a' or 'folder' images of `config.data` at `image_shape` (res, res, channels),
+  from the cache or prepared into it.
+
+  Returns the memmapped images [N, res, res, channels] uint8 and the number of unreadable
+  files left out; logs where they came from and warns about skipped files.
+  """
+  _check_prepared_fields(data)
+  resolution, _, channels = image_shape
+  key = dict(source=data.source, crop=data.crop, resolution=resolution, channels=channels,
+             max_examples=data.max_examples)
+  if data.source == 'celeb_a':
+    key['split'] = data.split
+    name = f'celeb_a/{data.split}'
+  else:
+    files = folder_files(data.path)
+    name = os.path.abspath(data.path)
+    key.update(path=name, fingerprint=folder_fingerprint(data.path, files),
+               decoder=DECODER_VERSION)
+  path = image_cache.cache_path(cache_dir(data), key)
+  cached = image_cache.load(path)
+  if cached is not None:
+    logging.info('Read %d prepared images of %s from %s.', len(cached.images), name, path)
+  else:
+    if data.source == 'celeb_a':
+      encoded, capacity = celeb_a_files(data_dir(data), data.split, data.max_examples)
+      names = None  # examples are named by their index in the split
+    else:
+      encoded = read_files(data.path, files)
+      capacity = min(len(files), data.max_examples or len(files))
+      names = files
+    prepare = functools.partial(prepare_image, crop=data.crop, resolution=resolution,
+                                channels=channels)
+    examples = ordered_map(prepare, encoded, data.threads or os.cpu_count())
+    cached = image_cache.write(path, key, examples, capacity, image_shape, names)
+  if cached.skipped:
+    named = ', '.join(cached.skipped_names)
+    more = cached.skipped - len(cached.skipped_names)
+    logging.warning('Skipped %d unreadable file(s) of %s (not an image, truncated or corrupt): '
+                    '%s%s.', cached.skipped, name, named, f' and {more} more' if more else '')
+  if not len(cached.images):
+    raise UserError(f'config.data.source={data.source!r} gave no readable images from {name}; '
+                    f'check that the files are JPEG or PNG images.')
+  return cached
+
+
+SOURCES = {
+    'toy2x2': lambda data, image_shape, seed: toy_faces(seed)[:data.max_examples or None],
+    'lfw_subset': lambda data, image_shape, seed: lfw_faces(image_shape[0])[
+        :data.max_examples or None],
+    'celeb_a': lambda data, image_shape, seed: prepare_source(data, image_shape).images,
+    'folder': lambda data, image_shape, seed: prepare_source(data, image_shape).images,
+}
+
+
+def check_data_config(data: ml_collections.ConfigDict):
+  """UserError unless `data.source` is known and, for 'folder', `data.path` is a directory."""
+  if data.source not in SOURCES:
+    raise UserError(f'config.data.source={data.source!r} is unknown; use one of {tuple(SOURCES)}.')
+  if data.source == 'folder':
+    check_folder(data.path)
+
+
+def load_images(config: ml_collections.ConfigDict) -> np.ndarray:
+  """All training images of `config.data` at `config.model`'s resolution and channels:
+  [N, H, W, C] uint8 ('celeb_a' and 'folder': a read-only memmap of their cache)."""
+  source = config.data.source
+  check_data_config(config.data)
+  expected = (config.model.resolution, config.model.resolution, config.model.channels)
+  images = SOURCES[source](config.data, expected, config.seed)
+  if images.shape[1:] != expected:
+    raise UserError(f'config.data.source={source!r} gives images of shape {images.shape[1:]}, '
+                    f'but config.model expects {expected}; set config.model.resolution and '
+                    f'config.model.channels to match.')
+  return images

@@ -1,15 +1,36 @@
-"""Converting generated images to uint8 and writing them as PNG grids."""
+"""Pixel conventions between uint8 images and the models' [-1, 1], and PNG grids.
+
+The models see float32 in [-1, 1] (`to_model_range`, on the device inside the step); generated
+images become uint8 by one rounding rule, on the host for PNGs (`to_uint8`) and on the device
+for FID (`quantize`), so FID sees exactly the pixels a saved PNG holds.
+"""
 
 import math
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
 
+def to_model_range(images: jax.Array) -> jax.Array:
+  """uint8 [..., H, W, C] -> float32 in [-1, 1]."""
+  return images.astype(jnp.float32) / 127.5 - 1.0
+
+
+def _rounded_uint8(images, xp):
+  """[..., H, W, C] float in [-1, 1] -> uint8 in [0, 255], rounded half to even and clipped."""
+  return xp.clip(xp.round((images + 1.0) * 127.5), 0, 255).astype(xp.uint8)
+
+
 def to_uint8(images) -> np.ndarray:
-  """[..., H, W, C] float in [-1, 1] -> uint8 in [0, 255] (rounded, clipped)."""
-  scaled = (np.asarray(images, np.float32) + 1.0) * 127.5
-  return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+  """[..., H, W, C] float in [-1, 1] -> uint8 in [0, 255] (rounded, clipped), on the host."""
+  return _rounded_uint8(np.asarray(images, np.float32), np)
+
+
+def quantize(images: jax.Array) -> jax.Array:
+  """`to_uint8`'s rule on the device (inside jitted code)."""
+  return _rounded_uint8(images, jnp)
 
 
 def make_grid(images: np.ndarray, columns: int = 0, padding: int = 2) -> np.ndarray:

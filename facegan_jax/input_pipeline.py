@@ -1,192 +1,30 @@
-"""Training images as uint8 arrays on the host, and the order in which they reach the step.
+"""The deterministic stream of training batches: which images each step sees, on which host.
 
-Every source is reduced once to one uint8 array [N, H, W, C] at the model's resolution; the
-step scales it to [-1, 1] and flips it on the device. 'celeb_a' (TFDS) and 'folder' are
-decoded, cropped and resized once (`image_sources`) into an on-disk cache (`image_cache`) that
-later runs memory-map; 'toy2x2' and 'lfw_subset' are small enough to build in memory.
-
-The order is a pure function of (seed, epoch): epoch e visits the examples in
-`np.random.default_rng([seed, e]).permutation(N)`, so the examples of any step are known without
-replaying the stream, a resumed run continues at exactly the next example, and each process
-takes its own contiguous slice of every global batch: the slices of all processes are disjoint
-and together they are the global batch.
+The images are one uint8 array [N, H, W, C] from `image_sources` (an in-memory array or the
+memmap of a prepared cache). The order is a pure function of (seed, epoch): epoch e visits the
+examples in `np.random.default_rng([seed, e]).permutation(N)`, so the examples of any step are
+known without replaying the stream, a resumed run continues at exactly the next example, and
+each process takes its own contiguous slice of every global batch: the slices of all processes
+are disjoint and together they are the global batch. The step scales and flips the images on
+the device (`images.to_model_range`, `augment.random_flip`).
 
 Why numpy index arithmetic rather than grain or tf.data: the plan is numpy's seeded permutation
 (the well-kept part) plus one line of arithmetic (`step_indices`), and a batch is then a single
-vectorised gather `images[indices]` from the memmap: 200,000-400,000 64x64 images/s on 2 cores,
-handed to JAX included (benchmarks/input_pipeline.py). grain reads and batches one record per
-Python call: on the same memmap and machine, grain 0.2.18 served 29,000 images/s
-(`MapDataset.source(images).seed(0).shuffle().batch(128)`) and 2,200 (`DataLoader`, no
-workers), below the 130,000 images/s that an H100 takes, and it would be a new dependency.
-tf.data would put TensorFlow on the hot path of every run for what is a gather. TFDS does what
-it does well: download, verify and decode CelebA, once, into the cache.
+vectorised gather `images[indices]` from the memmap, well above what an accelerator consumes;
+grain reads and batches one record per Python call and would be a new dependency, and tf.data
+would put TensorFlow on the hot path of every run for what is a gather (benchmarks/README.md,
+'Input pipeline', has the figures).
 """
 
 import functools
-import os
 import queue
 import threading
 from typing import Iterator
 
 import jax
-import jax.numpy as jnp
-import ml_collections
 import numpy as np
-from absl import logging
-from PIL import Image
 
-from facegan_jax import image_cache
-from facegan_jax import image_sources
 from facegan_jax import parallel
-from facegan_jax.errors import UserError
-
-TOY_EXAMPLES = 4096
-
-
-def toy_faces(seed: int, count: int = TOY_EXAMPLES) -> np.ndarray:
-  """The 2x2 'slanted faces': dark (high) top-left and bottom-right, light others.
-
-  Returns [count, 2, 2, 1] uint8; high pixels in [0.8, 1], low ones in [0, 0.2] (x 255), so
-  every example passes `is_toy_face`.
-  """
-  rng = np.random.default_rng([seed, 2, 2])
-  high = rng.uniform(0.8, 1.0, (count, 2))
-  low = rng.uniform(0.0, 0.2, (count, 2))
-  faces = np.stack([high[:, 0], low[:, 0], low[:, 1], high[:, 1]], axis=1).reshape(count, 2, 2, 1)
-  return np.rint(faces * 255).astype(np.uint8)
-
-
-def toy_face_score(images) -> np.ndarray:
-  """The seed's rule on [B, 2, 2, 1] images in [-1, 1]: TL + BR - TR - BL on a [0, 1] scale."""
-  pixels = (np.asarray(images, np.float32)[..., 0] + 1.0) / 2.0
-  return pixels[:, 0, 0] + pixels[:, 1, 1] - pixels[:, 0, 1] - pixels[:, 1, 0]
-
-
-def is_toy_face(images, threshold: float = 1.0) -> np.ndarray:
-  """[B] bool: the seed's rule, score above the threshold (1 in the seed)."""
-  return toy_face_score(images) > threshold
-
-
-def resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
-  """[N, h, w, C] uint8 -> [N, size, size, C] uint8 with Lanczos (antialiased) resampling."""
-  def resize(image):
-    pixels = image[..., 0] if image.shape[-1] == 1 else image
-    resized = np.asarray(Image.fromarray(pixels).resize((size, size), Image.LANCZOS))
-    return resized.reshape(size, size, image.shape[-1])
-  return np.stack([resize(image) for image in images])
-
-
-def lfw_faces(resolution: int) -> np.ndarray:
-  """The 100 real 25x25 grayscale LFW faces that scikit-image ships: [100, res, res, 1] uint8."""
-  try:
-    from skimage import data as skimage_data  # pylint: disable=g-import-not-at-top
-  except ImportError as error:
-    raise UserError("config.data.source='lfw_subset' needs scikit-image; "
-                    "install it with: pip install -e '.[demo]'") from error
-  faces = skimage_data.lfw_subset()[:100]  # the rest are non-face patches
-  faces = np.rint(faces * 255).astype(np.uint8)[..., None]
-  return resize_uint8(faces, resolution)
-
-
-SOURCES = ('toy2x2', 'lfw_subset', 'celeb_a', 'folder')
-
-
-def data_dir(data: ml_collections.ConfigDict) -> str:
-  """TFDS's data directory: config.data.data_dir, else $TFDS_DATA_DIR or ~/tensorflow_datasets."""
-  if data.data_dir:
-    return os.path.abspath(os.path.expanduser(data.data_dir))
-  from tensorflow_datasets.core import constants  # pylint: disable=g-import-not-at-top
-  return os.path.abspath(os.path.expanduser(constants.DATA_DIR))
-
-
-def cache_dir(data: ml_collections.ConfigDict) -> str:
-  """Where prepared images are cached: config.data.cache_dir, else <data_dir>/facegan_jax_cache."""
-  if data.cache_dir:
-    return os.path.abspath(os.path.expanduser(data.cache_dir))
-  return os.path.join(data_dir(data), 'facegan_jax_cache')
-
-
-def _check_prepared_fields(data: ml_collections.ConfigDict):
-  for field in ('crop', 'max_examples', 'threads'):
-    if data[field] < 0:
-      raise UserError(f'config.data.{field}={data[field]} must be 0 or more.')
-
-
-def check_data_config(data: ml_collections.ConfigDict):
-  """UserError unless `data.source` is known and, for 'folder', `data.path` is a directory."""
-  if data.source not in SOURCES:
-    raise UserError(f'config.data.source={data.source!r} is unknown; use one of {SOURCES}.')
-  if data.source == 'folder':
-    image_sources.check_folder(data.path)
-
-
-def prepare_source(config: ml_collections.ConfigDict) -> image_cache.Cached:
-  """The 'celeb_a' or 'folder' images of `config.data`, from the cache or prepared into it.
-
-  Returns the memmapped images [N, res, res, channels] uint8 and the number of unreadable
-  files left out; logs where they came from and warns about skipped files.
-  """
-  data, model = config.data, config.model
-  _check_prepared_fields(data)
-  image_shape = (model.resolution, model.resolution, model.channels)
-  key = dict(source=data.source, crop=data.crop, resolution=model.resolution,
-             channels=model.channels, max_examples=data.max_examples)
-  if data.source == 'celeb_a':
-    key['split'] = data.split
-    name = f'celeb_a/{data.split}'
-  else:
-    files = image_sources.folder_files(data.path)
-    name = os.path.abspath(data.path)
-    key.update(path=name, fingerprint=image_sources.folder_fingerprint(data.path, files),
-               decoder=image_sources.DECODER_VERSION)
-  path = image_cache.cache_path(cache_dir(data), key)
-  cached = image_cache.load(path)
-  if cached is not None:
-    logging.info('Read %d prepared images of %s from %s.', len(cached.images), name, path)
-  else:
-    if data.source == 'celeb_a':
-      encoded, capacity = image_sources.celeb_a_files(data_dir(data), data.split,
-                                                      data.max_examples)
-      names = None  # examples are named by their index in the split
-    else:
-      encoded = image_sources.read_files(data.path, files)
-      capacity = min(len(files), data.max_examples or len(files))
-      names = files
-    prepare = functools.partial(image_sources.prepare_image, crop=data.crop,
-                                resolution=model.resolution, channels=model.channels)
-    examples = image_sources.ordered_map(prepare, encoded, data.threads or os.cpu_count())
-    cached = image_cache.write(path, key, examples, capacity, image_shape, names)
-  if cached.skipped:
-    named = ', '.join(cached.skipped_names)
-    more = cached.skipped - len(cached.skipped_names)
-    logging.warning('Skipped %d unreadable file(s) of %s (not an image, truncated or corrupt): '
-                    '%s%s.', cached.skipped, name, named, f' and {more} more' if more else '')
-  if not len(cached.images):
-    raise UserError(f'config.data.source={data.source!r} gave no readable images from {name}; '
-                    f'check that the files are JPEG or PNG images.')
-  return cached
-
-
-def load_images(config: ml_collections.ConfigDict) -> np.ndarray:
-  """All training images of `config.data` at `config.model.resolution`: [N, H, W, C] uint8.
-
-  'celeb_a' and 'folder' images are a read-only memmap of their cache.
-  """
-  source = config.data.source
-  if source == 'toy2x2':
-    images = toy_faces(config.seed)[:config.data.max_examples or None]
-  elif source == 'lfw_subset':
-    images = lfw_faces(config.model.resolution)[:config.data.max_examples or None]
-  elif source in ('celeb_a', 'folder'):
-    images = prepare_source(config).images
-  else:
-    raise UserError(f'config.data.source={source!r} is unknown; use one of {SOURCES}.')
-  expected = (config.model.resolution, config.model.resolution, config.model.channels)
-  if images.shape[1:] != expected:
-    raise UserError(f'config.data.source={source!r} gives images of shape {images.shape[1:]}, '
-                    f'but config.model expects {expected}; set config.model.resolution and '
-                    f'config.model.channels to match.')
-  return images
 
 
 @functools.lru_cache(maxsize=4)
@@ -288,14 +126,3 @@ def global_batches(images: np.ndarray, mesh: jax.sharding.Mesh, *, seed: int, st
                        d_steps=d_steps, process_index=jax.process_index(),
                        process_count=jax.process_count())
   return prefetch((parallel.host_batch_to_global(batch, mesh) for batch in local), prefetch_size)
-
-
-def to_model_range(images):
-  """uint8 [..., H, W, C] -> float32 in [-1, 1]."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
-
-
-def random_flip(key, images):
-  """Flips each image of [..., B, H, W, C] left-right with probability 1/2."""
-  flip = jax.random.bernoulli(key, 0.5, images.shape[:-3])
-  return jnp.where(flip[..., None, None, None], images[..., ::-1, :], images)

@@ -1,6 +1,6 @@
 """Faces from a checkpoint: python -m facegan_jax.sample --workdir=DIR [--step=N] --num=64 --seed=0.
 
-Writes a PNG grid of `--num` samples (facegan_jax/sampler.py restores the generator) from the
+Writes a PNG grid of `--num` samples (`generation.RestoredGenerator`) from the
 latents of `--seed`, optionally each image as its own PNG, and with `--interpolate=S1,S2,...` a
 strip of spherical interpolations between the latents of consecutive seeds. The same flags give
 byte-identical PNGs.
@@ -11,9 +11,9 @@ import os
 from absl import app
 from absl import flags
 
+from facegan_jax import generation
 from facegan_jax import images as images_lib
 from facegan_jax import quiet_log
-from facegan_jax import sampler as sampler_lib
 from facegan_jax.errors import UserError
 from facegan_jax.errors import exit_on_user_error
 
@@ -31,10 +31,10 @@ flags.DEFINE_string('interpolation_out', 'interpolation.png', 'Path of the inter
 flags.mark_flag_as_required('workdir')
 
 
-def write_samples(sampler: sampler_lib.Sampler, out: str, num: int, seed: int,
+def write_samples(restored: generation.RestoredGenerator, out: str, num: int, seed: int,
                   images_dir: str | None):
   """Writes the grid (and, if `images_dir`, each image); returns the uint8 images."""
-  images = sampler.generate(sampler.latents(seed, num))
+  images = restored.images(restored.seed_latents(seed, num))
   images_lib.save_png(out, images_lib.make_grid(images))
   if images_dir:
     os.makedirs(images_dir, exist_ok=True)
@@ -60,11 +60,11 @@ def main(argv):
     raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
                     'least 2.')
   seeds = parse_seeds(FLAGS.interpolate) if FLAGS.interpolate is not None else None
-  sampler = sampler_lib.Sampler(FLAGS.workdir, FLAGS.step)
-  write_samples(sampler, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
-  print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {sampler.step}, seed {FLAGS.seed}).')
+  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step)
+  write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
+  print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
   if seeds:
-    strip = sampler.generate(sampler_lib.interpolation_latents(sampler, seeds, FLAGS.frames))
+    strip = restored.images(generation.interpolation_latents(restored, seeds, FLAGS.frames))
     images_lib.save_png(FLAGS.interpolation_out, images_lib.make_grid(strip, FLAGS.frames))
     print(f'Wrote {FLAGS.interpolation_out}.')
 

@@ -1,8 +1,7 @@
 """The train state, the jitted data-parallel train step, and the training loop.
 
-Keys: `jax.random.key(config.seed)` is split by `fold_in` into fixed streams (INIT_STREAM for
-parameters, TRAIN_STREAM for the state's base key, SAMPLE_STREAM for the fixed sample latents).
-Step t draws all its randomness from `fold_in(state.key, t)`, so a run is a pure function of the
+Step t draws all its randomness from `fold_in(state.key, t)`; the state's key and the initial
+parameters come from the run's key streams (`generation`), so a run is a pure function of the
 config, the data and the device count.
 """
 
@@ -27,6 +26,8 @@ from facegan_jax import config_check
 from facegan_jax import divergence
 from facegan_jax import ema
 from facegan_jax import fid
+from facegan_jax import generation
+from facegan_jax import image_sources
 from facegan_jax import images as images_lib
 from facegan_jax import input_pipeline
 from facegan_jax import losses
@@ -37,7 +38,6 @@ from facegan_jax import preemption
 from facegan_jax import workdir_lock
 from facegan_jax.errors import Preempted
 
-INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM = 0, 1, 2
 CONFIG_FILE = 'config.json'  # in the workdir: the config of the latest run there, every field
 
 
@@ -75,6 +75,7 @@ class Trainer:
   augment_policy: tuple[str, ...] = _static(default=())
   augment_strength: float = _static(default=0.0)
   ema_decay: float = _static(default=0.0)  # 0: no EMA generator
+  sampling_params_field: str = _static(default='g_params')  # the weights that sample
 
 
 def _adam(learning_rate, optim):
@@ -97,7 +98,8 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
                  augment_policy=augment.parse_policy(config.augment.policy),
                  augment_strength=config.augment.strength,
                  ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
-                            if halflife else 0.0))
+                            if generation.uses_ema(config.ema) else 0.0),
+                 sampling_params_field=generation.sampling_params_field(config.ema))
 
 
 def _variables(params, batch_stats):
@@ -113,13 +115,13 @@ def _apply_train(module, params, batch_stats, inputs):
 
 def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainState:
   """Initial state from the run's root key; `image_shape` is (H, W, C)."""
-  g_key, d_key = jax.random.split(jax.random.fold_in(key, INIT_STREAM))
+  g_key, d_key = jax.random.split(jax.random.fold_in(key, generation.INIT_STREAM))
   z = jnp.zeros((1, trainer.latent_dim), jnp.float32)
   g_vars = trainer.generator.init(g_key, z, train=False)
   d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False)
   g_params, d_params = g_vars['params'], d_vars['params']
   return TrainState(
-      step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(key, TRAIN_STREAM),
+      step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(key, generation.TRAIN_STREAM),
       g_params=g_params, g_batch_stats=g_vars.get('batch_stats', {}),
       d_params=d_params, d_batch_stats=d_vars.get('batch_stats', {}),
       g_opt_state=trainer.g_optimizer.init(g_params),
@@ -180,9 +182,9 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
-  real = input_pipeline.to_model_range(batch)
+  real = images_lib.to_model_range(batch)
   if trainer.random_flip:
-    real = input_pipeline.random_flip(flip_key, real)
+    real = augment.random_flip(flip_key, real)
   d_steps, batch_size = batch.shape[:2]
   latents = jax.random.normal(latent_key, (d_steps, batch_size, trainer.latent_dim))
   augment_keys = jax.random.split(augment_key, d_steps + 1)
@@ -217,15 +219,14 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                      **{divergence.PARAMS_FINITE: params_finite})
 
 
-def sampling_params(trainer: Trainer, state: TrainState):
-  """The generator parameters to sample and evaluate with: the EMA ones when there are any."""
-  return state.g_ema_params if trainer.ema_decay else state.g_params
+def sampling_variables(trainer: Trainer, state: TrainState):
+  """The generator variables that sample and evaluate (`generation.generate`'s)."""
+  return _variables(getattr(state, trainer.sampling_params_field), state.g_batch_stats)
 
 
 def generate_samples(trainer: Trainer, state: TrainState, latents):
-  """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim], BatchNorm in inference mode."""
-  return trainer.generator.apply(
-      _variables(sampling_params(trainer, state), state.g_batch_stats), latents, train=False)
+  """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim], as `generation` samples."""
+  return generation.generate(trainer.generator, sampling_variables(trainer, state), latents)
 
 
 def compile_functions(trainer: Trainer, mesh, image_shape):
@@ -240,10 +241,9 @@ def compile_functions(trainer: Trainer, mesh, image_shape):
   return init, step, sample
 
 
-def sample_latents(config: ml_collections.ConfigDict) -> jax.Array:
-  """The fixed latents of the sample grids: [samples.count, latent_dim] from the config seed."""
-  key = jax.random.fold_in(jax.random.key(config.seed), SAMPLE_STREAM)
-  return jax.random.normal(key, (config.samples.count, config.model.latent_dim))
+def due(step: int, every: int, last_step: int) -> bool:
+  """Whether an action of every `every` steps (and of the last step) runs after step `step`."""
+  return step % every == 0 or step == last_step
 
 
 def _format_duration(seconds: float) -> str:
@@ -304,7 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.every else None
-  images = input_pipeline.load_images(config)
+  images = image_sources.load_images(config)
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -317,10 +317,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
       with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
         json.dump(config.to_dict(), f, indent=1)
-    latents = sample_latents(config)
+    latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
+                                 config.samples.count, config.model.latent_dim)
     start_step = int(state.step)
-    evaluator = (fid.Evaluator(config, functools.partial(generate_samples, trainer), extractor,
-                               images) if extractor else None)
+    evaluator = (fid.Evaluator(config, functools.partial(generation.generate, trainer.generator),
+                               extractor, images) if extractor else None)
     writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
@@ -337,12 +338,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     for step in range(start_step + 1, config.train.num_steps + 1):
       state, metrics = step_fn(state, next(batches))
       unchecked.append(metrics)
-      is_end = step == config.train.num_steps
+      last_step = config.train.num_steps
       stopping = stop_signals.should_stop(step)
-      logs = step % config.train.log_every == 0 or is_end or stopping
-      samples = step % config.samples.every == 0 or is_end
-      evaluates = evaluator and (step % config.eval.every == 0 or is_end)
-      saves = step % config.checkpoint.every == 0 or is_end or stopping
+      logs = due(step, config.train.log_every, last_step) or stopping
+      samples = due(step, config.samples.every, last_step)
+      evaluates = evaluator and due(step, config.eval.every, last_step)
+      saves = due(step, config.checkpoint.every, last_step) or stopping
       if logs or samples or evaluates or saves:
         # The one host sync of these steps: nothing of a non-finite step is written.
         checked = jax.device_get(unchecked)
@@ -364,7 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         if is_chief:
           writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
       if evaluates:
-        scores = evaluator(state)  # every process joins the computation
+        scores = evaluator(sampling_variables(trainer, state))  # every process joins in
         logging.info('step %d/%d: %s', step, config.train.num_steps,
                      metric_writer.format_scalars(scores))
         writer.write_scalars(step, scores)

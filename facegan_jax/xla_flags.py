@@ -12,7 +12,7 @@ from absl import logging
 GPU_DETERMINISM = ('--xla_gpu_deterministic_ops=true',)
 
 # XLA:CPU runs convolutions and matmuls on its own (Eigen) kernels instead of YNNPACK's, which
-# makes the DCGAN train step about 1.3x faster on x86 (benchmarks/README.md).
+# makes the DCGAN train step faster on x86 (figures in benchmarks/README.md).
 CPU_CONVOLUTIONS = (
     '--xla_cpu_experimental_ynn_fusion_type=-individual_dot,-individual_convolution',)
 

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from configs import lfw_demo
+from facegan_jax import image_sources
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
 from facegan_jax import train
@@ -19,7 +20,7 @@ from facegan_jax import train
 def run(config, device_count, num_steps):
   trainer = train.make_trainer(config)
   mesh = parallel.make_mesh(jax.devices()[:device_count])
-  images = input_pipeline.load_images(config)
+  images = image_sources.load_images(config)
   init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
   state = init(jax.random.key(config.seed))
   batches = input_pipeline.host_batches(images, seed=config.seed, start_step=0,

@@ -69,3 +69,13 @@ def test_policy_parsing():
   with pytest.raises(UserError, match=r"config.augment.policy='color,rotate' names unknown "
                      r"operation\(s\) \['rotate'\]"):
     augment.parse_policy('color,rotate')
+
+
+def test_random_flip_mirrors_about_half_of_the_images_whole_and_repeats_by_key():
+  images = jax.random.uniform(jax.random.key(0), (2, 200, 4, 5, 3))
+  flipped = augment.random_flip(jax.random.key(1), images)
+  mirrored = jnp.all(flipped == images[..., ::-1, :], axis=(-3, -2, -1))
+  unchanged = jnp.all(flipped == images, axis=(-3, -2, -1))
+  assert bool(jnp.all(mirrored ^ unchanged))  # each image is mirrored or left, never mixed
+  assert 160 < int(mirrored.sum()) < 240
+  np.testing.assert_array_equal(augment.random_flip(jax.random.key(1), images), flipped)

@@ -1,6 +1,8 @@
-"""Decoding, the crop rule, image folders and CelebA through (mocked) TFDS."""
+"""Every source: decoding, the crop rule, image folders, CelebA through (mocked) TFDS, the cache,
+the LFW faces and the toy."""
 
 import io
+import logging
 import socket
 import struct
 import zlib
@@ -11,6 +13,9 @@ import tensorflow_datasets as tfds
 from PIL import Image
 from tensorflow_datasets.core.download import download_manager
 
+from configs import celeba
+from configs import lfw_demo
+from configs import toy2x2
 from facegan_jax import image_sources
 from facegan_jax.errors import UserError
 
@@ -123,6 +128,97 @@ def test_unknown_celeb_a_split_is_a_clear_error(tmp_path, monkeypatch):
     image_sources.celeb_a_files(str(tmp_path), 'trian', max_examples=0)
 
 
+def folder_config(tmp_path, **data):
+  """configs/celeba.py:test on the folder tmp_path/faces, caching in tmp_path/cache."""
+  config = celeba.get_config('test')
+  config.data.update(dict(dict(source='folder', path=str(tmp_path / 'faces'),
+                               cache_dir=str(tmp_path / 'cache'), crop=0, max_examples=0),
+                          **data))
+  return config
+
+
+def test_folder_images_are_prepared_in_sorted_order_and_max_examples_are_the_first(tmp_path):
+  pixels = write_faces(tmp_path / 'faces', 7)
+  sorted_pixels = [pixels[i] for i in (0, 2, 4, 6, 1, 3, 5)]  # group0/ sorts before group1/
+  images = image_sources.load_images(folder_config(tmp_path))
+  assert images.shape == (7, 16, 16, 3) and images.dtype == np.uint8
+  np.testing.assert_array_equal(images[:, 8, 8], [p[0, 0] for p in sorted_pixels])
+  first = image_sources.load_images(folder_config(tmp_path, max_examples=3))
+  np.testing.assert_array_equal(first, images[:3])
+
+
+def test_unreadable_folder_files_are_skipped_counted_and_reported(tmp_path, caplog):
+  write_faces(tmp_path / 'faces', 4)
+  (tmp_path / 'faces' / 'corrupt.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
+  with caplog.at_level(logging.WARNING):
+    prepared = image_sources.prepare_source(folder_config(tmp_path).data, (16, 16, 3))
+  assert prepared.images.shape[0] == 4 and prepared.skipped == 1
+  assert 'Skipped 1 unreadable file(s)' in caplog.text and 'corrupt.jpg.' in caplog.text
+
+
+def test_a_folder_without_readable_images_is_a_clear_error(tmp_path):
+  (tmp_path / 'faces').mkdir()
+  (tmp_path / 'faces' / 'a.png').write_bytes(b'broken')
+  with pytest.raises(UserError, match="config.data.source='folder' gave no readable images"):
+    image_sources.load_images(folder_config(tmp_path))
+
+
+def test_the_cache_is_reused_for_the_same_key_and_rebuilt_for_another(tmp_path, monkeypatch):
+  write_faces(tmp_path / 'faces', 3)
+  first = image_sources.load_images(folder_config(tmp_path))
+  prepared = []
+  prepare = image_sources.prepare_image
+  monkeypatch.setattr(image_sources, 'prepare_image',
+                      lambda *args, **kwargs: prepared.append(1) or prepare(*args, **kwargs))
+  np.testing.assert_array_equal(image_sources.load_images(folder_config(tmp_path)), first)
+  assert not prepared
+  other = image_sources.load_images(folder_config(tmp_path, crop=20))
+  assert len(prepared) == 3 and other.shape == first.shape
+  assert len(list((tmp_path / 'cache').glob('folder-*.npy'))) == 2
+  write_faces(tmp_path / 'faces' / 'more', 1)
+  assert len(image_sources.load_images(folder_config(tmp_path))) == 4
+
+
+def test_celeb_a_is_cropped_resized_and_cached_under_the_data_dir(tmp_path):
+  config = celeba.get_config('test')
+  config.data.data_dir = str(tmp_path)
+  config.data.max_examples = 5
+  with tfds.testing.mock_data(num_examples=8):
+    images = image_sources.load_images(config)
+  assert images.shape == (5, 16, 16, 3) and images.dtype == np.uint8
+  assert len(list((tmp_path / 'facegan_jax_cache').glob('celeb_a-*.npy'))) == 1
+
+
+@pytest.mark.parametrize('field', ['crop', 'max_examples', 'threads'])
+def test_negative_data_fields_are_clear_errors(tmp_path, field):
+  write_faces(tmp_path / 'faces', 1)
+  with pytest.raises(UserError, match=f'config.data.{field}=-1 must be 0 or more.'):
+    image_sources.load_images(folder_config(tmp_path, **{field: -1}))
+
+
+def test_toy_faces_all_pass_the_seed_rule():
+  faces = image_sources.toy_faces(seed=0)
+  assert faces.shape == (image_sources.TOY_EXAMPLES, 2, 2, 1) and faces.dtype == np.uint8
+  assert image_sources.is_toy_face(faces / 127.5 - 1.0).all()
+  noise = np.random.default_rng(0).uniform(-1, 1, (1000, 2, 2, 1))
+  assert image_sources.is_toy_face(noise).mean() < 0.2
+
+
+def test_lfw_faces_are_real_faces_at_the_model_resolution():
+  images = image_sources.load_images(lfw_demo.get_config())
+  assert images.shape == (100, 32, 32, 1) and images.dtype == np.uint8
+  assert 60 < images.mean() < 200 and images.std() > 20
+
+
+def test_unknown_source_and_shape_mismatch_are_clear_errors():
+  config = lfw_demo.get_config()
+  config.data.source = 'imagenet'
+  with pytest.raises(UserError, match="config.data.source='imagenet' is unknown"):
+    image_sources.load_images(config)
+  config = lfw_demo.get_config()
+  config.model.channels = 3
+  with pytest.raises(UserError, match=r'set config.model.resolution and config.model.channels'):
+    image_sources.load_images(config)
 def png_16bit(pixels: np.ndarray) -> bytes:
   """A 16-bit grayscale ([H, W]) or RGB ([H, W, 3]) PNG of uint16 `pixels` (PIL writes neither)."""
   height, width = pixels.shape[:2]
@@ -200,6 +296,29 @@ def test_every_kind_of_image_decodes_to_what_a_viewer_shows(tmp_path):
     tolerance = 3 if name.endswith('.jpg') else 0
     np.testing.assert_allclose(image.astype(int), pixels.astype(int), atol=tolerance,
                                err_msg=name)
+
+
+def test_a_folder_of_every_kind_of_image_prepares_each_right_and_names_the_unreadable(
+    tmp_path, caplog):
+  expected = every_kind(tmp_path / 'faces')
+  with caplog.at_level(logging.WARNING):
+    prepared = image_sources.prepare_source(folder_config(tmp_path).data, (16, 16, 3))
+  assert prepared.skipped == 2 and prepared.skipped_names == ('corrupt.png', 'empty.jpg')
+  assert (f"Skipped 2 unreadable file(s) of {tmp_path / 'faces'} (not an image, truncated or "
+          'corrupt): corrupt.png, empty.jpg.') in caplog.text
+  assert len(prepared.images) == len(expected)
+  for image, name in zip(prepared.images, sorted(expected)):
+    np.testing.assert_allclose(image.astype(int), expected[name].astype(int),
+                               atol=3 if name.endswith('.jpg') else 0, err_msg=name)
+
+
+@pytest.mark.parametrize('source', ['toy2x2', 'lfw_subset'])
+def test_max_examples_keeps_the_first_examples_of_the_in_memory_sources(source):
+  config = {'toy2x2': toy2x2, 'lfw_subset': lfw_demo}[source].get_config()
+  every = image_sources.load_images(config)
+  config.data.max_examples = 7
+  np.testing.assert_array_equal(image_sources.load_images(config), every[:7])
+
 
 
 def test_an_offline_celeb_a_download_gives_up_after_a_few_retries(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Image conversion and PNG grids."""
+"""Pixel conventions (uint8 <-> [-1, 1], on host and device) and PNG grids."""
 
 import numpy as np
 from PIL import Image
@@ -9,6 +9,16 @@ from facegan_jax import images
 def test_to_uint8_maps_the_tanh_range_to_bytes():
   np.testing.assert_array_equal(images.to_uint8(np.array([-1.0, 0.0, 1.0, 1.5, -2.0])),
                                 [0, 128, 255, 255, 0])
+
+
+def test_quantize_on_the_device_rounds_like_the_saved_pngs():
+  values = np.array([-1.0, -0.5, 0.0, 0.999, 1.0, 1.5, -2.0, 2 / 255 - 1], np.float32)
+  np.testing.assert_array_equal(np.asarray(images.quantize(values)), images.to_uint8(values))
+
+
+def test_model_range_inverts_the_rounding_of_every_byte():
+  every_byte = np.arange(256, dtype=np.uint8)
+  np.testing.assert_array_equal(images.to_uint8(images.to_model_range(every_byte)), every_byte)
 
 
 def test_grid_places_images_row_by_row():

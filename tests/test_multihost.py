@@ -15,7 +15,7 @@ import pytest
 
 from facegan_jax import checkpointing
 from facegan_jax import distributed
-from facegan_jax import sampler
+from facegan_jax import generation
 from facegan_jax.errors import UserError
 from tests import multidevice
 from tests import multihost_batches
@@ -60,12 +60,13 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
   assert len(losses(multi)) == 6
 
   # Both checkpoints restore here, in one process with one device.
-  multi_sampler, single_sampler = sampler.Sampler(str(multi)), sampler.Sampler(str(single))
-  assert multi_sampler.step == single_sampler.step == 6
+  multi_restored = generation.RestoredGenerator(str(multi))
+  single_restored = generation.RestoredGenerator(str(single))
+  assert multi_restored.step == single_restored.step == 6
   assert checkpointing.make_manager(str(multi), create=False).all_steps() == [3, 6]
-  np.testing.assert_allclose(flat(multi_sampler.variables), flat(single_sampler.variables),
+  np.testing.assert_allclose(flat(multi_restored.variables), flat(single_restored.variables),
                              rtol=1e-4, atol=2e-6)
-  images = multi_sampler.generate(multi_sampler.latents(0, 4))
+  images = multi_restored.images(multi_restored.seed_latents(0, 4))
   assert images.shape == (4, 32, 32, 1) and images.std() > 0
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from configs import lfw_demo
-from facegan_jax import sampler
+from facegan_jax import generation
 from facegan_jax import train
 from facegan_jax.errors import UserError
 from tests import multidevice
@@ -47,28 +47,29 @@ def test_cli_writes_grid_images_and_interpolation_byte_identically(workdir, tmp_
   assert strip.shape == (2 * 34 + 2, 4 * 34 + 2)  # two seed pairs x four frames
 
 
-def test_sampler_matches_the_training_generator_and_other_steps(workdir):
+def test_restored_generator_matches_the_training_generator_and_other_steps(workdir):
   config = lfw_demo.get_config('test')
-  newest, older = sampler.Sampler(str(workdir)), sampler.Sampler(str(workdir), step=2)
+  newest = generation.RestoredGenerator(str(workdir))
+  older = generation.RestoredGenerator(str(workdir), step=2)
   assert (newest.step, older.step) == (4, 2)
-  latents = newest.latents(0, 3)
-  assert newest.generate(latents).shape == (3, 32, 32, 1)
-  assert not np.array_equal(newest.generate(latents), older.generate(latents))
+  latents = newest.seed_latents(0, 3)
+  assert newest.images(latents).shape == (3, 32, 32, 1)
+  assert not np.array_equal(newest.images(latents), older.images(latents))
   assert newest.config.model.to_dict() == config.model.to_dict()
 
 
 def test_slerp_keeps_end_points():
   a, b = np.array([1.0, 0.0]), np.array([0.0, 2.0])
-  path = np.asarray(sampler.slerp(a, b, np.array([0.0, 0.5, 1.0])))
+  path = np.asarray(generation.slerp(a, b, np.array([0.0, 0.5, 1.0])))
   np.testing.assert_allclose(path[0], a, atol=1e-6)
   np.testing.assert_allclose(path[-1], b, atol=1e-6)
 
 
 def test_missing_checkpoints_and_steps_are_clear_errors(workdir, tmp_path):
   with pytest.raises(UserError, match=r'no checkpoint in .*checkpoints; train first'):
-    sampler.Sampler(str(tmp_path))
+    generation.RestoredGenerator(str(tmp_path))
   with pytest.raises(UserError, match=r'no checkpoint of step 3 in .*; steps there: 2, 4\.'):
-    sampler.Sampler(str(workdir), step=3)
+    generation.RestoredGenerator(str(workdir), step=3)
   result = run_sample(f'--workdir={workdir}', '--step=7')
   assert result.returncode != 0 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith('error: no checkpoint of step 7')

@@ -6,6 +6,7 @@ import pytest
 
 from configs import lfw_demo
 from configs import toy2x2
+from facegan_jax import image_sources
 from facegan_jax import config_check
 from facegan_jax import input_pipeline
 from facegan_jax import parallel
@@ -27,7 +28,7 @@ def assert_identical(a, b):
 def toy_face_fraction(config, state, count=2000):
   trainer = train.make_trainer(config)
   z = jax.random.normal(jax.random.key(123), (count, config.model.latent_dim))
-  return float(input_pipeline.is_toy_face(train.generate_samples(trainer, state, z)).mean())
+  return float(image_sources.is_toy_face(train.generate_samples(trainer, state, z)).mean())
 
 
 @pytest.mark.slow
@@ -58,7 +59,7 @@ def test_same_seed_gives_bit_identical_parameters_other_seed_does_not(tmp_path):
 def compiled_step(config):
   trainer = train.make_trainer(config)
   mesh = parallel.make_mesh()
-  images = input_pipeline.load_images(config)
+  images = image_sources.load_images(config)
   init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
   batches = input_pipeline.host_batches(images, seed=0, start_step=0,
                                         batch_size=config.train.batch_size,
@@ -144,7 +145,7 @@ def test_switches_report_r1_and_sample_from_the_ema_generator():
   _, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
   assert float(metrics['r1']) == 0
   trainer = train.make_trainer(config)
-  assert train.sampling_params(trainer, state) is state.g_ema_params
+  assert train.sampling_variables(trainer, state)['params'] is state.g_ema_params
   assert trainer.ema_decay == pytest.approx(0.5 ** (8 / 100))
 
 

@@ -1,0 +1,123 @@
+"""The run's key streams, its latents, and the generator that samples, in one place.
+
+Keys: `jax.random.key(config.seed)` is split by `fold_in` into fixed streams: INIT_STREAM (the
+initial parameters), TRAIN_STREAM (the state's base key; step t draws from
+`fold_in(state.key, t)`), SAMPLE_STREAM (the latents of the sample grids) and EVAL_STREAM (the
+latents of FID/KID). A run is therefore a pure function of the config, the data and the device
+count, and a checkpoint always gets the same grids and scores.
+
+The generator samples in inference mode (BatchNorm's running statistics) with its EMA weights
+when the run keeps them (config.ema), else its trained ones: training's grids and FID, the
+`evaluate` command and the `sample` command all go through `generate` here.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from facegan_jax import checkpointing
+from facegan_jax import images as images_lib
+from facegan_jax import models
+from facegan_jax.errors import UserError
+
+INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM = 0, 1, 2, 3
+
+
+def stream_key(seed: int, stream: int) -> jax.Array:
+  """The key of `stream` of the run seeded with `seed`."""
+  return jax.random.fold_in(jax.random.key(seed), stream)
+
+
+def latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
+  """[count, latent_dim] standard normal latents drawn from `key`."""
+  return jax.random.normal(key, (count, latent_dim))
+
+
+def uses_ema(ema: ml_collections.ConfigDict) -> bool:
+  """Whether a run of config.ema keeps an EMA generator (and samples with it)."""
+  return ema.halflife_images > 0
+
+
+def sampling_params_field(ema: ml_collections.ConfigDict) -> str:
+  """The TrainState field whose generator weights sample: 'g_ema_params' or 'g_params'."""
+  return 'g_ema_params' if uses_ema(ema) else 'g_params'
+
+
+def generate(generator, variables, latent_batch) -> jax.Array:
+  """Images [N, H, W, C] in [-1, 1] from `latent_batch` [N, latent_dim], inference mode.
+
+  `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}.
+  """
+  return generator.apply(variables, latent_batch, train=False)
+
+
+def _no_checkpoint(workdir: str) -> UserError:
+  return UserError(f'no checkpoint in {checkpointing.checkpoint_dir(workdir)}; train first '
+                   f'(python -m facegan_jax.main --workdir={workdir} ...) or pass the workdir '
+                   'of a run.')
+
+
+class RestoredGenerator:
+  """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
+  and the run's saved config are read."""
+
+  def __init__(self, workdir: str, step: int | None = None):
+    directory = checkpointing.checkpoint_dir(workdir)
+    if not os.path.isdir(directory):
+      raise _no_checkpoint(workdir)
+    with checkpointing.make_manager(workdir, create=False) as manager:
+      steps = sorted(manager.all_steps())
+      if not steps:
+        raise _no_checkpoint(workdir)
+      if step is None:
+        step = steps[-1]
+      elif step not in steps:
+        raise UserError(f'no checkpoint of step {step} in {directory}; steps there: '
+                        f'{", ".join(map(str, steps))}.')
+      self.step = step
+      try:
+        self._restore(manager, step)
+      except UserError:
+        raise
+      except Exception as error:  # pylint: disable=broad-except
+        others = [other for other in sorted(steps, reverse=True) if other != step]
+        raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
+    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z))
+
+  def _restore(self, manager, step: int):
+    """Reads the run's config and the generator's sampling variables of `step`."""
+    self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
+    self.generator, _ = models.build_models(self.config.model)
+    z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
+    abstract = jax.eval_shape(lambda z: self.generator.init(jax.random.key(0), z, train=False), z)
+    params = sampling_params_field(self.config.ema)
+    restored = checkpointing.restore_fields(
+        manager, step, {params: abstract['params'],
+                        'g_batch_stats': abstract.get('batch_stats', {})})
+    self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
+
+  def seed_latents(self, seed: int, count: int) -> jax.Array:
+    """[count, latent_dim] latents of `seed` (the `sample` command's --seed)."""
+    return latents(jax.random.key(seed), count, self.config.model.latent_dim)
+
+  def images(self, latent_batch) -> np.ndarray:
+    """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
+    return images_lib.to_uint8(jax.device_get(self._generate(self.variables, latent_batch)))
+
+
+def slerp(a, b, fractions):
+  """Spherical interpolation between latents a, b [D] at `fractions` [F]: [F, D]."""
+  cos = jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b))
+  omega = jnp.arccos(jnp.clip(cos, -1.0, 1.0))
+  t = jnp.asarray(fractions)[:, None]
+  return (jnp.sin((1 - t) * omega) * a + jnp.sin(t * omega) * b) / jnp.sin(omega)
+
+
+def interpolation_latents(restored: RestoredGenerator, seeds, frames: int):
+  """[(len(seeds) - 1) * frames, latent_dim]: one row of `frames` per consecutive seed pair."""
+  ends = [restored.seed_latents(seed, 1)[0] for seed in seeds]
+  fractions = np.linspace(0.0, 1.0, frames)
+  return jnp.concatenate([slerp(a, b, fractions) for a, b in zip(ends[:-1], ends[1:])])
