@@ -17,24 +17,6 @@ CPU_CONVOLUTIONS = (
     '--xla_cpu_experimental_ynn_fusion_type=-individual_dot,-individual_convolution',)
 
 
-# Several simulated devices on XLA:CPU: their programs run on one thread each, but multi-threaded
-# Eigen hands their convolutions to one shared pool of a thread per core, and continues them
-# there. An all-reduce that blocks a pool thread can then wait for a device whose work is queued
-# behind it: XLA aborts the run when its rendezvous times out (40 s), as 8 devices on 2 cores did
-# in 2 of 4 lfw_demo runs. Single-threaded Eigen keeps each device's work on its own thread; the
-# devices already keep every core busy.
-CPU_SIMULATED_DEVICES = ('--xla_cpu_multi_thread_eigen=false',)
-FORCED_DEVICE_COUNT = '--xla_force_host_platform_device_count'
-
-
-def simulated_cpu_devices(environ) -> int:
-  """The device count that XLA_FLAGS or jax_num_cpu_devices asks XLA:CPU to simulate (else 1)."""
-  for flag in environ.get('XLA_FLAGS', '').split():
-    if flag.startswith(FORCED_DEVICE_COUNT + '='):
-      return int(flag.split('=', 1)[1])
-  return max(jax.config.jax_num_cpu_devices, 1)
-
-
 def runs_on_cpu(platforms=None) -> bool:
   """Whether JAX will compute on the CPU: `platforms` (default: JAX_PLATFORMS) says so, or no
   GPU/TPU plugin is installed.
@@ -64,10 +46,6 @@ def add_xla_flags(flags, reason: str, environ=None):
 
 
 def add_speed_flags(environ=None, platforms=None):
-  """Adds the flags that the train step's speed depends on (CPU_CONVOLUTIONS on CPU only), and
-  CPU_SIMULATED_DEVICES when XLA:CPU simulates several devices."""
-  environ = os.environ if environ is None else environ
+  """Adds the flags that the train step's speed depends on (CPU_CONVOLUTIONS on CPU only)."""
   if runs_on_cpu(platforms):
     add_xla_flags(CPU_CONVOLUTIONS, 'faster convolutions on XLA:CPU', environ)
-    if simulated_cpu_devices(environ) > 1:
-      add_xla_flags(CPU_SIMULATED_DEVICES, 'collectives between simulated CPU devices', environ)

@@ -6,16 +6,9 @@ FLAG = xla_flags.CPU_CONVOLUTIONS[0]
 
 
 def test_speed_flags_are_appended_to_the_users_flags_on_cpu():
-  environ = {'XLA_FLAGS': '--xla_force_host_platform_device_count=1'}
-  xla_flags.add_speed_flags(environ, platforms='cpu')
-  assert environ['XLA_FLAGS'] == f'--xla_force_host_platform_device_count=1 {FLAG}'
-
-
-def test_simulated_cpu_devices_keep_eigen_on_their_own_threads():
   environ = {'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
   xla_flags.add_speed_flags(environ, platforms='cpu')
-  assert environ['XLA_FLAGS'] == (f'--xla_force_host_platform_device_count=8 {FLAG} '
-                                  '--xla_cpu_multi_thread_eigen=false')
+  assert environ['XLA_FLAGS'] == f'--xla_force_host_platform_device_count=8 {FLAG}'
 
 
 def test_the_users_own_setting_of_the_flag_wins():
