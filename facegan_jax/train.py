@@ -375,7 +375,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       if stopping:
         break
     checkpointing.wait_until_finished(manager)
-  if stop_signals.received:
+  if stop_signals.received and saved_step < config.train.num_steps:  # else the run is complete
     raise Preempted(f'{stop_signals.received} received: saved the checkpoint of step '
                     f'{saved_step} in {checkpointing.checkpoint_dir(workdir)}; run the same '
                     'command to resume from it.')
