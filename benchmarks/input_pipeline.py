@@ -14,8 +14,12 @@ running DCGAN-64) reads the batches: the time each next(batches) takes is printe
 
 import os
 import statistics
+import sys
 import tempfile
 import time
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 from absl import app

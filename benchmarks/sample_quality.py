@@ -11,6 +11,11 @@ training images themselves (nearest other training image): far below it suggests
 """
 
 import argparse
+import os
+import sys
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 

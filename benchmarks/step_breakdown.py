@@ -3,14 +3,15 @@
   python benchmarks/step_breakdown.py [--config=celeba] [--batch_size=64] [--rounds=6]
       [--steps=5]
 
-Three variants of the step that benchmarks/train_step.py times are compiled in one process and
+Four variants of the step that benchmarks/train_step.py times are compiled in one process and
 timed in alternation, round by round, so that they see the same machine load:
 
 - full: the step as training runs it;
 - no weight gradients: every convolution's kernel gradient (`layers._kernel_gradient`) is
   replaced by a cheap function of the same shape that still reads its inputs;
 - no transposed convolutions: every transposed convolution (the generator's layers and the
-  discriminator's input gradients) computes a cheap linear map of the same shape instead.
+  discriminator's input gradients) computes a cheap linear map of the same shape instead;
+- no divergence flag: the divergence guard's on-device check of the parameters is a constant.
 
 The stubbed steps compute nonsense: they exist only to be timed. The differences of their median
 step times from the full step's are what those convolutions cost inside the step (copies and
@@ -19,8 +20,13 @@ layout changes that XLA inserts for them included). Sets the XLA flags that trai
 
 import contextlib
 import functools
+import os
 import statistics
+import sys
 from unittest import mock
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +34,7 @@ from absl import app
 from absl import flags
 
 from benchmarks import step_timing
+from facegan_jax import divergence
 from facegan_jax import layers
 from facegan_jax import xla_flags
 
@@ -58,6 +65,8 @@ VARIANTS = {
                                                      _cheap_kernel_gradient),
     'no transposed convolutions': lambda: mock.patch.object(layers, 'transpose_lowering',
                                                             _cheap_lowering),
+    'no divergence flag': lambda: mock.patch.object(divergence, 'all_finite',
+                                                    lambda *trees: jnp.asarray(True)),
 }
 
 

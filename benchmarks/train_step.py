@@ -21,7 +21,11 @@ The XLA flags that training sets (facegan_jax/xla_flags.py) are set here too, be
 
 import os
 import statistics
+import sys
 import time
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import flax.linen as nn
 import jax

@@ -7,7 +7,10 @@ a complete checkpoint or none that `all_steps` lists.
 """
 
 import copy
+import contextlib
 import importlib.metadata
+import re
+import shutil
 from typing import Any
 
 import flax
@@ -18,6 +21,7 @@ from absl import logging
 from etils import epath
 
 import facegan_jax
+from facegan_jax.errors import StopRun
 from facegan_jax.errors import UserError
 
 CHECKPOINTS = 'checkpoints'
@@ -61,12 +65,69 @@ def versions() -> dict[str, str]:
               'orbax-checkpoint'), 'facegan_jax': facegan_jax.__version__}
 
 
+def write_failed(manager: ocp.CheckpointManager, error: Exception) -> UserError:
+  """One line for a checkpoint that could not be written (a full disk, a quota, a size limit):
+  the directory, the operating system's reason, and the newest checkpoint that is intact."""
+  reasons = re.findall(r': ([^:"\]]+) \[os_error_code', str(error))  # TensorStore's OS errors
+  reason = (reasons[-1] if reasons else getattr(error, 'strerror', None)
+            or (str(error).strip().splitlines() or [type(error).__name__])[0][:200])
+  # Orbax writes into *.orbax-checkpoint-tmp and renames when complete: what is listed is whole.
+  manager.reload()
+  steps = manager.all_steps()
+  intact = (f'the newest checkpoint there, step {max(steps)}, is intact' if steps
+            else 'no earlier checkpoint was written')
+  if jax.process_index() == 0:  # the partial write only takes space: remove it
+    for partial in epath.Path(manager.directory).glob('*.orbax-checkpoint-tmp*'):
+      shutil.rmtree(partial, ignore_errors=True)
+  return UserError(f'could not write a checkpoint in {manager.directory} ({reason}); {intact}. '
+                   'Free space there (or lower config.checkpoint.keep) and run the same command '
+                   'to resume.')
+
+
+@contextlib.contextmanager
+def reporting_write_errors(manager: ocp.CheckpointManager):
+  """Turns an error of a checkpoint write (raised by orbax at a later call) into `write_failed`."""
+  try:
+    yield
+  except StopRun:
+    raise
+  except Exception as error:  # pylint: disable=broad-except
+    raise write_failed(manager, error) from None
+
+
 def save(manager: ocp.CheckpointManager, state, config: ml_collections.ConfigDict):
-  """Starts an asynchronous save of `state` at its step (call `manager.wait_until_finished()`)."""
+  """Starts an asynchronous save of `state` at its step (then call `wait_until_finished`).
+
+  UserError (`write_failed`) if this or an earlier save could not be written.
+  """
   run = {'config': config.to_dict(), 'versions': versions()}
-  manager.save(int(state.step), args=ocp.args.Composite(
-      state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
-      run=ocp.args.JsonSave(run)))
+  with reporting_write_errors(manager):
+    manager.save(int(state.step), args=ocp.args.Composite(
+        state=ocp.args.PyTreeSave(flax.serialization.to_state_dict(state)),
+        run=ocp.args.JsonSave(run)))
+
+
+def wait_until_finished(manager: ocp.CheckpointManager):
+  """Waits for the saves in flight; UserError (`write_failed`) if one could not be written."""
+  with reporting_write_errors(manager):
+    manager.wait_until_finished()
+
+
+@contextlib.contextmanager
+def training_manager(workdir: str, keep: int):
+  """`make_manager` for the run, closed at the end; a write error found on closing is reported
+  as `write_failed` unless another error is already on its way."""
+  manager = make_manager(workdir, keep)
+  try:
+    yield manager
+  except BaseException:
+    try:
+      manager.close()
+    except Exception:  # pylint: disable=broad-except
+      pass  # the error already raised says what happened first
+    raise
+  with reporting_write_errors(manager):
+    manager.close()
 
 
 def _restore_args(template):

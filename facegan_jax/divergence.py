@@ -1,10 +1,12 @@
 """The divergence guard: each step says on the device whether it stayed finite; the loop reads it.
 
-The step returns one boolean per concern (`FLAGS`) among its metrics, computed on the device
-with the step, so checking costs no extra host sync: the loop fetches the flags of the steps
-since its last check together with their metrics, at each logging, sampling, evaluation and
-checkpoint step, and stops at the first step that was not finite, before anything of it is
-written.
+A step is finite when its metrics are (the losses, and the global norms of the gradients, which
+are NaN or infinite when any gradient, or its square, is) and so are the parameters it leaves
+(`PARAMS_FINITE`, a boolean the step computes on the device: it also catches a non-finite
+gradient of an earlier discriminator update of the step). The loop fetches them for the steps
+since its last check, with the metrics it logs anyway, at each logging, sampling, evaluation and
+checkpoint step, so checking costs no extra host sync, and stops at the first step that was not
+finite, before anything of it is written.
 """
 
 import math
@@ -15,9 +17,9 @@ import jax.numpy as jnp
 
 from facegan_jax.errors import Diverged
 
-# Metric names of the on-device flags: every gradient of the step, every float of the new state.
-GRADIENTS_FINITE, STATE_FINITE = 'gradients_finite', 'state_finite'
-FLAGS = (GRADIENTS_FINITE, STATE_FINITE)
+# The metric name of the on-device flag: every parameter of the new state is finite.
+PARAMS_FINITE = 'params_finite'
+FLAGS = (PARAMS_FINITE,)
 
 
 def all_finite(*trees) -> jax.Array:
@@ -37,10 +39,8 @@ def first_nonfinite(metrics: list[dict[str, Any]], first_step: int) -> Optional[
     for name, value in step_metrics.items():
       if name not in FLAGS and not math.isfinite(float(value)):
         return first_step + offset, f'{name}={float(value)}'
-    for flag in FLAGS:
-      if flag in step_metrics and not step_metrics[flag]:
-        what = 'gradients' if flag == GRADIENTS_FINITE else 'parameters or optimiser state'
-        return first_step + offset, f'its {what} (not all finite)'
+    if not step_metrics.get(PARAMS_FINITE, True):
+      return first_step + offset, 'its new parameters (not all finite)'
   return None
 
 

@@ -20,6 +20,7 @@ from facegan_jax import fid
 from facegan_jax import generation
 from facegan_jax import image_sources
 from facegan_jax import parallel
+from facegan_jax import quiet_log
 from facegan_jax.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -55,6 +56,7 @@ def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  quiet_log.install(FLAGS.verbosity)
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
                                FLAGS.inception_weights)
   path = os.path.join(FLAGS.workdir, 'eval', f'step_{result["step"]:07d}.json')

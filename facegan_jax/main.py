@@ -5,6 +5,7 @@ Several processes (TPU pods, GPU clusters, launch/local_multihost.sh) join one r
 """
 
 import os
+import sys
 import traceback
 
 import jax
@@ -15,6 +16,7 @@ from ml_collections import config_flags
 
 from facegan_jax import config_check
 from facegan_jax import distributed
+from facegan_jax import quiet_log
 from facegan_jax import train
 from facegan_jax import xla_flags
 from facegan_jax.errors import UserError
@@ -91,6 +93,7 @@ def parse_flags(argv):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  quiet_log.install(FLAGS.verbosity)
   if FLAGS.config.deterministic:
     xla_flags.add_xla_flags(xla_flags.GPU_DETERMINISM, 'config.deterministic')
   xla_flags.add_speed_flags()
@@ -100,7 +103,9 @@ def main(argv):
     distributed.initialize(settings, FLAGS.coordinator_timeout)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)  # one log for the run, from process 0
-  logging.info('Config:\n%s', FLAGS.config)
+  logging.info('Config: %s (every field: %s)',
+               ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
+               os.path.join(FLAGS.workdir, train.CONFIG_FILE))
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 

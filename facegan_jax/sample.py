@@ -13,6 +13,7 @@ from absl import flags
 
 from facegan_jax import generation
 from facegan_jax import images as images_lib
+from facegan_jax import quiet_log
 from facegan_jax.errors import UserError
 from facegan_jax.errors import exit_on_user_error
 
@@ -54,6 +55,7 @@ def parse_seeds(values) -> list[int]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  quiet_log.install(FLAGS.verbosity)
   if FLAGS.num < 1 or FLAGS.frames < 2:
     raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
                     'least 2.')

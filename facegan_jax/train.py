@@ -7,6 +7,7 @@ config, the data and the device count.
 
 import contextlib
 import functools
+import json
 import os
 import time
 from typing import Any, Callable
@@ -40,6 +41,8 @@ from facegan_jax.errors import UserError
 from facegan_jax.errors import check_at_least
 
 SCHEDULES = ('constant', 'linear')
+
+CONFIG_FILE = 'config.json'  # in the workdir: the config of the latest run there, every field
 
 
 @flax.struct.dataclass
@@ -195,8 +198,7 @@ def _discriminator_update(trainer, state, real, fakes, key):
   updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
   state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
                         d_batch_stats=stats, d_opt_state=opt_state)
-  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads),
-                     **{divergence.GRADIENTS_FINITE: divergence.all_finite(grads)})
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
 
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
@@ -210,12 +212,10 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
-    discriminator update's and of the generator update's gradients), r1 when R1 is on, and the
-    divergence guard's booleans (`divergence.FLAGS`: the gradients of the last discriminator
-    update and of the generator update are finite; every float of the new state is, which an
-    earlier discriminator update's non-finite gradient would have spoilt). The generator's
-    forward pass of the last discriminator update is reused, through its VJP, for the generator
-    update, as in the DCGAN reference, unless trainer.fresh_generator_pass.
+    discriminator update's and of the generator update's gradients), r1 when R1 is on, and
+    params_finite (bool: every parameter of the new state is finite; see `divergence`). The
+    generator's forward pass of the last discriminator update is reused, through its VJP, for
+    the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass.
   """
   flip_key, latent_key, augment_key = jax.random.split(
       jax.random.fold_in(state.key, state.step), 3)
@@ -258,13 +258,9 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                   if trainer.ema_decay else state.g_ema_params)
   state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
                         g_opt_state=g_opt_state, g_ema_params=g_ema_params)
-  gradients_finite = metrics.pop(divergence.GRADIENTS_FINITE) & divergence.all_finite(g_grads)
-  state_finite = divergence.all_finite(
-      state.g_params, state.g_batch_stats, state.d_params, state.d_batch_stats,
-      state.g_opt_state, state.d_opt_state, state.g_ema_params)
+  params_finite = divergence.all_finite(state.g_params, state.d_params, state.g_ema_params)
   return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads),
-                     **{divergence.GRADIENTS_FINITE: gradients_finite,
-                        divergence.STATE_FINITE: state_finite})
+                     **{divergence.PARAMS_FINITE: params_finite})
 
 
 def sampling_variables(trainer: Trainer, state: TrainState):
@@ -356,12 +352,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
-    manager = stack.enter_context(checkpointing.make_manager(workdir, config.checkpoint.keep))
+    manager = stack.enter_context(checkpointing.training_manager(workdir,
+                                                                 config.checkpoint.keep))
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
     if is_chief:
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
+      with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
+        json.dump(config.to_dict(), f, indent=1)
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
     start_step = int(state.step)
@@ -417,8 +416,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         saved_step = step
       if stopping:
         break
-    manager.wait_until_finished()
-  if stop_signals.received:
+    checkpointing.wait_until_finished(manager)
+  if stop_signals.received and saved_step < config.train.num_steps:  # else the run is complete
     raise Preempted(f'{stop_signals.received} received: saved the checkpoint of step '
                     f'{saved_step} in {checkpointing.checkpoint_dir(workdir)}; run the same '
                     'command to resume from it.')

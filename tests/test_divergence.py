@@ -53,12 +53,14 @@ def test_all_finite_looks_at_every_float_leaf_only():
 
 
 def test_first_nonfinite_names_the_first_bad_step_and_metric():
-  good = {'d_loss': 1.0, 'g_loss': 0.5, 'gradients_finite': True, 'state_finite': True}
+  good = {'d_loss': 1.0, 'g_loss': 0.5, 'd_grad_norm': 3.0, 'params_finite': True}
   assert divergence.first_nonfinite([good, good], 11) is None
   assert divergence.first_nonfinite(
       [good, dict(good, g_loss=math.inf), dict(good, d_loss=math.nan)], 11) == (12, 'g_loss=inf')
-  assert divergence.first_nonfinite([good, dict(good, state_finite=False)], 11) == (
-      12, 'its parameters or optimiser state (not all finite)')
+  assert divergence.first_nonfinite([good, good, dict(good, d_grad_norm=math.inf)], 11) == (
+      13, 'd_grad_norm=inf')
+  assert divergence.first_nonfinite([good, dict(good, params_finite=False)], 11) == (
+      12, 'its new parameters (not all finite)')
 
 
 def test_an_overflowing_learning_rate_stops_before_saving_and_keeps_the_last_good_checkpoint(

@@ -77,8 +77,8 @@ def test_d_steps_updates_the_discriminator_that_often_per_generator_update():
   assert int(state.step) == 1
   assert int(state.d_opt_state[0].count) == 3 and int(state.g_opt_state[0].count) == 1
   assert set(metrics) == {'d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm',
-                          'g_grad_norm', 'gradients_finite', 'state_finite'}
-  assert bool(metrics['gradients_finite']) and bool(metrics['state_finite'])
+                          'g_grad_norm', 'params_finite'}
+  assert bool(metrics['params_finite'])
 
 
 def test_the_step_compiles_once_and_donates_the_state():
