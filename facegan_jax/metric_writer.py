@@ -13,7 +13,9 @@ import tensorboardX
 
 # Short names for the log line, in the order shown; other scalars follow under their own names.
 _LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',
-              'd_grad_norm': '|grad D|', 'g_grad_norm': '|grad G|', 'fid': 'FID', 'kid': 'KID'}
+              'd_grad_norm': '|grad D|', 'g_grad_norm': '|grad G|', 'fid': 'FID', 'kid': 'KID',
+              'precision': 'precision', 'recall': 'recall', 'density': 'density',
+              'coverage': 'coverage'}
 
 
 class MetricWriter:
@@ -30,14 +32,18 @@ class MetricWriter:
       self._writer = tensorboardX.SummaryWriter(
           logdir=workdir, purge_step=start_step + 1 if start_step else None)
 
-  def write_scalars(self, step: int, scalars: dict):
-    """Adds each {name: float} at `step`, and one JSON line {name: value, 'step': step}."""
+  def write_scalars(self, step: int, scalars: dict, context: dict | None = None):
+    """Adds each {name: float} at `step`, and one JSON line {name: value, 'step': step}.
+
+    `context` {name: str or int} (what the scalars were computed on, e.g. the FID protocol and
+    sample counts) goes into the JSON line only.
+    """
     if self._writer is None:
       return
     for name, value in scalars.items():
       self._writer.add_scalar(name, value, step)
     with open(os.path.join(self._workdir, 'metrics.jsonl'), 'a') as f:
-      f.write(json.dumps(dict(scalars, step=step)) + '\n')
+      f.write(json.dumps(dict(scalars, **(context or {}), step=step)) + '\n')
 
   def write_image(self, step: int, name: str, image: np.ndarray):
     """Adds one [H, W, C] uint8 image (C = 1 or 3) at `step`."""

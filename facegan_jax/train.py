@@ -290,7 +290,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
   metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
-  images/s, sample grids, and FID/KID every config.eval.eval_every steps if not 0). Raises
+  images/s, sample grids, and FID/KID/precision/recall/density/coverage every
+  config.eval.eval_every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
   run.
@@ -301,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
   # Loads the Inception weights before anything is written: UserError if they are missing.
-  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.eval_every else None
+  extractor = fid.make_extractor(config.eval, mesh) if config.eval.eval_every else None
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
@@ -314,8 +315,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
     latents = sample_latents(config)
     start_step = int(state.step)
-    evaluator = (fid.Evaluator(config, functools.partial(generate_samples, trainer), extractor,
-                               images) if extractor else None)
+    evaluator = (fid.make_evaluator(config, functools.partial(generate_samples, trainer),
+                                    extractor, images) if extractor else None)
     writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
@@ -347,9 +348,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           writer.write_image(step, 'samples', _write_samples(workdir, step, samples))
       if evaluator and (step % config.eval.eval_every == 0 or is_last):
         scores = evaluator(state)  # every process joins the computation
-        logging.info('step %d/%d: %s', step, config.train.num_steps,
-                     metric_writer.format_scalars(scores))
-        writer.write_scalars(step, scores)
+        logging.info('step %d/%d: %s (%s)', step, config.train.num_steps,
+                     metric_writer.format_scalars(scores), fid.describe(evaluator.context))
+        writer.write_scalars(step, scores, context=evaluator.context)
       if step % config.checkpoint.every == 0 or is_last:
         checkpointing.save(manager, state, config)
     manager.wait_until_finished()
