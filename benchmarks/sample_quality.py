@@ -69,11 +69,10 @@ def main():
   args = parser.parse_args()
   for workdir in args.workdirs:
     q = quality(workdir, args.num, args.seed, args.inception_weights)
-    scores = ' '.join(f'{name} {q[name]:.4f}' for name in ('fid', 'kid') if name in q)
-    print(f'{workdir} step {q["step"]}, {args.num} samples, {q["space"]}: {scores} '
-          f'precision {q["precision"]:.3f} recall {q["recall"]:.3f} '
-          f'density {q["density"]:.3f} coverage {q["coverage"]:.3f} '
-          f'NN fake->real {q["nn_fake_to_real"]:.3f} NN real->real {q["nn_real_to_real"]:.3f}')
+    names = [name for name in ('fid', 'kid') if name in q] + [
+        'precision', 'recall', 'density', 'coverage', 'nn_fake_to_real', 'nn_real_to_real']
+    print(f'{workdir} step {q["step"]}, {args.num} samples, {q["space"]}: '
+          + ' '.join(f'{name} {q[name]:.4f}' for name in names))
 
 
 if __name__ == '__main__':
