@@ -15,7 +15,6 @@ other training image), in the same space: far below it suggests copying.
 import argparse
 import os
 
-
 from facegan_jax import distances
 from facegan_jax import evaluate
 from facegan_jax import fid
