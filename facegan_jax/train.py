@@ -333,7 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
 
   Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
   metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
-  images/s, sample grids, and FID/KID every config.eval.every steps if not 0). Raises
+  images/s, sample grids, and FID/KID/precision/recall/density/coverage every
+  config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
   run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
@@ -347,7 +348,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   is_chief = jax.process_index() == 0
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
-  extractor = fid.FeatureExtractor(config.eval, mesh) if config.eval.every else None
+  extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
   images = image_sources.load_images(config)
   with contextlib.ExitStack() as stack:
     if is_chief:
@@ -364,8 +365,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
     start_step = int(state.step)
-    evaluator = (fid.Evaluator(config, functools.partial(generation.generate, trainer.generator),
-                               extractor, images) if extractor else None)
+    evaluator = (fid.make_evaluator(config, functools.partial(generation.generate,
+                                                              trainer.generator),
+                                    extractor, images) if extractor else None)
     writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
@@ -408,9 +410,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
           writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
       if evaluates:
         scores = evaluator(sampling_variables(trainer, state))  # every process joins in
-        logging.info('step %d/%d: %s', step, config.train.num_steps,
-                     metric_writer.format_scalars(scores))
-        writer.write_scalars(step, scores)
+        logging.info('step %d/%d: %s (%s)', step, config.train.num_steps,
+                     metric_writer.format_scalars(scores), fid.describe(evaluator.context))
+        writer.write_scalars(step, scores, context=evaluator.context)
       if saves:
         checkpointing.save(manager, state, config)
         saved_step = step

