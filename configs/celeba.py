@@ -118,3 +118,28 @@ def shrink_for_tests(config):
   config.train.num_steps = 4
   config.train.log_every = config.train.sample_every = 2
   config.train.num_samples = 4
+
+
+def stylegan2_model(resolution, channel_base=16384, channel_max=512, mapping_layers=2,
+                    mbstd_group_size=4, latent_dim=512, w_dim=512):
+  """config.model of NVIDIA's StyleGAN2 (generator 'skip', discriminator 'resnet'); the defaults
+  are stylegan2-ada-pytorch's 'auto' configuration below 512x512."""
+  model = ml_collections.ConfigDict()
+  model.name = 'stylegan2'
+  model.resolution = resolution
+  model.channels = 3
+  model.latent_dim = latent_dim  # z_dim
+  model.w_dim = w_dim
+  model.channel_base = channel_base  # channels at resolution r: min(channel_base / r, max)
+  model.channel_max = channel_max
+  model.mapping_layers = mapping_layers
+  model.mapping_lr_multiplier = 0.01
+  model.w_avg_beta = 0.998  # decay of the tracked average w (for truncation), per step
+  model.style_mixing_prob = 0.9  # in training, per batch
+  model.mbstd_group_size = mbstd_group_size  # must divide the batch size
+  model.mbstd_num_channels = 1
+  model.conv_clamp = 0.0  # clip activations to +-conv_clamp (reference: 256 with fp16); 0: off
+  # 'grouped' (per-sample weights) or 'scaled' (activations scaled): the same function; 'auto'
+  # takes the faster one on this backend (benchmarks/README.md).
+  model.modconv_lowering = 'auto'
+  return model

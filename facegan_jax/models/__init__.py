@@ -12,8 +12,9 @@ import ml_collections
 from facegan_jax.errors import UserError
 from facegan_jax.models import dcgan
 from facegan_jax.models import mlp
+from facegan_jax.models import stylegan2
 
-FAMILIES = {'dcgan': dcgan, 'mlp': mlp}
+FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'stylegan2': stylegan2}
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
