@@ -14,6 +14,7 @@ import pytest
 
 from configs import celeba
 from facegan_jax import convert_stylegan2
+from facegan_jax import losses
 from facegan_jax import models
 from facegan_jax.errors import UserError
 from facegan_jax.models import stylegan2
@@ -179,3 +180,40 @@ def test_fixture_discriminator_has_the_reference_parameter_count():
 def test_bad_model_fields_are_clear_errors(field, value, message):
   with pytest.raises(UserError, match=message):
     models.build_models(fixture_model(32, **{field: value}))
+
+
+@pytest.mark.parametrize('resolution', RESOLUTIONS)
+def test_logistic_losses_and_r1_equal_the_reference(resolution):
+  fixture, _, d_vars = reference(resolution)
+  _, discriminator = models.build_models(fixture_model(resolution))
+  logits_fn = lambda x: discriminator.apply(d_vars, x)
+  real, fake = fixture['out/D_real'][:, 0], fixture['out/D_img_const_psi1'][:, 0]
+  np.testing.assert_allclose(
+      losses.discriminator_loss(real, fake),
+      fixture['out/loss_Dreal_per_sample'].mean() + fixture['out/loss_Dgen_per_sample'].mean(),
+      **TOLERANCE)
+  np.testing.assert_allclose(losses.generator_loss_non_saturating(fake),
+                             fixture['out/loss_Gmain_per_sample'].mean(), **TOLERANCE)
+  r1 = jax.jit(lambda x: losses.r1_penalty(logits_fn, x))(nhwc(fixture['in/real']))
+  np.testing.assert_allclose(r1, fixture['out/r1_penalty'].mean(), rtol=1e-5)
+
+
+@pytest.mark.parametrize('resolution', RESOLUTIONS)
+@pytest.mark.parametrize('lowering, suffix', [('scaled', ''), ('grouped', '_fused')])
+def test_path_lengths_and_penalty_equal_the_reference(resolution, lowering, suffix):
+  fixture, g_vars, _ = reference(resolution)
+  generator, _ = models.build_models(fixture_model(resolution, lowering))
+  synthesize = lambda ws: generator.apply(g_vars, ws, 'const', method='synthesize')
+  ws = jnp.asarray(fixture['out/ws_psi1'])
+  lengths = jax.jit(lambda ws: losses.path_lengths(synthesize, ws,
+                                                   nhwc(fixture['in/pl_noise'])))(ws)
+  np.testing.assert_allclose(lengths, fixture[f'out/pl_lengths{suffix}'], rtol=1e-5)
+  penalty, pl_mean = losses.path_length_penalty(lengths, jnp.zeros(()), decay=0.01)
+  np.testing.assert_allclose(pl_mean, fixture[f'out/pl_mean_after{suffix}'], rtol=1e-5)
+  np.testing.assert_allclose(penalty, fixture[f'out/pl_penalty{suffix}'], rtol=1e-4, atol=1e-7)
+
+
+def test_path_length_noise_is_scaled_by_the_image_size():
+  noise = losses.path_length_noise(jax.random.key(0), (64, 32, 16, 3))
+  assert noise.shape == (64, 32, 16, 3)
+  assert float(noise.std()) == pytest.approx(1 / np.sqrt(32 * 16), rel=0.02)
