@@ -269,6 +269,12 @@ class StyleGAN2Generator(nn.Module):
       ws = self._mix_styles(z, ws)
     return self.synthesis(ws, noise_mode or ('random' if train else 'const'))
 
+  def styles(self, z):
+    """The training-mode ws of z (style-mixed; the w average is not updated), as the
+    path-length regulariser differentiates with respect to them."""
+    ws = self.mapping(z)
+    return self._mix_styles(z, ws) if self.style_mixing_prob else ws
+
   def map(self, z, truncation_psi=1.0):
     """ws [N, num_ws, w_dim] of z, truncated towards the tracked average by `truncation_psi`."""
     return self.mapping(z, truncation_psi)
