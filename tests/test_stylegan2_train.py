@@ -11,7 +11,9 @@ import pytest
 
 from configs import lfw_demo
 from facegan_jax import ema
+from facegan_jax import images as images_lib
 from facegan_jax import parallel
+from facegan_jax import sampler
 from facegan_jax import train
 from facegan_jax.errors import UserError
 from tests import test_train
@@ -102,3 +104,30 @@ def test_path_length_regularisation_needs_a_style_based_generator():
   config.loss.pl_weight = 2.0
   with pytest.raises(UserError, match=r"config.loss.pl_weight=2.0 needs a style-based generator"):
     train.make_trainer(config)
+
+
+def test_sampler_truncates_towards_the_tracked_w_average(tmp_path):
+  config = tiny_config()
+  config.train.num_steps = 2
+  state = train.train_and_evaluate(config, str(tmp_path))
+  plain, truncated = sampler.Sampler(str(tmp_path)), sampler.Sampler(str(tmp_path),
+                                                                      truncation=0.0)
+  latents = plain.latents(0, 4)
+  images = truncated.generate(latents)
+  # psi = 0: every sample is the image of the average w (constant noise).
+  assert all(np.array_equal(images[0], image) for image in images[1:])
+  trainer = train.make_trainer(config)
+  average = trainer.generator.apply(
+      {'params': state.g_ema_params, 'batch_stats': state.g_batch_stats},
+      state.g_batch_stats['mapping']['w_avg'][None, None].repeat(4, 1), method='synthesize')
+  np.testing.assert_array_equal(images[0], images_lib.to_uint8(np.asarray(average))[0])
+  assert not np.array_equal(plain.generate(latents)[0], plain.generate(latents)[1])
+
+
+def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
+  config = lfw_demo.get_config('test')
+  config.train.num_steps = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(UserError, match=r"--truncation=0.7 needs a StyleGAN2 run; this one is "
+                     r"'dcgan'"):
+    sampler.Sampler(str(tmp_path), truncation=0.7)
