@@ -7,12 +7,15 @@ feature maps are [N, H, W, C]; convolution kernels are [kh, kw, C_in, C_out] (HW
 FIR filters [fh, fw]. Everything computes in the dtype of its inputs.
 """
 
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from facegan_jax import layers
 
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 LRELU_SLOPE = 0.2
@@ -27,25 +30,45 @@ def setup_filter(taps=(1, 3, 3, 1)) -> np.ndarray:
   return kernel / kernel.sum()
 
 
+def separable_taps(fir) -> np.ndarray:
+  """The 1D taps t with fir = outer(t, t), for a separable filter [n, n] that sums to 1."""
+  fir = np.asarray(fir, np.float64)
+  taps = fir.sum(axis=1)
+  if not np.allclose(np.outer(taps, fir.sum(axis=0)), fir) or not np.allclose(taps,
+                                                                             fir.sum(axis=0)):
+    raise ValueError('the FIR filter must be symmetric-separable and sum to 1.')
+  return taps
+
+
+def _fir_along(x, taps, axis, down):
+  """The true convolution of x with `taps` along `axis` ('valid' part), every `down`-th output,
+  as a sum of shifted slices: cheap elementwise work on every backend, unlike a depthwise
+  convolution's gradient on XLA:CPU."""
+  count = (x.shape[axis] - len(taps)) // down + 1
+  span = (count - 1) * down + 1
+  terms = [float(tap) * lax.slice_in_dim(x, offset, offset + span, down, axis)
+           for offset, tap in enumerate(taps[::-1])]
+  return functools.reduce(lambda a, b: a + b, terms)
+
+
 def upfirdn2d(x, fir, up=1, down=1, padding=(0, 0), gain=1.0):
   """Zero-insertion upsampling by `up`, padding, FIR convolution, then every `down`-th pixel.
 
   Args:
-    x: [N, H, W, C]. fir: [fh, fw], applied as a true convolution (flipped), times `gain`.
+    x: [N, H, W, C]. fir: [n, n] numpy, separable and summing to 1 (e.g. `setup_filter()`),
+      applied as a true convolution, times `gain`.
     up, down: integer factors. padding: (before, after) on both spatial axes, after the zero
       insertion; negative values crop.
 
   Returns:
-    [N, (H*up + before + after - fh) // down + 1, ..., C].
+    [N, (H*up + before + after - n) // down + 1, ..., C].
   """
-  channels = x.shape[-1]
   before, after = padding
   spatial = (before, after + up - 1, up - 1)
   x = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), spatial, spatial, (0, 0, 0)))
-  kernel = jnp.flip(jnp.asarray(fir, x.dtype) * gain)
-  kernel = jnp.broadcast_to(kernel[:, :, None, None], kernel.shape + (1, channels))
-  return lax.conv_general_dilated(x, kernel, (down, down), 'VALID',
-                                  dimension_numbers=_DIMENSIONS, feature_group_count=channels)
+  taps = separable_taps(fir)
+  x = _fir_along(_fir_along(x, taps, 1, down), taps, 2, down)
+  return x if gain == 1 else x * jnp.asarray(gain, x.dtype)
 
 
 def upsample2d(x, fir):
@@ -87,10 +110,14 @@ def conv2d_resample(x, kernel, fir, up=1, down=1, padding=0, groups=1):
     before = padding + (fir_size + up - 1) // 2 - (size - 1)
     after = padding + (fir_size - up) // 2 - (size - up)
     crop = max(min(-before, -after), 0)
-    pad = size - 1 - crop
-    x = lax.conv_general_dilated(x, jnp.flip(kernel, (0, 1)), (1, 1), ((pad, pad), (pad, pad)),
-                                 lhs_dilation=(up, up), dimension_numbers=_DIMENSIONS,
-                                 feature_group_count=groups)
+    if groups == 1:
+      # The project's transposed convolution: its lowering and gradients are the fast ones.
+      x = layers.conv_transpose(x, kernel.swapaxes(2, 3), up, crop)
+    else:
+      pad = size - 1 - crop
+      x = lax.conv_general_dilated(x, jnp.flip(kernel, (0, 1)), (1, 1), ((pad, pad), (pad, pad)),
+                                   lhs_dilation=(up, up), dimension_numbers=_DIMENSIONS,
+                                   feature_group_count=groups)
     return upfirdn2d(x, fir, padding=(before + crop, after + crop), gain=up * up)
   if down > 1:
     before = padding + (fir_size - down + 1) // 2
