@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from facegan_jax.errors import UserError
+from facegan_jax.errors import check_power_of_two
 from facegan_jax.models import stylegan2_ops as ops
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
@@ -358,11 +359,7 @@ class StyleGAN2Discriminator(nn.Module):
 
 def check_config(model):
   """Raises UserError naming the bad field of a StyleGAN2 `config.model`."""
-  res = model.resolution
-  if (not isinstance(res, int) or res < MIN_RESOLUTION or res > MAX_RESOLUTION
-      or res & (res - 1)):
-    raise UserError(f'config.model.resolution={res!r} is not supported; use a power of two '
-                    f'from {MIN_RESOLUTION} to {MAX_RESOLUTION} (16, 32, 64, 128 or 256).')
+  check_power_of_two('model.resolution', model.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
   for field in ('latent_dim', 'w_dim', 'channel_base', 'channel_max', 'mapping_layers',
                 'mbstd_group_size'):
     if not isinstance(model[field], int) or model[field] < 1:
