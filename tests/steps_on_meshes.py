@@ -1,6 +1,9 @@
 """Trains a few steps of a config on meshes of several sizes; saves losses and parameters.
 
-  python tests/steps_on_meshes.py OUT.npz NUM_STEPS DEVICE_COUNT [DEVICE_COUNT ...]
+  python tests/steps_on_meshes.py OUT.npz NUM_STEPS DEVICE_COUNT [DEVICE_COUNT ...] [stylegan2]
+
+The config is lfw_demo.py:test, or with `stylegan2` last the tiny StyleGAN2 of
+tests/test_stylegan2_train.py (every regulariser on).
 
 Run with enough virtual devices (tests/multidevice.py). Used by tests/test_parallel.py.
 """
@@ -33,7 +36,11 @@ def run(config, device_count, num_steps):
 
 
 def main(out, num_steps, *device_counts):
-  config = lfw_demo.get_config('test')
+  if device_counts[-1] == 'stylegan2':
+    from tests import test_stylegan2_train  # pylint: disable=import-outside-toplevel
+    config, device_counts = test_stylegan2_train.tiny_config(), device_counts[:-1]
+  else:
+    config = lfw_demo.get_config('test')
   results = {}
   for count in map(int, device_counts):
     results[f'losses_{count}'], results[f'params_{count}'] = run(config, count, int(num_steps))

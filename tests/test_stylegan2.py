@@ -217,3 +217,19 @@ def test_path_length_noise_is_scaled_by_the_image_size():
   noise = losses.path_length_noise(jax.random.key(0), (64, 32, 16, 3))
   assert noise.shape == (64, 32, 16, 3)
   assert float(noise.std()) == pytest.approx(1 / np.sqrt(32 * 16), rel=0.02)
+
+
+def test_bfloat16_computes_the_convolutions_and_stays_close():
+  fixture, g_vars, d_vars = reference(32)
+  ws, real = jnp.asarray(fixture['out/ws_psi1']), nhwc(fixture['in/real'])
+  outputs = {}
+  for name in ('float32', 'bfloat16'):
+    generator, discriminator = models.build_models(fixture_model(32, 'scaled'), name)
+    images = jax.jit(lambda ws: generator.apply(g_vars, ws, method='synthesize'))(ws)
+    logits = jax.jit(lambda x: discriminator.apply(d_vars, x))(real)
+    assert images.dtype == logits.dtype == jnp.float32
+    outputs[name] = images, logits
+  for ours, reference_output in zip(outputs['bfloat16'], outputs['float32']):
+    scale = float(jnp.abs(reference_output).max())
+    np.testing.assert_allclose(ours, reference_output, atol=0.05 * scale)
+    assert not np.array_equal(ours, reference_output)

@@ -16,6 +16,7 @@ from facegan_jax import parallel
 from facegan_jax import sampler
 from facegan_jax import train
 from facegan_jax.errors import UserError
+from tests import multidevice
 from tests import test_train
 
 
@@ -131,3 +132,14 @@ def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
   with pytest.raises(UserError, match=r"--truncation=0.7 needs a StyleGAN2 run; this one is "
                      r"'dcgan'"):
     sampler.Sampler(str(tmp_path), truncation=0.7)
+
+
+@pytest.mark.slow
+def test_one_and_two_devices_train_the_same(tmp_path):
+  out = tmp_path / 'runs.npz'
+  result = multidevice.run_python(['tests/steps_on_meshes.py', str(out), '2', '1', '2',
+                                   'stylegan2'], devices=2, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  runs = np.load(out)
+  np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(runs['params_2'], runs['params_1'], rtol=1e-4, atol=2e-6)

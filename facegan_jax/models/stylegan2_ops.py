@@ -150,8 +150,8 @@ def modulated_conv2d(x, weight, styles, fir, noise=None, up=1, padding=0, demodu
     coefficients = lax.rsqrt(jnp.sum(jnp.square(scaled_weights), axis=(1, 2, 3))
                              + DEMODULATION_EPSILON)  # [N, C_out]
   if lowering == 'scaled':
-    y = conv2d_resample(x * styles[:, None, None, :].astype(x.dtype), weight, fir, up=up,
-                        padding=padding)
+    y = conv2d_resample(x * styles[:, None, None, :].astype(x.dtype), weight.astype(x.dtype),
+                        fir, up=up, padding=padding)
     if demodulate:
       y = y * coefficients[:, None, None, :].astype(y.dtype)
     return y if noise is None else y + noise
