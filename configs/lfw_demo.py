@@ -10,14 +10,15 @@ adds DiffAugment and the EMA generator (README, 'Better faces'): D stops memoris
 (D(x) near 0.57) and samples are smoother, at about 0.8x the speed.
 The `stylegan2` variant trains a small StyleGAN2 (channels 64 up to 16x16, 32 at 32x32, z = w =
 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and path-length regularisation, style
-mixing, the EMA generator with ramp-up, Adam(0.0025, 0, 0.99)) for about 5 CPU minutes: 300
-steps (9,600 images), far too few for StyleGAN2 to draw faces (NVIDIA trains for millions).
+mixing, the EMA generator with ramp-up, Adam(0.0025, 0, 0.99)) for 300 steps (9,600 images):
+far too few for StyleGAN2 to draw faces (NVIDIA trains on millions); at step 250 its samples
+are grey mottled textures.
 """
 
 from configs import celeba
 
-# About 5 CPU-minutes: a run here took about 1.2 CPU-seconds a step after 2 CPU-minutes of
-# compilation (benchmarks/README.md, 'StyleGAN2 on the LFW demo').
+# 300 steps took 10 CPU-minutes (compilation included) on the shared, overloaded CPU here
+# (benchmarks/README.md, 'StyleGAN2 on the LFW demo'); the 5-minute budget needs a quieter one.
 STYLEGAN2_STEPS = 300
 
 
