@@ -11,13 +11,16 @@ few minutes); later runs read the cache. The `test` variant trains a tiny model 
 
 from configs import default
 
-VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128')
+VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'stylegan2', 'stylegan2_128')
 
 
 def get_config(variant=None):
   """The defaults: CelebA's faces, cropped to 140 pixels. Variants: 'test' (seconds on a CPU),
   'best' (EMA generator), 'best_3k' (the first 3,000 faces, with DiffAugment and the EMA
-  generator), 'sngan' and 'sngan128' (Mimicry's SNGAN recipe at 64 and 128)."""
+  generator), 'sngan' and 'sngan128' (Mimicry's SNGAN recipe at 64 and 128), 'stylegan2' and
+  'stylegan2_128' (NVIDIA's StyleGAN2 at 64x64 and 128x128, stylegan2-ada-pytorch's 'auto'
+  settings for one GPU: batch 32, 2 mapping layers, R1 gamma 0.0002 * res^2 / 32, EMA 10 kimg
+  with ramp-up 0.05; about 6.4M images, where NVIDIA trains 25M)."""
   default.check_variant('configs/celeba.py', variant, VARIANTS)
   config = default.get_config()
   if variant == 'test':
@@ -32,7 +35,39 @@ def get_config(variant=None):
   elif variant in ('sngan', 'sngan128'):
     config.data.update(split='all', crop=178, random_flip=False)  # Mimicry's CelebA
     use_sngan(config, 128 if variant == 'sngan128' else 64)
+  elif variant in ('stylegan2', 'stylegan2_128'):
+    resolution = 128 if variant == 'stylegan2_128' else 64
+    use_stylegan2(config, resolution, batch_size=32, learning_rate=0.0025,
+                  r1_gamma=0.0002 * resolution**2 / 32, ema_kimg=10, ema_rampup=0.05)
+    config.train.num_steps = 200_000
+    config.train.log_every = 500
+    config.samples.every = config.checkpoint.every = 5000
   return config
+
+
+def stylegan2_model(resolution, channel_base=16384, **fields):
+  """config.model of a StyleGAN2 at `resolution`: configs/default.py's StyleGAN2 fields (z and w
+  of 512) with `channel_base` and `fields` changed."""
+  model = default.get_config().model
+  model.update(name='stylegan2', resolution=resolution, latent_dim=512,
+               channel_base=channel_base, **fields)
+  return model
+
+
+def use_stylegan2(config, resolution, batch_size, learning_rate, r1_gamma, ema_kimg,
+                  ema_rampup=0.0):
+  """NVIDIA's StyleGAN2 at `resolution` (config.model's StyleGAN2 fields as they are) with its
+  recipe: the non-saturating logistic loss, lazy R1 every 16 steps, path-length
+  regularisation (weight 2) every 4 steps, Adam(learning_rate, 0, 0.99), the EMA generator
+  with half-life ema_kimg * 1000 images."""
+  config.model.update(name='stylegan2', resolution=resolution, latent_dim=512)
+  config.loss.discriminator, config.loss.generator = 'logistic', 'non_saturating'
+  config.loss.r1_gamma, config.loss.r1_every = r1_gamma, 16
+  config.loss.pl_weight, config.loss.pl_every = 2.0, 4
+  config.optim.g_learning_rate = config.optim.d_learning_rate = learning_rate
+  config.optim.b1, config.optim.b2 = 0.0, 0.99
+  config.ema.halflife_images, config.ema.rampup = ema_kimg * 1000.0, ema_rampup
+  config.train.batch_size = batch_size
 
 
 def use_sngan(config, resolution):

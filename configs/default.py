@@ -2,7 +2,9 @@
 
 The defaults are DCGAN-64 as its paper trained it (Adam 2e-4, beta1 0.5, batch 128, z 100) on
 CelebA's aligned faces cropped to 140 pixels. configs/celeba.py, lfw_demo.py and toy2x2.py start
-from `get_config()` here and change what makes them what they are.
+from `get_config()` here and change what makes them what they are. A new field's default must
+reproduce what runs did before the field existed: checkpoints saved before it read it from here
+(checkpointing.upgrade_saved_config).
 """
 
 import ml_collections
@@ -39,12 +41,35 @@ def get_config():
   config.model.g_norm = 'batch'
   config.model.d_norm = 'batch'  # or 'none', 'spectral' (spectral normalisation)
   config.model.hidden = 0  # width of the dense layers of the 'mlp' models; unused by DCGAN
+  # StyleGAN2 ('stylegan2': generator 'skip', discriminator 'resnet'); unused by the others.
+  # The defaults are stylegan2-ada-pytorch's 'auto' configuration below 512x512.
+  config.model.w_dim = 512
+  config.model.channel_base = 16384  # channels at resolution r: min(channel_base / r, max)
+  config.model.channel_max = 512
+  config.model.mapping_layers = 2
+  config.model.mapping_lr_multiplier = 0.01
+  config.model.w_avg_beta = 0.998  # decay of the tracked average w (for truncation), per step
+  config.model.style_mixing_prob = 0.9  # in training, per batch
+  config.model.mbstd_group_size = 4  # must divide the batch size
+  config.model.mbstd_num_channels = 1
+  config.model.conv_clamp = 0.0  # clip activations to +-conv_clamp (NVIDIA: 256 in fp16); 0: off
+  # 'grouped' (per-sample weights) or 'scaled' (activations scaled): the same function; 'auto'
+  # takes the faster one on this backend (benchmarks/README.md).
+  config.model.modconv_lowering = 'auto'
 
   config.loss = ml_collections.ConfigDict()
   config.loss.discriminator = 'logistic'  # J_D of the GAN paper, or 'hinge'
   config.loss.generator = 'non_saturating'  # or 'minimax' (the paper's), 'hinge'
   config.loss.r1_gamma = 0.0  # R1 penalty on real images: D's loss += gamma / 2 * R1; 0: off
-  config.loss.r1_every = 1  # lazy R1: every k steps, weighted by k (StyleGAN2 uses 16)
+  # Lazy R1: every k > 1 steps, weighted by k, in an Adam step of its own with the learning
+  # rate and betas adjusted (StyleGAN2 uses 16); k = 1: in D's loss at every step.
+  config.loss.r1_every = 1
+  # StyleGAN2's path-length regulariser: every pl_every steps, an Adam step of G's own on
+  # pl_every * pl_weight * penalty of batch / pl_batch_shrink latents; 0: off.
+  config.loss.pl_weight = 0.0
+  config.loss.pl_every = 4
+  config.loss.pl_batch_shrink = 2
+  config.loss.pl_decay = 0.01  # of the running mean of the path lengths
 
   config.augment = ml_collections.ConfigDict()
   config.augment.policy = ''  # DiffAugment ops for D's inputs: e.g. 'color,translation,cutout'
@@ -52,6 +77,7 @@ def get_config():
 
   config.ema = ml_collections.ConfigDict()
   config.ema.halflife_images = 0.0  # EMA generator whose weight halves every N images; 0: off
+  config.ema.rampup = 0.0  # half-life at most rampup * images seen so far (StyleGAN2-ADA); 0: off
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_learning_rate = 2e-4

@@ -21,6 +21,7 @@ from absl import logging
 from etils import epath
 
 import facegan_jax
+from configs import default
 from facegan_jax.errors import StopRun
 from facegan_jax.errors import UserError
 
@@ -39,10 +40,6 @@ RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoi
 # config is read with the new names, so old workdirs resume and sample.
 RENAMED_FIELDS = {'train.sample_every': 'samples.every', 'train.num_samples': 'samples.count',
                   'eval.eval_every': 'eval.every'}
-# Config fields added since: their value in runs that predate them (what those runs did).
-ADDED_FIELDS = {'optim.schedule': 'constant', 'optim.decay_steps': 0,
-                'train.fresh_generator_pass': False, 'eval.protocol': 'clean',
-                'eval.precision_recall_k': 3, 'eval.density_coverage_k': 5}
 
 
 def is_resumable_change(field: str) -> bool:
@@ -152,17 +149,21 @@ def restore_fields(manager: ocp.CheckpointManager, step: int, abstract: dict[str
 
 
 def upgrade_saved_config(saved: dict[str, Any]) -> dict[str, Any]:
-  """A saved config dict with today's field names (RENAMED_FIELDS) and the fields added since
-  (ADDED_FIELDS); the input is not changed."""
+  """A saved config dict with today's field names (RENAMED_FIELDS), and the fields added since
+  at their configs/default.py values (which reproduce what runs did before a field existed);
+  the input is not changed."""
   upgraded = copy.deepcopy(saved)
   for old, new in RENAMED_FIELDS.items():
     old_section, old_name = old.split('.')
     if old_name in upgraded.get(old_section, {}):
       new_section, new_name = new.split('.')
       upgraded.setdefault(new_section, {})[new_name] = upgraded[old_section].pop(old_name)
-  for field, value in ADDED_FIELDS.items():
-    section, name = field.split('.')
-    upgraded.setdefault(section, {}).setdefault(name, value)
+  for section, fields in default.get_config().to_dict().items():
+    if isinstance(fields, dict):
+      for name, value in fields.items():
+        upgraded.setdefault(section, {}).setdefault(name, value)
+    else:
+      upgraded.setdefault(section, fields)
   return upgraded
 
 

@@ -58,3 +58,13 @@ def exit_on_user_error(main):
       raise SystemExit(130) from None
 
   return wrapped
+
+
+def check_power_of_two(field: str, value, minimum: int, maximum: int):
+  """UserError unless `value` (of config.<field>) is a power of two in [minimum, maximum]."""
+  if (not isinstance(value, int) or value < minimum or value > maximum
+      or value & (value - 1)):
+    choices = ', '.join(str(2**i) for i in range(minimum.bit_length() - 1,
+                                                 maximum.bit_length()))
+    raise UserError(f'config.{field}={value!r} is not supported; use a power of two from '
+                    f'{minimum} to {maximum} ({choices}).')

@@ -46,12 +46,15 @@ def sampling_params_field(ema: ml_collections.ConfigDict) -> str:
   return 'g_ema_params' if uses_ema(ema) else 'g_params'
 
 
-def generate(generator, variables, latent_batch) -> jax.Array:
+def generate(generator, variables, latent_batch, truncation: float = 1.0) -> jax.Array:
   """Images [N, H, W, C] in [-1, 1] from `latent_batch` [N, latent_dim], inference mode.
 
-  `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}.
+  `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}; `truncation`
+  < 1 (StyleGAN2 only) pulls every w towards the run's tracked average w (the truncation trick:
+  better-looking, less varied faces).
   """
-  return generator.apply(variables, latent_batch, train=False)
+  kwargs = {'truncation_psi': truncation} if truncation != 1 else {}
+  return generator.apply(variables, latent_batch, train=False, **kwargs)
 
 
 def _no_checkpoint(workdir: str) -> UserError:
@@ -64,7 +67,7 @@ class RestoredGenerator:
   """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
   and the run's saved config are read."""
 
-  def __init__(self, workdir: str, step: int | None = None):
+  def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0):
     directory = checkpointing.checkpoint_dir(workdir)
     if not os.path.isdir(directory):
       raise _no_checkpoint(workdir)
@@ -85,7 +88,10 @@ class RestoredGenerator:
       except Exception as error:  # pylint: disable=broad-except
         others = [other for other in sorted(steps, reverse=True) if other != step]
         raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
-    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z))
+    if truncation != 1 and self.config.model.name != 'stylegan2':
+      raise UserError(f'--truncation={truncation} needs a StyleGAN2 run; this one is '
+                      f'{self.config.model.name!r} (leave --truncation at 1).')
+    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation))
 
   def _restore(self, manager, step: int):
     """Reads the run's config and the generator's sampling variables of `step`."""

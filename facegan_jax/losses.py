@@ -1,8 +1,9 @@
-"""The losses of the GAN game, computed from discriminator logits, and D's regulariser.
+"""The losses of the GAN game, computed from discriminator logits, and the regularisers.
 
 The game of Goodfellow et al. (2014): with D(x) = sigmoid(l), -log D(x) = softplus(-l) and
 -log(1 - D(x)) = softplus(l), finite with finite gradients for any logit. The hinge loss of
-Lim & Ye (2017) / Miyato et al. (2018), and the R1 penalty of Mescheder et al. (2018).
+Lim & Ye (2017) / Miyato et al. (2018), the R1 penalty of Mescheder et al. (2018), and
+StyleGAN2's path-length penalty (Karras et al., 2020).
 """
 
 import jax
@@ -44,6 +45,31 @@ def r1_penalty(logits_fn, real):
   grads = jax.grad(lambda x: jnp.sum(logits_fn(x)))(real)
   return jnp.mean(jnp.sum(jnp.square(grads), axis=tuple(range(1, grads.ndim))))
 
+
+
+def path_length_noise(key, images_shape):
+  """The path-length regulariser's random image-space direction: N(0, 1) / sqrt(H * W),
+  shape `images_shape` [B, H, W, C]."""
+  height, width = images_shape[1:3]
+  return jax.random.normal(key, images_shape) / jnp.sqrt(float(height * width))
+
+
+def path_lengths(synthesize, ws, noise):
+  """||J_w^T y|| per sample (StyleGAN2's path length), [B].
+
+  `synthesize` maps ws [B, num_ws, w_dim] to images [B, H, W, C]; `noise` y has the images'
+  shape. The gradient of sum(images * y) with respect to the broadcast ws is summed over w_dim
+  and averaged over the styles, then square-rooted, as the reference.
+  """
+  grads = jax.grad(lambda ws: jnp.sum(synthesize(ws) * noise))(ws)
+  return jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1))
+
+
+def path_length_penalty(lengths, pl_mean, decay=0.01):
+  """((lengths - new mean)^2 [B], new mean): the running mean moves by `decay` towards the
+  batch mean first, and the penalty differentiates through it, as the reference."""
+  new_mean = pl_mean + decay * (jnp.mean(lengths) - pl_mean)
+  return jnp.square(lengths - new_mean), jax.lax.stop_gradient(new_mean)
 
 DISCRIMINATOR_LOSSES = {
     'logistic': discriminator_loss,

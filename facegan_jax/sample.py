@@ -1,9 +1,9 @@
 """Faces from a checkpoint: python -m facegan_jax.sample --workdir=DIR [--step=N] --num=64 --seed=0.
 
-Writes a PNG grid of `--num` samples (`generation.RestoredGenerator`) from the
-latents of `--seed`, optionally each image as its own PNG, and with `--interpolate=S1,S2,...` a
-strip of spherical interpolations between the latents of consecutive seeds. The same flags give
-byte-identical PNGs.
+Writes a PNG grid of `--num` samples (`generation.RestoredGenerator`) from the latents of
+`--seed` (StyleGAN2: truncated by `--truncation=0.7`), optionally each image as its own PNG, and
+with `--interpolate=S1,S2,...` a strip of spherical interpolations between the latents of
+consecutive seeds. The same flags give byte-identical PNGs.
 """
 
 import os
@@ -22,6 +22,8 @@ flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoin
 flags.DEFINE_integer('step', None, 'Checkpoint step to sample from; default: the newest.')
 flags.DEFINE_integer('num', 64, 'Number of samples in the grid.')
 flags.DEFINE_integer('seed', 0, 'Seed of the sample latents.')
+flags.DEFINE_float('truncation', 1.0, 'StyleGAN2: truncation psi, e.g. 0.7; w is pulled towards '
+                   'the tracked average w (1: off).')
 flags.DEFINE_string('out', 'samples.png', 'Path of the PNG grid.')
 flags.DEFINE_string('images_dir', None, 'If set, also write each sample as DIR/NNNN.png.')
 flags.DEFINE_list('interpolate', None, 'Seeds to interpolate between, e.g. 0,1,2: writes a '
@@ -60,7 +62,7 @@ def main(argv):
     raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
                     'least 2.')
   seeds = parse_seeds(FLAGS.interpolate) if FLAGS.interpolate is not None else None
-  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step)
+  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation)
   write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
   print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
   if seeds:

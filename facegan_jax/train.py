@@ -57,6 +57,7 @@ class TrainState:
   g_opt_state: Any
   d_opt_state: Any
   g_ema_params: Any  # moving average of g_params; {} when config.ema is off
+  pl_mean: jax.Array  # float32 scalar: decaying mean of the path lengths (StyleGAN2); 0 if off
 
 
 def _static(**kwargs):
@@ -84,6 +85,11 @@ class Trainer:
   # training mode, keeping D's spectral-norm vectors (and BatchNorm statistics) from that pass.
   # False (the DCGAN reference): it reuses the last D update's fakes and discards D's statistics.
   fresh_generator_pass: bool = _static(default=False)
+  ema_rampup: float = _static(default=0.0)  # EMA half-life <= ema_rampup * images seen; 0: off
+  pl_weight: float = _static(default=0.0)  # G's path-length phase: pl_weight * penalty ...
+  pl_every: int = _static(default=1)  # ... on every pl_every-th step, scaled by pl_every,
+  pl_batch_shrink: int = _static(default=2)  # ... on batch / pl_batch_shrink latents
+  pl_decay: float = _static(default=0.01)  # of the path lengths' running mean
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, base: float):
@@ -100,13 +106,25 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, base: float):
   return base  # a number, not a function: no schedule state in the optimizer
 
 
-def _adam(config, base, updates_per_step):
-  """Adam whose learning rate is a pure function of the train step (optax counts updates)."""
+def _adam(config, base, updates_per_step, lazy_every=1):
+  """Adam whose learning rate is a pure function of the train step (optax counts updates).
+
+  A network whose regulariser takes its own step every `lazy_every` > 1 steps gets the learning
+  rate and betas of StyleGAN2's lazy regularisation (ratio = k / (k + 1)), so that the moments
+  see the same average horizon.
+  """
+  ratio = lazy_every / (lazy_every + 1) if lazy_every > 1 else 1.0
   schedule = learning_rate_schedule(config, base)
   if callable(schedule):
+    if lazy_every > 1:  # its extra updates would shift the schedule off the train step
+      raise UserError(f"config.optim.schedule={config.optim.schedule!r} cannot be combined with "
+                      'lazy regularisation (loss.r1_every or loss.pl_every > 1); use '
+                      "'constant' or regularise at every step.")
     per_step = schedule
-    schedule = lambda count: per_step(count // updates_per_step)
-  return optax.adam(schedule, b1=config.optim.b1, b2=config.optim.b2)
+    schedule = lambda count: ratio * per_step(count // updates_per_step)
+  else:
+    schedule = ratio * schedule
+  return optax.adam(schedule, b1=config.optim.b1**ratio, b2=config.optim.b2**ratio)
 
 
 def learning_rates(config: ml_collections.ConfigDict, step: int) -> dict[str, float]:
@@ -122,10 +140,15 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   """Builds models, optimisers, losses and regularisers from a config that passed
   `config_check.check`."""
   generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
-  halflife = config.ema.halflife_images
+  loss, halflife = config.loss, config.ema.halflife_images
+  if loss.pl_weight and not hasattr(generator, 'styles'):
+    raise UserError(f'config.loss.pl_weight={loss.pl_weight} needs a style-based generator '
+                    "(config.model.name='stylegan2'); set it to 0 for this model.")
   return Trainer(generator=generator, discriminator=discriminator,
-                 g_optimizer=_adam(config, config.optim.g_learning_rate, 1),
-                 d_optimizer=_adam(config, config.optim.d_learning_rate, config.train.d_steps),
+                 g_optimizer=_adam(config, config.optim.g_learning_rate, 1,
+                                   loss.pl_every if loss.pl_weight else 1),
+                 d_optimizer=_adam(config, config.optim.d_learning_rate, config.train.d_steps,
+                                   loss.r1_every if loss.r1_gamma else 1),
                  discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
                  generator_loss=losses.get_generator_loss(config.loss.generator),
                  latent_dim=config.model.latent_dim,
@@ -136,17 +159,22 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
                  ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
                             if generation.uses_ema(config.ema) else 0.0),
                  sampling_params_field=generation.sampling_params_field(config.ema),
-                 fresh_generator_pass=config.train.fresh_generator_pass)
+                 fresh_generator_pass=config.train.fresh_generator_pass,
+                 ema_rampup=config.ema.rampup, pl_weight=loss.pl_weight,
+                 pl_every=loss.pl_every, pl_batch_shrink=loss.pl_batch_shrink,
+                 pl_decay=loss.pl_decay)
 
 
 def _variables(params, batch_stats):
   return {'params': params, 'batch_stats': batch_stats}
 
 
-def _apply_train(module, params, batch_stats, inputs):
-  """Runs `module` in training mode; returns (outputs, updated batch statistics)."""
+def _apply_train(module, params, batch_stats, inputs, noise_key=None):
+  """Runs `module` in training mode, drawing from `noise_key` if it samples (StyleGAN2's noise
+  and style mixing); returns (outputs, updated batch statistics)."""
+  rngs = {} if noise_key is None else {'noise': noise_key}
   outputs, updates = module.apply(_variables(params, batch_stats), inputs, train=True,
-                                  mutable=['batch_stats'])
+                                  rngs=rngs, mutable=['batch_stats'])
   return outputs, updates.get('batch_stats', batch_stats)
 
 
@@ -163,15 +191,38 @@ def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainSt
       d_params=d_params, d_batch_stats=d_vars.get('batch_stats', {}),
       g_opt_state=trainer.g_optimizer.init(g_params),
       d_opt_state=trainer.d_optimizer.init(d_params),
-      g_ema_params=g_params if trainer.ema_decay else {})
+      g_ema_params=g_params if trainer.ema_decay else {}, pl_mean=jnp.zeros((), jnp.float32))
 
 
 def _augment(trainer, key, images):
   return augment.augment(key, images, trainer.augment_policy, trainer.augment_strength)
 
 
+def _adam_step(optimizer, params, opt_state, grads):
+  """(new params, new optimiser state) of one optimiser step."""
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def _r1_loss(trainer, d_params, stats, real):
+  """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C]."""
+  logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats, x)[0]
+  r1 = losses.r1_penalty(logits_fn, real)
+  return 0.5 * trainer.r1_gamma * trainer.r1_every * r1, r1
+
+
+def _lazy_r1_update(trainer, state, real):
+  """D's lazy R1 phase (r1_every > 1): its own Adam step on the weighted R1; (state, R1)."""
+  (_, r1), grads = jax.value_and_grad(
+      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real), has_aux=True)(state.d_params)
+  d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
+                                     grads)
+  return state.replace(d_params=d_params, d_opt_state=d_opt_state), r1
+
+
 def _discriminator_update(trainer, state, real, fakes, key):
-  """One Adam step of D on its loss (+ R1); returns (state, metrics of this update).
+  """One Adam step of D on its loss (+ R1, in the same step if r1_every is 1, else in a step of
+  its own on every r1_every-th step); returns (state, metrics of this update).
 
   real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
   """
@@ -185,24 +236,48 @@ def _discriminator_update(trainer, state, real, fakes, key):
     loss = trainer.discriminator_loss(real_logits, fake_logits)
     metrics = {'d_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
                'd_fake': jax.nn.sigmoid(fake_logits).mean()}
-    if trainer.r1_gamma:
-      def r1():
-        logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats, x)[0]
-        return losses.r1_penalty(logits_fn, real)
-      # Lazy regularisation: every r1_every-th step, with a weight that keeps the average.
-      metrics['r1'] = jax.lax.cond(state.step % trainer.r1_every == 0, r1, lambda: 0.0)
-      loss = loss + 0.5 * trainer.r1_gamma * trainer.r1_every * metrics['r1']
+    if trainer.r1_gamma and trainer.r1_every == 1:
+      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real)
+      loss = loss + r1_loss
     return loss, (stats, metrics)
 
   (_, (stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-  updates, opt_state = trainer.d_optimizer.update(grads, state.d_opt_state, state.d_params)
-  state = state.replace(d_params=optax.apply_updates(state.d_params, updates),
-                        d_batch_stats=stats, d_opt_state=opt_state)
+  d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
+                                     grads)
+  state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
+  if trainer.r1_gamma and trainer.r1_every > 1:
+    state, metrics['r1'] = jax.lax.cond(
+        state.step % trainer.r1_every == 0, lambda s: _lazy_r1_update(trainer, s, real),
+        lambda s: (s, jnp.zeros((), jnp.float32)), state)
   return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
 
 
+def _path_length_update(trainer, state, batch_size, key):
+  """G's lazy path-length phase (StyleGAN2): one Adam step on pl_every * pl_weight * the mean
+  path-length penalty of batch_size / pl_batch_shrink new latents, with random noise and style
+  mixing; returns (state with the new pl_mean, mean path length)."""
+  latent_key, noise_key, direction_key = jax.random.split(key, 3)
+  z = jax.random.normal(latent_key, (batch_size // trainer.pl_batch_shrink, trainer.latent_dim))
+
+  def loss_fn(g_params):
+    variables = _variables(g_params, state.g_batch_stats)
+    apply = functools.partial(trainer.generator.apply, variables, rngs={'noise': noise_key})
+    ws = apply(z, method='styles')
+    synthesize = lambda ws: apply(ws, 'random', method='synthesize')
+    direction = losses.path_length_noise(direction_key, jax.eval_shape(synthesize, ws).shape)
+    lengths = losses.path_lengths(synthesize, ws, direction)
+    penalty, pl_mean = losses.path_length_penalty(lengths, state.pl_mean, trainer.pl_decay)
+    return trainer.pl_every * trainer.pl_weight * penalty.mean(), (pl_mean, lengths.mean())
+
+  (_, (pl_mean, length)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
+                                     grads)
+  return state.replace(g_params=g_params, g_opt_state=g_opt_state, pl_mean=pl_mean), length
+
+
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
-  """`d_steps` discriminator updates, then one generator update (and the EMA of G).
+  """`d_steps` discriminator updates (and the lazy R1 step), then one generator update (and the
+  lazy path-length step, and the EMA of G).
 
   Args:
     trainer: the static models, optimisers, losses and regularisers.
@@ -212,32 +287,37 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
-    discriminator update's and of the generator update's gradients), r1 when R1 is on, and
+    discriminator update's and of the generator update's gradients), r1 when R1 is on (0 on
+    steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), and
     params_finite (bool: every parameter of the new state is finite; see `divergence`). The
     generator's forward pass of the last discriminator update is reused, through its VJP, for
     the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass.
   """
-  flip_key, latent_key, augment_key = jax.random.split(
-      jax.random.fold_in(state.key, state.step), 3)
+  step_key = jax.random.fold_in(state.key, state.step)
+  flip_key, latent_key, augment_key = jax.random.split(step_key, 3)
+  # Drawn from a stream of its own, so that the three above stay those of earlier versions.
+  noise_key, pl_key = jax.random.split(jax.random.fold_in(step_key, 1))
   real = images_lib.to_model_range(batch)
   if trainer.random_flip:
     real = augment.random_flip(flip_key, real)
   d_steps, batch_size = batch.shape[:2]
   latents = jax.random.normal(latent_key, (d_steps, batch_size, trainer.latent_dim))
   augment_keys = jax.random.split(augment_key, d_steps + 1)
+  noise_keys = jax.random.split(noise_key, d_steps)
 
-  def generate(g_params, z):
-    return _apply_train(trainer.generator, g_params, state.g_batch_stats, z)
+  def generate(g_params, z, key):
+    return _apply_train(trainer.generator, g_params, state.g_batch_stats, z, key)
 
   fresh = trainer.fresh_generator_pass
   for i in range(d_steps if fresh else d_steps - 1):
-    fakes, g_stats = generate(state.g_params, latents[i])
+    fakes, g_stats = generate(state.g_params, latents[i], noise_keys[i])
     state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
                                            real[i], fakes, augment_keys[i])
   g_latents = (jax.random.normal(jax.random.fold_in(latent_key, 1), latents.shape[1:]) if fresh
                else latents[-1])
-  fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, g_latents), state.g_params,
-                                     has_aux=True)
+  g_noise_key = jax.random.fold_in(noise_key, d_steps) if fresh else noise_keys[-1]
+  fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, g_latents, g_noise_key),
+                                     state.g_params, has_aux=True)
   if not fresh:
     state, metrics = _discriminator_update(trainer, state, real[-1],
                                            jax.lax.stop_gradient(fakes), augment_keys[-2])
@@ -252,15 +332,23 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   if fresh:
     state = state.replace(d_batch_stats=d_stats)
   (g_grads,) = pullback(grad_fakes)
-  updates, g_opt_state = trainer.g_optimizer.update(g_grads, state.g_opt_state, state.g_params)
-  g_params = optax.apply_updates(state.g_params, updates)
-  g_ema_params = (ema.update(state.g_ema_params, g_params, trainer.ema_decay)
-                  if trainer.ema_decay else state.g_ema_params)
-  state = state.replace(step=state.step + 1, g_params=g_params, g_batch_stats=g_stats,
-                        g_opt_state=g_opt_state, g_ema_params=g_ema_params)
+  g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
+                                     g_grads)
+  state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
+  metrics = dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
+  if trainer.pl_weight:
+    state, metrics['path_length'] = jax.lax.cond(
+        state.step % trainer.pl_every == 0,
+        lambda s: _path_length_update(trainer, s, batch_size, pl_key),
+        lambda s: (s, jnp.zeros((), jnp.float32)), state)
+  if trainer.ema_decay:
+    decay = (ema.ramped_decay(trainer.ema_decay, batch_size, trainer.ema_rampup,
+                              state.step * batch_size) if trainer.ema_rampup
+             else trainer.ema_decay)
+    state = state.replace(g_ema_params=ema.update(state.g_ema_params, state.g_params, decay))
+  state = state.replace(step=state.step + 1)
   params_finite = divergence.all_finite(state.g_params, state.d_params, state.g_ema_params)
-  return state, dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads),
-                     **{divergence.PARAMS_FINITE: params_finite})
+  return state, dict(metrics, **{divergence.PARAMS_FINITE: params_finite})
 
 
 def sampling_variables(trainer: Trainer, state: TrainState):

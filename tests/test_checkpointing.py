@@ -11,9 +11,11 @@ import jax
 import numpy as np
 import pytest
 
+from configs import default
 from configs import lfw_demo
 from configs import toy2x2
 from facegan_jax import checkpointing
+from facegan_jax import config_check
 from facegan_jax import train
 from facegan_jax import workdir_lock
 from facegan_jax.errors import UserError
@@ -180,15 +182,17 @@ def test_changes_that_keep_the_training_are_resumable():
       'optim.b1: 0.5 -> 0.9', 'train.batch_size: 8 -> 16']
 
 
-def test_saved_configs_are_read_with_todays_field_names():
+def test_saved_configs_are_read_with_todays_names_and_fields():
   saved = {'train': {'sample_every': 5, 'num_samples': 16, 'batch_size': 8},
            'eval': {'eval_every': 0, 'num_samples': 100}}
-  assert checkpointing.upgrade_saved_config(saved) == {
-      'train': {'batch_size': 8, 'fresh_generator_pass': False},
-      'samples': {'every': 5, 'count': 16},
-      'eval': {'every': 0, 'num_samples': 100, 'protocol': 'clean', 'precision_recall_k': 3,
-               'density_coverage_k': 5},
-      'optim': {'schedule': 'constant', 'decay_steps': 0}}
+  upgraded = checkpointing.upgrade_saved_config(saved)
+  assert upgraded['samples'] == {'every': 5, 'count': 16}
+  assert upgraded['eval']['every'] == 0 and 'eval_every' not in upgraded['eval']
+  assert upgraded['train']['batch_size'] == 8 and upgraded['eval']['num_samples'] == 100
+  # Every other field at its default, which is what runs before it did.
+  assert config_check.flatten(upgraded).keys() == config_check.flatten(
+      default.get_config().to_dict()).keys()
+  assert (upgraded['optim']['schedule'], upgraded['loss']['pl_weight']) == ('constant', 0.0)
   assert saved['train']['sample_every'] == 5  # the input is left as it was
 
 

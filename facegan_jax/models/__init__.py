@@ -13,8 +13,9 @@ from facegan_jax.errors import UserError
 from facegan_jax.models import dcgan
 from facegan_jax.models import mlp
 from facegan_jax.models import sngan
+from facegan_jax.models import stylegan2
 
-FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'sngan': sngan}
+FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'sngan': sngan, 'stylegan2': stylegan2}
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 

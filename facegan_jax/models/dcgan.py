@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 from facegan_jax import layers
 from facegan_jax.errors import UserError
+from facegan_jax.errors import check_power_of_two
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 BASE_RESOLUTION = 4  # the generator's first feature map is 4x4, the discriminator's last
@@ -107,11 +108,7 @@ class DCGANDiscriminator(nn.Module):
 
 def check_config(model):
   """Raises UserError naming the bad field of a DCGAN `config.model`."""
-  res = model.resolution
-  if (not isinstance(res, int) or res < MIN_RESOLUTION or res > MAX_RESOLUTION
-      or res & (res - 1)):
-    raise UserError(f'config.model.resolution={res!r} is not supported; use a power of two '
-                    f'from {MIN_RESOLUTION} to {MAX_RESOLUTION} (16, 32, 64, 128 or 256).')
+  check_power_of_two('model.resolution', model.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
   for field, allowed in (('g_norm', G_NORMALIZATIONS), ('d_norm', D_NORMALIZATIONS)):
     if model[field] not in allowed:
       raise UserError(f'config.model.{field}={model[field]!r} is unknown; '

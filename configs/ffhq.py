@@ -1,0 +1,41 @@
+"""StyleGAN2 on FFHQ at 256x256 from a folder of PNGs: NVIDIA's 'paper256' configuration.
+
+  python -m facegan_jax.main --config=configs/ffhq.py --config.data.path=/data/ffhq256 \
+      --workdir=/tmp/ffhq
+
+stylegan2-ada-pytorch's `cfg_specs['paper256']`: batch 64, minibatch-std groups of 8,
+channel_base 16384 (fmaps 0.5), channel_max 512, 8 mapping layers, Adam(0.0025, 0, 0.99), R1
+gamma 1 every 16 steps, path length weight 2 every 4 steps, EMA 20 kimg, 25,000 kimg
+(390,625 steps). The 'stylegan2' variant is `cfg_specs['stylegan2']` (= stylegan3's
+--cfg=stylegan2): batch 32, groups of 4, channel_base 32768, Adam(0.002), gamma 10, EMA 10 kimg.
+The folder holds the aligned 256x256 FFHQ images (every .png under it); they are mirrored at
+random.
+"""
+
+from configs import celeba
+from configs import default
+
+SPECS = {
+    # variant: (batch, mbstd group, channel_base, learning rate, R1 gamma, EMA kimg)
+    None: (64, 8, 16384, 0.0025, 1.0, 20),
+    'stylegan2': (32, 4, 32768, 0.002, 10.0, 10),
+}
+TRAINING_IMAGES = 25_000_000
+
+
+def get_config(variant=None):
+  variant = variant or None
+  if variant not in SPECS:
+    raise ValueError(f"configs/ffhq.py has no variant {variant!r}; use 'stylegan2' or none.")
+  batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[variant]
+  config = default.get_config()
+  config.data.source = 'folder'
+  config.data.crop = 0  # FFHQ is aligned and square
+  config.model.update(channel_base=channel_base, mapping_layers=8, mbstd_group_size=group)
+  celeba.use_stylegan2(config, 256, batch_size=batch, learning_rate=learning_rate,
+                       r1_gamma=gamma, ema_kimg=ema_kimg)
+  config.train.num_steps = TRAINING_IMAGES // batch
+  config.train.log_every = 1000
+  config.samples.every = config.checkpoint.every = 10_000
+  config.eval.batch_size = 64
+  return config

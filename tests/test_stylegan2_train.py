@@ -1,0 +1,145 @@
+"""StyleGAN2's training recipe in the train step: every phase runs (lazy R1 and path length with
+their own Adam steps, the w average, the EMA ramp-up), and a run resumed halfway is bit-identical
+to an uninterrupted one, with all running quantities in the state."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from configs import lfw_demo
+from facegan_jax import ema
+from facegan_jax import images as images_lib
+from facegan_jax import parallel
+from facegan_jax import generation
+from facegan_jax import train
+from facegan_jax.errors import UserError
+from tests import multidevice
+from tests import test_train
+
+
+def tiny_config():
+  """The LFW demo's StyleGAN2 at 16x16 with 8 to 16 channels, batch 8, 4 steps, every
+  regulariser on every second step (compiling the step takes most of the time)."""
+  config = lfw_demo.get_config('stylegan2')
+  config.model.resolution = 16
+  config.model.channel_base, config.model.channel_max = 128, 16
+  config.model.latent_dim = config.model.w_dim = 16
+  config.loss.r1_every = config.loss.pl_every = 2
+  config.train.batch_size = 8
+  config.train.num_steps = 4
+  config.train.log_every = config.samples.every = config.checkpoint.every = 2
+  config.samples.count = 4
+  return config
+
+
+def every_leaf(state):
+  return [np.asarray(x) for x in jax.tree_util.tree_leaves(
+      (state.g_params, state.g_batch_stats, state.d_params, state.g_opt_state,
+       state.d_opt_state, state.g_ema_params, state.pl_mean))]
+
+
+def test_a_step_runs_every_phase_and_lazy_ones_only_on_their_steps():
+  state, step_fn, batches, mesh = test_train.compiled_step(tiny_config())
+  w_avg = np.asarray(state.g_batch_stats['mapping']['w_avg'])
+  state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
+  assert float(metrics['r1']) > 0 and float(metrics['path_length']) > 0
+  assert float(state.pl_mean) == pytest.approx(0.01 * float(metrics['path_length']), rel=1e-5)
+  assert not np.array_equal(state.g_batch_stats['mapping']['w_avg'], w_avg)
+  # Step 0 is a regularisation step: each network took its main and its regulariser's step.
+  assert int(state.d_opt_state[0].count) == 2 and int(state.g_opt_state[0].count) == 2
+  # The ramp-up makes the first EMA the weights themselves.
+  for a, b in zip(jax.tree_util.tree_leaves(state.g_ema_params),
+                  jax.tree_util.tree_leaves(state.g_params)):
+    np.testing.assert_array_equal(a, b)
+  pl_mean = float(state.pl_mean)
+  state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
+  assert float(metrics['r1']) == 0 and float(metrics['path_length']) == 0
+  assert float(state.pl_mean) == pl_mean
+  assert int(state.d_opt_state[0].count) == 3 and int(state.g_opt_state[0].count) == 3
+  assert all(np.isfinite(x).all() for x in every_leaf(state))
+
+
+@pytest.mark.slow
+def test_a_rerun_resumed_halfway_is_bit_identical(tmp_path):
+  config = tiny_config()
+  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  halfway = tiny_config()
+  halfway.train.num_steps = 2
+  train.train_and_evaluate(halfway, str(tmp_path / 'b'))
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  for x, y in zip(every_leaf(first), every_leaf(resumed), strict=True):
+    np.testing.assert_array_equal(x, y)
+  assert float(first.pl_mean) > 0
+  assert (tmp_path / 'a' / 'samples' / 'step_0000004.png').read_bytes() == (
+      tmp_path / 'b' / 'samples' / 'step_0000004.png').read_bytes()
+
+
+def test_lazy_adam_scales_the_learning_rate_and_betas_as_stylegan2():
+  optim = ml_collections.ConfigDict(dict(b1=0.0, b2=0.99))
+  params = {'w': jnp.zeros(3)}
+  grads = {'w': jnp.array([1.0, -2.0, 0.5])}
+  for every, ratio in ((1, 1.0), (16, 16 / 17), (4, 4 / 5)):
+    optimizer = train.lazy_adam(0.0025, optim, every)
+    updates, state = optimizer.update(grads, optimizer.init(params), params)
+    # Adam's first step with beta1 = 0 moves each weight by the learning rate.
+    np.testing.assert_allclose(updates['w'], -0.0025 * ratio * np.sign(grads['w']), rtol=1e-5)
+    updates, _ = optimizer.update(grads, state, params)
+    reference = optax.scale_by_adam(b1=0.0, b2=0.99**ratio)
+    expected, _ = reference.update(grads, reference.update(grads, reference.init(params))[1])
+    np.testing.assert_allclose(updates['w'], -0.0025 * ratio * expected['w'], rtol=1e-5)
+
+
+def test_ema_ramp_up_caps_the_half_life_by_the_images_seen():
+  decay = ema.decay_per_step(32, 10_000)
+  assert float(ema.ramped_decay(decay, 32, 0.05, 0)) == 0.0
+  # After 64,000 images the cap is 3,200 images.
+  assert float(ema.ramped_decay(decay, 32, 0.05, 64_000)) == pytest.approx(0.5 ** (32 / 3200))
+  assert float(ema.ramped_decay(decay, 32, 0.05, 10**7)) == pytest.approx(decay)
+
+
+def test_path_length_regularisation_needs_a_style_based_generator():
+  config = lfw_demo.get_config('test')
+  config.loss.pl_weight = 2.0
+  with pytest.raises(UserError, match=r"config.loss.pl_weight=2.0 needs a style-based generator"):
+    train.make_trainer(config)
+
+
+def test_sampler_truncates_towards_the_tracked_w_average(tmp_path):
+  config = tiny_config()
+  config.train.num_steps = 2
+  state = train.train_and_evaluate(config, str(tmp_path))
+  plain = generation.RestoredGenerator(str(tmp_path))
+  truncated = generation.RestoredGenerator(str(tmp_path), truncation=0.0)
+  latents = plain.seed_latents(0, 4)
+  images = truncated.images(latents)
+  # psi = 0: every sample is the image of the average w (constant noise).
+  assert all(np.array_equal(images[0], image) for image in images[1:])
+  trainer = train.make_trainer(config)
+  average = trainer.generator.apply(
+      {'params': state.g_ema_params, 'batch_stats': state.g_batch_stats},
+      state.g_batch_stats['mapping']['w_avg'][None, None].repeat(4, 1), method='synthesize')
+  np.testing.assert_array_equal(images[0], images_lib.to_uint8(np.asarray(average))[0])
+  assert not np.array_equal(plain.images(latents)[0], plain.images(latents)[1])
+
+
+def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
+  config = lfw_demo.get_config('test')
+  config.train.num_steps = 1
+  train.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(UserError, match=r"--truncation=0.7 needs a StyleGAN2 run; this one is "
+                     r"'dcgan'"):
+    generation.RestoredGenerator(str(tmp_path), truncation=0.7)
+
+
+@pytest.mark.slow
+def test_one_and_two_devices_train_the_same(tmp_path):
+  out = tmp_path / 'runs.npz'
+  result = multidevice.run_python(['tests/steps_on_meshes.py', str(out), '2', 'stylegan2', '1',
+                                   '2'], devices=2, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  runs = np.load(out)
+  np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(runs['params_2'], runs['params_1'], rtol=1e-4, atol=2e-6)
