@@ -36,6 +36,10 @@ RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoi
                      'data.data_dir', 'data.cache_dir', 'data.threads', 'data.prefetch',
                      'deterministic', 'optim.g_learning_rate', 'optim.d_learning_rate')
 
+# TrainState fields added since checkpoints were first written (StyleGAN2's path-length mean):
+# an older checkpoint lacks them, and resumes with their initial values, which it never changed.
+ADDED_STATE_FIELDS = ('pl_mean',)
+
 # Config fields renamed since checkpoints were first written: old dotted name -> new one. A saved
 # config is read with the new names, so old workdirs resume and sample.
 RENAMED_FIELDS = {'train.sample_every': 'samples.every', 'train.num_samples': 'samples.count',
@@ -134,9 +138,19 @@ def _restore_args(template):
 
 
 def restore_state(manager: ocp.CheckpointManager, step: int, state):
-  """The checkpoint of `step`, restored into the structure and shardings of `state`."""
+  """The checkpoint of `step`, restored into the structure and shardings of `state`.
+
+  A checkpoint written before a field of ADDED_STATE_FIELDS existed keeps `state`'s value of it.
+  """
   template = flax.serialization.to_state_dict(state)
-  restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(template)))
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(template)))
+  except ValueError as error:
+    if not any(field in str(error) for field in ADDED_STATE_FIELDS):
+      raise
+    older = {name: value for name, value in template.items() if name not in ADDED_STATE_FIELDS}
+    restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(older)))
+    return flax.serialization.from_state_dict(state, dict(template, **restored['state']))
   return flax.serialization.from_state_dict(state, restored['state'])
 
 

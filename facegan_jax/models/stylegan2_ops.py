@@ -10,7 +10,6 @@ FIR filters [fh, fw]. Everything computes in the dtype of its inputs.
 import functools
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
