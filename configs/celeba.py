@@ -49,8 +49,8 @@ def stylegan2_model(resolution, channel_base=16384, **fields):
   """config.model of a StyleGAN2 at `resolution`: configs/default.py's StyleGAN2 fields (z and w
   of 512) with `channel_base` and `fields` changed."""
   model = default.get_config().model
-  model.update(name='stylegan2', resolution=resolution, latent_dim=512,
-               channel_base=channel_base, **fields)
+  model.update({'name': 'stylegan2', 'resolution': resolution, 'latent_dim': 512,
+                'channel_base': channel_base, **fields})
   return model
 
 
