@@ -106,7 +106,7 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, base: float):
   return base  # a number, not a function: no schedule state in the optimizer
 
 
-def _adam(config, base, updates_per_step, lazy_every=1):
+def make_adam(config, base, updates_per_step, lazy_every=1):
   """Adam whose learning rate is a pure function of the train step (optax counts updates).
 
   A network whose regulariser takes its own step every `lazy_every` > 1 steps gets the learning
@@ -145,9 +145,9 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
     raise UserError(f'config.loss.pl_weight={loss.pl_weight} needs a style-based generator '
                     "(config.model.name='stylegan2'); set it to 0 for this model.")
   return Trainer(generator=generator, discriminator=discriminator,
-                 g_optimizer=_adam(config, config.optim.g_learning_rate, 1,
+                 g_optimizer=make_adam(config, config.optim.g_learning_rate, 1,
                                    loss.pl_every if loss.pl_weight else 1),
-                 d_optimizer=_adam(config, config.optim.d_learning_rate, config.train.d_steps,
+                 d_optimizer=make_adam(config, config.optim.d_learning_rate, config.train.d_steps,
                                    loss.r1_every if loss.r1_gamma else 1),
                  discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
                  generator_loss=losses.get_generator_loss(config.loss.generator),

@@ -4,7 +4,6 @@ to an uninterrupted one, with all running quantities in the state."""
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -78,11 +77,12 @@ def test_a_rerun_resumed_halfway_is_bit_identical(tmp_path):
 
 
 def test_lazy_adam_scales_the_learning_rate_and_betas_as_stylegan2():
-  optim = ml_collections.ConfigDict(dict(b1=0.0, b2=0.99))
+  config = tiny_config()
+  config.optim.update(b1=0.0, b2=0.99)
   params = {'w': jnp.zeros(3)}
   grads = {'w': jnp.array([1.0, -2.0, 0.5])}
   for every, ratio in ((1, 1.0), (16, 16 / 17), (4, 4 / 5)):
-    optimizer = train.lazy_adam(0.0025, optim, every)
+    optimizer = train.make_adam(config, 0.0025, 1, every)
     updates, state = optimizer.update(grads, optimizer.init(params), params)
     # Adam's first step with beta1 = 0 moves each weight by the learning rate.
     np.testing.assert_allclose(updates['w'], -0.0025 * ratio * np.sign(grads['w']), rtol=1e-5)

@@ -234,3 +234,12 @@ def test_learning_rate_schedules_are_functions_of_the_step():
   with pytest.raises(UserError, match=r"config.optim.schedule='cosine' is unknown; use one of "
                      r"\('constant', 'linear'\)"):
     train.make_trainer(config)
+
+
+def test_the_linear_decay_with_lazy_regularisation_is_refused():
+  config = lfw_demo.get_config('sngan_test')
+  config.loss.update(r1_gamma=1.0, r1_every=2)
+  with pytest.raises(UserError, match=r"config.optim.schedule='linear' cannot be combined with "
+                     r'lazy regularisation'):
+    train.make_trainer(config)
+
