@@ -7,12 +7,16 @@ About 1.5 minutes on a 2-core CPU (about 1,500 images/s). Writes an 8x8 sample g
 nose, mouth, hairline, varied pose and lighting), blurry at 32x32 and with some smeared ones; D
 wins the game on 100 images (D(x) near 0.97). The `test` variant shrinks it to seconds; `best`
 adds DiffAugment and the EMA generator (README, 'Better faces'): D stops memorising the faces
-(D(x) near 0.57) and samples are smoother, at about 0.8x the speed.
+(D(x) near 0.57) and samples are smoother, at about 0.8x the speed. `sngan` trains SNGAN-32 with
+Mimicry's recipe (hinge loss, 5 D updates per G update, Adam(2e-4, 0, 0.9) decaying linearly) at
+widths 32 for 400 steps: 1.55 GFLOP per image and step, 41 TFLOP in all (3x the DCGAN demo's
+12.8), about 4-5 minutes on the quiet 2-core CPU by benchmarks/README.md's share of the matmul;
+`sngan_test` shrinks it to seconds.
 """
 
 from configs import celeba
 
-SNGAN_DEMO_WIDTH, SNGAN_DEMO_STEPS, SNGAN_DEMO_D_STEPS = 32, 600, 5
+SNGAN_DEMO_WIDTH, SNGAN_DEMO_STEPS, SNGAN_DEMO_D_STEPS = 32, 400, 5
 
 
 def get_config(variant=None):
