@@ -11,9 +11,10 @@ adds DiffAugment and the EMA generator (README, 'Better faces'): D stops memoris
 Mimicry's recipe (hinge loss, 5 D updates per G update, Adam(2e-4, 0, 0.9) decaying linearly) at
 widths 32 for 400 steps: 1.55 GFLOP per image and step, 41 TFLOP in all (3x the DCGAN demo's
 12.8); an estimate from that count and benchmarks/README.md's share of the matmul, not a
-measurement, puts it at 4-5 wall-minutes (8-10 CPU-minutes) on the quiet 2-core CPU. It is
-slow to learn: at the DCGAN demo's CPU budget (its 2,000 steps) it has done about 100 steps and
-draws gray blobs, not faces. `sngan_test` shrinks it to seconds.
+measurement, puts it at 4-5 wall-minutes on the quiet 2-core CPU; on the loaded machine it took
+11.5 CPU-minutes, over the 5 asked for. It learns slowly: after its 400 steps (3x the DCGAN demo's
+CPU) it draws blurred, framed face outlines, well behind the DCGAN demo's faces
+(benchmarks/README.md). `sngan_test` shrinks it to seconds.
 """
 
 from configs import celeba
