@@ -24,7 +24,7 @@ import torch
 from benchmarks import step_timing
 from configs import lfw_demo
 from facegan_jax import xla_flags
-from tests import mimicry_reference
+from tests.helpers import mimicry_reference
 
 
 def mimicry_step(args):

@@ -19,7 +19,7 @@ from facegan_jax import config_check
 from facegan_jax import train
 from facegan_jax import workdir_lock
 from facegan_jax.errors import UserError
-from tests import multidevice
+from tests.helpers import multidevice
 
 
 def state_leaves(state):

@@ -12,7 +12,7 @@ from configs import toy2x2
 from facegan_jax import config_check
 from facegan_jax import workdir_lock
 from facegan_jax.errors import UserError
-from tests import multidevice
+from tests.helpers import multidevice
 
 
 def test_the_checker_knows_every_field_of_the_default_config():

@@ -11,7 +11,7 @@ import torch
 from facegan_jax import convert_inception
 from facegan_jax import inception
 from facegan_jax.errors import UserError
-from tests import multidevice
+from tests.helpers import multidevice
 from tests.conftest import fid_helper_torchscript
 
 

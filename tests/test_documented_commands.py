@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests import multidevice
+from tests.helpers import multidevice
 
 DOCS = ('README.md', 'launch/README.md', 'benchmarks/README.md')
 # `python -m MODULE` or `python PATH.py`, in code blocks and inline code alike.

@@ -11,8 +11,8 @@ from PIL import Image
 from configs import lfw_demo
 from facegan_jax import evaluate
 from facegan_jax import train
-from tests import event_files
-from tests import multidevice
+from tests.helpers import event_files
+from tests.helpers import multidevice
 from tests.conftest import TINY
 
 

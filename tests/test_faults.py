@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from facegan_jax import quiet_log
-from tests import multidevice
+from tests.helpers import multidevice
 from tests.test_checkpointing import snapshot
 
 FLAGS = ['--config=configs/lfw_demo.py:test', '--config.model.g_width=64',

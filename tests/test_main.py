@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests import multidevice
+from tests.helpers import multidevice
 
 
 def run_main(*flags, devices=1):
@@ -26,7 +26,7 @@ def test_demo_test_variant_writes_sample_grids(tmp_path):
 @pytest.mark.parametrize('override, message', [
     ('--config.model.resolution=48',
      'config.model.resolution=48 is not supported; use a power of two from 16 to 256 '
-     '(16, 32, 64, 128 or 256).'),
+     '(16, 32, 64, 128, 256).'),
     ('--config.loss.generator=hinge2',
      "config.loss.generator='hinge2' is unknown; use one of "
      "['hinge', 'minimax', 'non_saturating']."),

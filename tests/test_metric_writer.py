@@ -5,7 +5,7 @@ import json
 import numpy as np
 
 from facegan_jax import metric_writer
-from tests import event_files
+from tests.helpers import event_files
 
 
 def test_scalars_and_images_read_back(tmp_path):

@@ -17,8 +17,8 @@ from facegan_jax import checkpointing
 from facegan_jax import distributed
 from facegan_jax import generation
 from facegan_jax.errors import UserError
-from tests import multidevice
-from tests import multihost_batches
+from tests.helpers import multidevice
+from tests.helpers import multihost_batches
 
 LAUNCH_DIR = os.path.join(multidevice.ROOT, 'launch')
 FLAGS = ['--config=configs/lfw_demo.py:test', '--config.train.num_steps=6',
@@ -74,7 +74,7 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
 def test_each_process_feeds_its_own_disjoint_part_of_the_global_batch(tmp_path):
   address = f'127.0.0.1:{free_port()}'
   prefix = str(tmp_path / 'batches')
-  processes = [subprocess.Popen([sys.executable, 'tests/multihost_batches.py', prefix, address,
+  processes = [subprocess.Popen([sys.executable, 'tests/helpers/multihost_batches.py', prefix, address,
                                  '2', str(index)], cwd=multidevice.ROOT,
                                 env=multidevice.environment(), stderr=subprocess.PIPE,
                                 text=True) for index in range(2)]

@@ -13,7 +13,7 @@ import pytest
 from facegan_jax import checkpointing
 from facegan_jax import preemption
 from facegan_jax import train
-from tests import multidevice
+from tests.helpers import multidevice
 from tests.test_checkpointing import assert_identical
 from tests.test_checkpointing import small_config
 

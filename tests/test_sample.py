@@ -10,7 +10,7 @@ from configs import lfw_demo
 from facegan_jax import generation
 from facegan_jax import train
 from facegan_jax.errors import UserError
-from tests import multidevice
+from tests.helpers import multidevice
 from tests import test_checkpointing
 
 

@@ -20,7 +20,7 @@ from facegan_jax import losses
 from facegan_jax import models
 from facegan_jax.errors import UserError
 from facegan_jax.models import sngan
-from tests import mimicry_reference
+from tests.helpers import mimicry_reference
 
 LATENT_DIM = 128
 # (resolution, ngf, ndf, batch): small widths that keep every block of the layout.

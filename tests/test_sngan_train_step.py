@@ -17,7 +17,7 @@ import torch
 from configs import lfw_demo
 from facegan_jax import images as images_lib
 from facegan_jax import train
-from tests import mimicry_reference
+from tests.helpers import mimicry_reference
 from tests.test_sngan import close
 
 RESOLUTION, WIDTH, BATCH, D_STEPS, ITERATIONS, NUM_STEPS = 32, 16, 4, 2, 2, 4

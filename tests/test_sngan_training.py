@@ -8,7 +8,7 @@ import pytest
 
 from configs import lfw_demo
 from facegan_jax import train
-from tests import multidevice
+from tests.helpers import multidevice
 from tests.test_checkpointing import assert_identical
 
 
@@ -56,7 +56,7 @@ def test_sampling_cli_writes_a_grid_from_an_sngan_checkpoint(resumed_and_whole, 
 @pytest.mark.slow
 def test_one_and_two_devices_give_the_same_training(tmp_path):
   out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/steps_on_meshes.py', str(out), '2', 'sngan_test', '1',
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2', 'sngan_test', '1',
                                    '2'], devices=2)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)

@@ -18,7 +18,7 @@ from facegan_jax import losses
 from facegan_jax import models
 from facegan_jax.errors import UserError
 from facegan_jax.models import stylegan2
-from tests import stylegan2_fixtures
+from tests.helpers import stylegan2_fixtures
 
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 RESOLUTIONS = (32, 64)

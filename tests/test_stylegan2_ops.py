@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facegan_jax.models import stylegan2_ops as ops
-from tests import stylegan2_fixtures
+from tests.helpers import stylegan2_fixtures
 
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 

@@ -15,7 +15,7 @@ from facegan_jax import parallel
 from facegan_jax import generation
 from facegan_jax import train
 from facegan_jax.errors import UserError
-from tests import multidevice
+from tests.helpers import multidevice
 from tests import test_train
 
 
@@ -137,7 +137,7 @@ def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_one_and_two_devices_train_the_same(tmp_path):
   out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/steps_on_meshes.py', str(out), '2', 'stylegan2', '1',
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2', 'stylegan2', '1',
                                    '2'], devices=2, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)

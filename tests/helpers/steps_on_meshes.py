@@ -1,11 +1,11 @@
 """Trains a few steps of a config on meshes of several sizes; saves losses and parameters.
 
-  python tests/steps_on_meshes.py OUT.npz NUM_STEPS VARIANT DEVICE_COUNT [DEVICE_COUNT ...]
+  python tests/helpers/steps_on_meshes.py OUT.npz NUM_STEPS VARIANT DEVICE_COUNT [DEVICE_COUNT ...]
 
 VARIANT: of configs/lfw_demo.py, e.g. 'test', or 'stylegan2' for the tiny StyleGAN2 of
 tests/test_stylegan2_train.py (every regulariser on).
 
-Run with enough virtual devices (tests/multidevice.py). Used by tests/test_parallel.py.
+Run with enough virtual devices (tests/helpers/multidevice.py). Used by tests/test_parallel.py.
 """
 
 import sys

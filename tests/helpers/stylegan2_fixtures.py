@@ -1,4 +1,4 @@
-"""Loads the StyleGAN2 reference fixtures (tests/fixtures/, copied from ../shared/fixtures/).
+"""Loads the StyleGAN2 reference fixtures (tests/data/, copied from ../shared/fixtures/).
 
 The arrays are numbers produced by NVIDIA's stylegan3 code @ c233a919 on CPU (torch 2.13):
 weights under their state_dict names (G/..., D/...), inputs (in/...) and outputs (out/...);
@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-DIRECTORY = os.path.join(os.path.dirname(__file__), 'fixtures')
+DIRECTORY = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'data')
 
 
 def load(name):

@@ -1,6 +1,6 @@
 """One process of a local multi-process run: saves the real images this process feeds.
 
-  python tests/multihost_batches.py OUT_PREFIX COORDINATOR NUM_PROCESSES PROCESS_ID
+  python tests/helpers/multihost_batches.py OUT_PREFIX COORDINATOR NUM_PROCESSES PROCESS_ID
 
 Images are labelled by index (first pixel), so the test can tell which examples each process
 read. Used by tests/test_multihost.py.
