@@ -74,7 +74,7 @@ def parse_flags(argv):
     return remaining
   except UserError as error:
     exit_with(error)
-  except AttributeError as error:  # an override of a field that the config does not have
+  except AttributeError:  # an override of a field that the config does not have
     unknown = [name for name in _override_names(argv) if name not in config_check.FIELDS]
     if not unknown:
       raise
