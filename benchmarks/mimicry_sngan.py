@@ -17,7 +17,11 @@ counts it; torch uses as many threads as the machine has cores, XLA its default.
 import argparse
 import os
 import statistics
+import sys
 import time
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 

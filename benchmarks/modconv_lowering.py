@@ -11,8 +11,13 @@ repetition so that both see the same machine load; the table gives medians and t
 `facegan_jax.models.stylegan2.AUTO_LOWERING` takes the faster one per backend.
 """
 
+import os
 import statistics
+import sys
 import time
+
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
