@@ -5,8 +5,8 @@ A source turns `config.data` into one uint8 array [N, H, W, C] at the model's re
 - 'celeb_a' (TFDS) and 'folder' yield encoded files (JPEG/PNG bytes) in a fixed order that all
   go through `prepare_image` (decode 8- or 16-bit, grayscale, palette, RGBA/LA, CMYK and
   EXIF-rotated files alike (`to_8bit_upright`), convert to RGB or grayscale, take a centered
-  square, resize it with Lanczos (antialiased) resampling) once, into an on-disk cache (`image_cache`)
-  that later runs memory-map;
+  square, resize it with Lanczos (antialiased) resampling) once, into an on-disk cache
+  (`image_cache`) that later runs memory-map;
 - 'lfw_subset' (the 100 real LFW faces that scikit-image ships) and 'toy2x2' (the seed's 2x2
   'slanted faces') are small enough to build in memory on every start.
 

@@ -146,9 +146,10 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
                     "(config.model.name='stylegan2'); set it to 0 for this model.")
   return Trainer(generator=generator, discriminator=discriminator,
                  g_optimizer=make_adam(config, config.optim.g_learning_rate, 1,
-                                   loss.pl_every if loss.pl_weight else 1),
-                 d_optimizer=make_adam(config, config.optim.d_learning_rate, config.train.d_steps,
-                                   loss.r1_every if loss.r1_gamma else 1),
+                                       loss.pl_every if loss.pl_weight else 1),
+                 d_optimizer=make_adam(config, config.optim.d_learning_rate,
+                                       config.train.d_steps,
+                                       loss.r1_every if loss.r1_gamma else 1),
                  discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
                  generator_loss=losses.get_generator_loss(config.loss.generator),
                  latent_dim=config.model.latent_dim,

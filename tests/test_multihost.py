@@ -74,8 +74,8 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
 def test_each_process_feeds_its_own_disjoint_part_of_the_global_batch(tmp_path):
   address = f'127.0.0.1:{free_port()}'
   prefix = str(tmp_path / 'batches')
-  processes = [subprocess.Popen([sys.executable, 'tests/helpers/multihost_batches.py', prefix, address,
-                                 '2', str(index)], cwd=multidevice.ROOT,
+  processes = [subprocess.Popen([sys.executable, 'tests/helpers/multihost_batches.py', prefix,
+                                 address, '2', str(index)], cwd=multidevice.ROOT,
                                 env=multidevice.environment(), stderr=subprocess.PIPE,
                                 text=True) for index in range(2)]
   for process in processes:

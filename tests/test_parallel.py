@@ -9,8 +9,8 @@ from tests.helpers import multidevice
 @pytest.mark.slow
 def test_one_two_and_eight_devices_give_the_same_losses_and_parameters(tmp_path):
   out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '4', 'test', '1', '2', '8'],
-                                  devices=8)
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '4', 'test',
+                                   '1', '2', '8'], devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
   for count in (2, 8):

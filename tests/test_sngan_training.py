@@ -56,8 +56,8 @@ def test_sampling_cli_writes_a_grid_from_an_sngan_checkpoint(resumed_and_whole, 
 @pytest.mark.slow
 def test_one_and_two_devices_give_the_same_training(tmp_path):
   out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2', 'sngan_test', '1',
-                                   '2'], devices=2)
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
+                                   'sngan_test', '1', '2'], devices=2)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
   np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)

@@ -137,8 +137,8 @@ def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_one_and_two_devices_train_the_same(tmp_path):
   out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2', 'stylegan2', '1',
-                                   '2'], devices=2, timeout=900)
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
+                                   'stylegan2', '1', '2'], devices=2, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
   np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)
