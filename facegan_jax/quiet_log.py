@@ -18,9 +18,12 @@ _ORBAX_DIR = f'{os.sep}orbax{os.sep}'
 
 class LibraryFilter(logging.Filter):
   """Keeps records of code outside installed packages, and warnings of packages other than
-  Orbax."""
+  Orbax; asyncio's reports of Orbax tasks whose failure nobody awaited (a failed write's other
+  threads) are Orbax's records too."""
 
   def filter(self, record: logging.LogRecord) -> bool:
+    if record.name == 'asyncio' and _ORBAX_DIR in record.getMessage():
+      return False
     if not any(directory in record.pathname for directory in _LIBRARY_DIRS):
       return True
     return record.levelno >= logging.WARNING and _ORBAX_DIR not in record.pathname

@@ -57,6 +57,17 @@ def test_the_quiet_log_keeps_our_lines_and_library_warnings(pathname, level, sho
   assert quiet_log.LibraryFilter().filter(record(pathname, level)) == shown
 
 
+def test_the_quiet_log_drops_asyncio_reports_of_orbax_tasks_only():
+  def asyncio_error(message):
+    return logging.LogRecord('asyncio', logging.ERROR, '/usr/lib/python3.11/asyncio/'
+                             'base_events.py', 1, message, (), None)
+  orbax_task = ('Task exception was never retrieved\nfuture: <Task finished coro=<'
+                'async_serialize_from_host() done, defined at /venv/lib/python3.11/'
+                'site-packages/orbax/checkpoint/_src/serialization/serialization.py:126>>')
+  assert not quiet_log.LibraryFilter().filter(asyncio_error(orbax_task))
+  assert quiet_log.LibraryFilter().filter(asyncio_error('Task exception was never retrieved'))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('verbosity', [0, 1])
 def test_a_run_logs_its_progress_and_libraries_only_with_verbosity(tmp_path, verbosity):
