@@ -51,16 +51,17 @@ def snapshot(workdir):
 
 
 def damage_checkpoint(workdir, step, damage='truncate'):
-  """Truncates to half, or deletes, the largest data file of the state of checkpoint `step`."""
+  """Truncates to half, or deletes, every data file of the state of checkpoint `step` (which
+  arrays a file holds varies from run to run, so damaging one may spare the generator's)."""
   state_dir = os.path.join(workdir, 'checkpoints', str(step), 'state')
   data_files = [os.path.join(root, name) for root, _, names in os.walk(state_dir)
                 for name in names if 'ocdbt.process' in root or name == '_METADATA']
-  victim = max(data_files, key=os.path.getsize)
-  if damage == 'truncate':
-    with open(victim, 'r+b') as f:
-      f.truncate(os.path.getsize(victim) // 2)
-  else:
-    os.remove(victim)
+  for victim in data_files:
+    if damage == 'truncate':
+      with open(victim, 'r+b') as f:
+        f.truncate(os.path.getsize(victim) // 2)
+    else:
+      os.remove(victim)
 
 
 @pytest.fixture(scope='module')
