@@ -1,9 +1,27 @@
-"""Fixtures shared by several test files."""
+"""Fixtures shared by several test files, and one compilation cache for the whole session."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
+import jax
 import pytest
 
 from facegan_jax import convert_inception
 from facegan_jax import inception
+
+# Many tests (and the processes they start) compile the same train steps: one persistent
+# compilation cache, new for each session, compiles each program once. Subprocesses inherit it
+# through the environment, which JAX reads when it is imported.
+_COMPILATION_CACHE = {'JAX_COMPILATION_CACHE_DIR': tempfile.mkdtemp(prefix='facegan_xla_cache'),
+                      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0.5',
+                      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
+os.environ.update(_COMPILATION_CACHE)
+jax.config.update('jax_compilation_cache_dir', _COMPILATION_CACHE['JAX_COMPILATION_CACHE_DIR'])
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
+jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
+atexit.register(shutil.rmtree, _COMPILATION_CACHE['JAX_COMPILATION_CACHE_DIR'], True)
 
 TINY = 1 / 8  # Inception width for tests: at 1 / 16 the 2-channel first layers flatten near-gray
 # images to one value, so tests could not tell generators apart
