@@ -136,10 +136,10 @@ def test_a_second_run_on_a_workdir_in_use_is_refused(tmp_path):
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path):
   """All three runs go through `main`, so they share its XLA flags (they change the numerics)."""
-  steps, every = 1500, 10
+  steps, every = 300, 10  # the kill comes within 50 ms of step 20's checkpoint
   flags = ['--config=configs/lfw_demo.py:test', f'--config.train.num_steps={steps}',
-           f'--config.checkpoint.every={every}', '--config.train.log_every=500',
-           '--config.samples.every=1500']
+           f'--config.checkpoint.every={every}', '--config.train.log_every=100',
+           f'--config.samples.every={steps}']
   main = [sys.executable, '-m', 'facegan_jax.main', *flags]
   killed_dir = tmp_path / 'killed'
   process = subprocess.Popen([*main, f'--workdir={killed_dir}'], cwd=multidevice.ROOT,
