@@ -43,6 +43,12 @@ from facegan_jax.errors import check_at_least
 SCHEDULES = ('constant', 'linear')
 
 CONFIG_FILE = 'config.json'  # in the workdir: the config of the latest run there, every field
+# How many steps the loop may dispatch before the oldest of them has finished. XLA:CPU runs at
+# most 32 queued multi-device programs per device and blocks its (device-count-sized) thread
+# pool on the 33rd, which can starve a running step's all-reduce of threads: with many
+# simulated CPU devices a long stretch without a host sync deadlocked (XLA aborts after 60 s).
+# A few steps ahead keep every backend busy.
+MAX_STEPS_AHEAD = 4
 
 
 @flax.struct.dataclass
@@ -473,6 +479,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     for step in range(start_step + 1, config.train.num_steps + 1):
       state, metrics = step_fn(state, next(batches))
       unchecked.append(metrics)
+      if len(unchecked) > MAX_STEPS_AHEAD:
+        jax.block_until_ready(unchecked[-MAX_STEPS_AHEAD - 1])
       last_step = config.train.num_steps
       stopping = stop_signals.should_stop(step)
       logs = due(step, config.train.log_every, last_step) or stopping

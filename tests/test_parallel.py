@@ -1,4 +1,8 @@
-"""Data parallelism: 1, 2 and 8 devices compute the same training (BatchNorm over the global batch)."""
+"""Data parallelism: 1, 2 and 8 devices compute the same training (BatchNorm over the global batch),
+and many simulated CPU devices train to the end."""
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,3 +21,21 @@ def test_one_two_and_eight_devices_give_the_same_losses_and_parameters(tmp_path)
     np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
   assert not np.allclose(runs['losses_1'][0], runs['losses_1'][-1])  # training moved
+
+
+@pytest.mark.slow
+def test_eight_cpu_devices_run_long_stretches_without_a_host_sync(tmp_path):
+  """120 steps between host syncs: without a bound on the steps in flight, XLA:CPU's thread pool
+  deadlocked in the first all-reduce (here it aborts after 3 + 10 s instead of 60)."""
+  env = multidevice.environment(devices=8)
+  env['XLA_FLAGS'] += (' --xla_cpu_collective_call_warn_stuck_timeout_seconds=3'
+                       ' --xla_cpu_collective_call_terminate_timeout_seconds=10')
+  steps = 120
+  result = subprocess.run(
+      [sys.executable, '-m', 'facegan_jax.main', '--config=configs/lfw_demo.py:test',
+       f'--config.train.num_steps={steps}', f'--config.train.log_every={steps}',
+       f'--config.checkpoint.every={steps}', f'--config.samples.every={steps}',
+       f'--workdir={tmp_path}'], cwd=multidevice.ROOT, env=env, capture_output=True, text=True,
+      timeout=600, check=False)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'on 8 device(s)' in result.stderr and f'step {steps}/{steps}' in result.stderr
