@@ -10,7 +10,6 @@ import copy
 import contextlib
 import importlib.metadata
 import re
-import shutil
 from typing import Any
 
 import flax
@@ -22,6 +21,7 @@ from etils import epath
 
 import facegan_jax
 from configs import default
+from facegan_jax import storage
 from facegan_jax.errors import StopRun
 from facegan_jax.errors import UserError
 
@@ -52,7 +52,8 @@ def is_resumable_change(field: str) -> bool:
 
 
 def checkpoint_dir(workdir: str) -> epath.Path:
-  return epath.Path(workdir).absolute() / CHECKPOINTS
+  directory = epath.Path(workdir)
+  return (directory if storage.is_gcs(workdir) else directory.absolute()) / CHECKPOINTS
 
 
 def make_manager(workdir: str, keep: int = 1, create: bool = True) -> ocp.CheckpointManager:
@@ -80,7 +81,10 @@ def write_failed(manager: ocp.CheckpointManager, error: Exception) -> UserError:
             else 'no earlier checkpoint was written')
   if jax.process_index() == 0:  # the partial write only takes space: remove it
     for partial in epath.Path(manager.directory).glob('*.orbax-checkpoint-tmp*'):
-      shutil.rmtree(partial, ignore_errors=True)
+      try:
+        partial.rmtree()
+      except OSError:
+        pass  # what is left is only taken space
   return UserError(f'could not write a checkpoint in {manager.directory} ({reason}); {intact}. '
                    'Free space there (or lower config.checkpoint.keep) and run the same command '
                    'to resume.')
@@ -226,8 +230,8 @@ def damaged(workdir: str, steps: list[int], error: Exception,
   message = (f'the latest checkpoint in {directory / str(steps[0])} cannot be read '
              f'({type(error).__name__}: {first_line})')
   if len(steps) > 1:
-    message += (f'; to {purpose} step {steps[1]}, move it aside: '
-                f'mv {directory / str(steps[0])} {directory / str(steps[0])}.damaged')
+    message += (f'; to {purpose} step {steps[1]}, move it aside: ' + storage.move_command(
+        str(directory / str(steps[0])), f'{directory / str(steps[0])}.damaged'))
   return UserError(message + '. Nothing was changed in the workdir.')
 
 

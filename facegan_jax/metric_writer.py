@@ -2,7 +2,9 @@
 
 Only process 0 writes (the others hold a writer that does nothing), so a multi-host run leaves
 one set of files. TensorBoard events come from tensorboardX, which needs neither TensorFlow
-nor PyTorch (protobuf and numpy only): `tensorboard --logdir=WORKDIR` shows them.
+nor PyTorch (protobuf and numpy only): `tensorboard --logdir=WORKDIR` shows them. In a gs://
+workdir tensorboardX writes through google-cloud-storage, uploading the whole events file at
+each flush (every 120 s and at the end); metrics.jsonl is rewritten at each line (`storage`).
 """
 
 import json
@@ -11,6 +13,8 @@ import os
 
 import numpy as np
 import tensorboardX
+
+from facegan_jax import storage
 
 # Short names for the log line, in the order shown; other scalars follow under their own names.
 _LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',
@@ -44,9 +48,9 @@ class MetricWriter:
       return
     for name, value in scalars.items():
       self._writer.add_scalar(name, value, step)
-    with open(os.path.join(self._workdir, 'metrics.jsonl'), 'a') as f:
-      line = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
-      f.write(json.dumps(dict(line, **(context or {}), step=step), allow_nan=False) + '\n')
+    line = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
+    storage.append_text(os.path.join(self._workdir, 'metrics.jsonl'), json.dumps(
+        dict(line, **(context or {}), step=step), allow_nan=False) + '\n')
 
   def write_image(self, step: int, name: str, image: np.ndarray):
     """Adds one [H, W, C] uint8 image (C = 1 or 3) at `step`."""

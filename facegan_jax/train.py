@@ -35,6 +35,7 @@ from facegan_jax import metric_writer
 from facegan_jax import models
 from facegan_jax import parallel
 from facegan_jax import preemption
+from facegan_jax import storage
 from facegan_jax import workdir_lock
 from facegan_jax.errors import Preempted
 from facegan_jax.errors import UserError
@@ -435,6 +436,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
+  storage.check_reachable(workdir, '--workdir')
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
@@ -448,9 +450,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
     if is_chief:
-      os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-      with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
-        json.dump(config.to_dict(), f, indent=1)
+      storage.makedirs(os.path.join(workdir, 'samples'))
+      storage.write_text(os.path.join(workdir, CONFIG_FILE),
+                         json.dumps(config.to_dict(), indent=1))
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
     start_step = int(state.step)
