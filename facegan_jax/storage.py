@@ -13,17 +13,21 @@ fake-gcs-server.
 epath would read gs:// through tf.io.gfile whenever TensorFlow is installed (the 'data' extra
 installs it); this module makes it use gcsfs everywhere (EPATH_USE_TF=false unless set), so a
 run behaves the same with or without TensorFlow: tf.io.gfile's GCS client has a fixed endpoint
-and retries a missing bucket for minutes.
+and retries a missing bucket for minutes. It also turns off gcsfs's cache of listings, which
+never expires by default: other hosts and tensorstore write objects that a process's gcsfs does
+not see, and Orbax lists the checkpoint steps to find the newest.
 """
 
 import functools
 import os
 
 from etils import epath
+import fsspec.config
 
 from facegan_jax.errors import UserError
 
 os.environ.setdefault('EPATH_USE_TF', 'false')  # before epath picks a gs:// backend (cached)
+fsspec.config.conf.setdefault('gs', {}).setdefault('use_listings_cache', False)
 
 GCS_PREFIX = 'gs://'
 INSTALL_HINT = "pip install -e '.[gcs]'"
