@@ -426,8 +426,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   images/s, sample grids, and FID/KID/precision/recall/density/coverage every
   config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
-  weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
-  run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
+  weights, a gs:// workdir whose bucket cannot be used (`storage.check_reachable`), a config
+  that cannot continue the run in `workdir`, or a workdir in use by another run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
   nothing of it (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was
   computing (`preemption`).
   """

@@ -75,7 +75,8 @@ def restored_state(workdir, step):
 def killed_and_resumed(emulator):
   """A run killed with SIGKILL after its second checkpoint in the bucket; a second run started
   on its lock; then the lock deleted (the documented takeover) and the run resumed to 20 steps
-  after the kill. {'workdir', 'killed_at', 'steps', 'refused', 'resumed'}."""
+  after the kill. {'workdir', 'killed_at', 'steps', 'refused', 'unchanged' (by the refused
+  run), 'resumed', 'pid' (of the killed run)}."""
   workdir = url('killed')
   process = subprocess.Popen(
       [sys.executable, '-m', 'facegan_jax.main', *TOY, '--config.train.num_steps=1000000',
@@ -89,12 +90,14 @@ def killed_and_resumed(emulator):
   process.send_signal(signal.SIGKILL)
   process.wait()
   killed_at = max(checkpointing.make_manager(workdir, create=False).all_steps())
+  before = storage.list_objects(workdir)
   refused = main(f'--workdir={workdir}')
+  unchanged = storage.list_objects(workdir) == before
   storage.blob(f'{workdir}/{workdir_lock.LOCK_NAME}').delete()
   steps = killed_at + 20
   resumed = main(f'--config.train.num_steps={steps}', f'--workdir={workdir}')
   return {'workdir': workdir, 'killed_at': killed_at, 'steps': steps, 'refused': refused,
-          'resumed': resumed, 'pid': process.pid}
+          'unchanged': unchanged, 'resumed': resumed, 'pid': process.pid}
 
 
 @pytest.fixture(scope='module')
@@ -116,6 +119,7 @@ def whole(killed_and_resumed, tiny_weights, tmp_path_factory):
 def test_a_second_run_on_a_locked_gcs_workdir_is_refused_with_the_owner(killed_and_resumed):
   refused = killed_and_resumed['refused']
   assert refused.returncode == 1 and 'Traceback' not in refused.stderr
+  assert killed_and_resumed['unchanged']  # not an object of the workdir was written
   line = refused.stderr.strip().splitlines()[-1]
   lock = f'{killed_and_resumed["workdir"]}/.lock'
   assert line.startswith(f'error: workdir {killed_and_resumed["workdir"]} is in use by another '
@@ -270,8 +274,19 @@ def test_the_cache_of_gcs_data_without_a_cache_dir_is_on_local_disk():
   assert cache.startswith('/') and cache.endswith('.cache/facegan_jax/prepared_images')
 
 
-def test_the_lock_object_is_created_once_refreshed_released_and_stale_ones_taken_over(emulator):
+def test_the_lock_object_is_created_once_refreshed_released_and_stale_ones_taken_over(
+    emulator, monkeypatch):
   workdir = url('locked')
+  monkeypatch.setattr(workdir_lock, 'HEARTBEAT_SECONDS', 0.05)
+  with workdir_lock.hold(workdir):  # the heartbeat thread refreshes the lock while it is held
+    lock_url = f'{workdir}/{workdir_lock.LOCK_NAME}'
+    started = json.loads(storage.read_bytes(lock_url))['heartbeat']
+    deadline = time.time() + 10
+    while json.loads(storage.read_bytes(lock_url))['heartbeat'] == started:
+      assert time.time() < deadline, 'the heartbeat was not refreshed'
+      time.sleep(0.05)
+  assert not storage.path(lock_url).exists()
+
   first = workdir_lock.ObjectLock(workdir)
   first.acquire()
   holder = json.loads(storage.read_bytes(first.url))
