@@ -69,25 +69,33 @@ def versions() -> dict[str, str]:
 
 
 def write_failed(manager: ocp.CheckpointManager, error: Exception) -> UserError:
-  """One line for a checkpoint that could not be written (a full disk, a quota, a size limit):
-  the directory, the operating system's reason, and the newest checkpoint that is intact."""
+  """One line for a checkpoint that could not be written (a full disk, a quota, a size limit; in
+  GCS also a refusal or a lost network): the directory, the reason, and the newest checkpoint
+  that is intact."""
   reasons = re.findall(r': ([^:"\]]+) \[os_error_code', str(error))  # TensorStore's OS errors
   reason = (reasons[-1] if reasons else getattr(error, 'strerror', None)
             or (str(error).strip().splitlines() or [type(error).__name__])[0][:200])
-  # Orbax writes into *.orbax-checkpoint-tmp and renames when complete: what is listed is whole.
-  manager.reload()
-  steps = manager.all_steps()
-  intact = (f'the newest checkpoint there, step {max(steps)}, is intact' if steps
-            else 'no earlier checkpoint was written')
-  if jax.process_index() == 0:  # the partial write only takes space: remove it
+  in_gcs = storage.is_gcs(str(manager.directory))
+  # Orbax writes into *.orbax-checkpoint-tmp and renames when complete (in GCS it writes
+  # commit_success.txt last): what is listed is whole.
+  try:
+    manager.reload()
+    steps = manager.all_steps()
+    intact = (f'the newest checkpoint there, step {max(steps)}, is intact' if steps
+              else 'no earlier checkpoint was written')
+  except Exception:  # pylint: disable=broad-except
+    intact = 'its checkpoints could not be listed either'  # the bucket cannot be reached
+  if jax.process_index() == 0 and not in_gcs:  # the partial write only takes space: remove it
     for partial in epath.Path(manager.directory).glob('*.orbax-checkpoint-tmp*'):
       try:
         partial.rmtree()
       except OSError:
         pass  # what is left is only taken space
+  fix = ('Check the network and the bucket (permissions, quota), then run the same command to '
+         'resume' if in_gcs else 'Free space there (or lower config.checkpoint.keep) and run the '
+         'same command to resume')
   return UserError(f'could not write a checkpoint in {manager.directory} ({reason}); {intact}. '
-                   'Free space there (or lower config.checkpoint.keep) and run the same command '
-                   'to resume.')
+                   f'{fix}.')
 
 
 @contextlib.contextmanager

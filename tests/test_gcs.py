@@ -221,6 +221,16 @@ def test_a_damaged_checkpoint_in_gcs_names_the_command_that_moves_it_aside(kille
   assert storage.list_objects(workdir) == before
 
 
+def test_a_checkpoint_that_cannot_be_written_to_gcs_says_what_to_check(whole):
+  manager = checkpointing.make_manager(whole, create=False)
+  steps = max(manager.all_steps())
+  error = checkpointing.write_failed(manager, ConnectionError('connection reset by peer'))
+  assert str(error) == (
+      f'could not write a checkpoint in {whole}/checkpoints (connection reset by peer); the '
+      f'newest checkpoint there, step {steps}, is intact. Check the network and the bucket '
+      '(permissions, quota), then run the same command to resume.')
+
+
 @pytest.mark.slow
 def test_two_processes_write_one_checkpoint_to_the_bucket_that_restores_in_one(emulator):
   workdir = url('multihost')

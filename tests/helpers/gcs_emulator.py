@@ -5,7 +5,6 @@ client of facegan_jax is pointed at it by environment variables alone (`ENVIRONM
 facegan_jax/storage.py documents; nothing in facegan_jax knows about the emulator.
 """
 
-import os
 import socket
 import subprocess
 import time
@@ -74,6 +73,6 @@ class Emulator:
 
 
 def set_environment(monkeypatch, url: str):
+  """Points this process (and the subprocesses it starts) at the emulator at `url`."""
   for name, value in environment(url).items():
     monkeypatch.setenv(name, value)
-  assert os.environ['STORAGE_EMULATOR_HOST'] == url
