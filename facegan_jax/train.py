@@ -427,9 +427,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
   weights, a gs:// workdir whose bucket cannot be used (`storage.check_reachable`), a config
-  that cannot continue the run in `workdir`, or a workdir in use by another run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
-  nothing of it (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was
-  computing (`preemption`).
+  that cannot continue the run in `workdir`, or a workdir in use by another run; Diverged at
+  the first step with a non-finite loss, gradient or parameter, having written nothing of it
+  (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was computing
+  (`preemption`).
   """
   config_check.check(config)
   trainer = make_trainer(config)
