@@ -15,7 +15,10 @@ installs it); this module makes it use gcsfs everywhere (EPATH_USE_TF=false unle
 run behaves the same with or without TensorFlow: tf.io.gfile's GCS client has a fixed endpoint
 and retries a missing bucket for minutes. It also turns off gcsfs's cache of listings, which
 never expires by default: other hosts and tensorstore write objects that a process's gcsfs does
-not see, and Orbax lists the checkpoint steps to find the newest.
+not see, and Orbax lists the checkpoint steps to find the newest. And it keeps gcsfs's plain
+file system (GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false unless set): the experimental one asks the
+storage-control API for each bucket's layout, and repeats the question before every request
+when the answer does not come (an emulator, or an account without that permission).
 """
 
 import functools
@@ -27,6 +30,7 @@ import fsspec.config
 from facegan_jax.errors import UserError
 
 os.environ.setdefault('EPATH_USE_TF', 'false')  # before epath picks a gs:// backend (cached)
+os.environ.setdefault('GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT', 'false')  # before gcsfs is imported
 fsspec.config.conf.setdefault('gs', {}).setdefault('use_listings_cache', False)
 
 GCS_PREFIX = 'gs://'

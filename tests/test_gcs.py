@@ -175,12 +175,14 @@ def test_the_run_writes_config_metrics_samples_and_events_to_the_bucket(killed_a
 def test_sample_reads_the_bucket_and_writes_its_grid_there(whole):
   out = url('sampled', 'grid.png')
   result = multidevice.run_python(['-m', 'facegan_jax.sample', f'--workdir={whole}', '--num=6',
-                                   '--seed=3', f'--out={out}'])
+                                   '--seed=3', f'--out={out}',
+                                   f'--images_dir={url("sampled", "faces")}'])
   assert result.returncode == 0, result.stderr[-3000:]
   restored = generation.RestoredGenerator(whole)
   expected = images_lib.make_grid(restored.images(restored.seed_latents(3, 6)))
   written = np.asarray(Image.open(io.BytesIO(storage.read_bytes(out))))
   np.testing.assert_array_equal(written, expected[..., 0])
+  assert sorted(storage.list_objects(url('sampled', 'faces'))) == [f'{i:04d}.png' for i in range(6)]
 
 
 def test_evaluate_writes_its_result_to_the_bucket(killed_and_resumed, whole, tiny_weights):

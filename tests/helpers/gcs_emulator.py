@@ -28,9 +28,6 @@ def environment(url: str) -> dict[str, str]:
       # accepts any); google-auth and gcsfs: no probe of the GCE metadata server.
       'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
       'NO_GCE_CHECK': 'true',
-      # gcsfs: the emulator has no storage-control gRPC API to tell a bucket's layout, so skip
-      # the layout lookup (a plain bucket behaves the same either way).
-      'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',
   }
 
 
