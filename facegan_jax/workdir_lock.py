@@ -5,7 +5,7 @@ dies, so a run killed with SIGKILL never leaves a stale lock behind.
 
 gs:// (object storage has no `flock`): the object `workdir/.lock` is created only if absent (a
 generation precondition, so of two runs that start at once exactly one wins); it holds the
-owner (host, pid, start time) and a heartbeat time that a background thread rewrites every
+owner (host, pid, start time, a random id) and a heartbeat time that a background thread rewrites every
 HEARTBEAT_SECONDS, again under a generation precondition, so a run never overwrites a lock that
 another run took over. The object is deleted when the run ends. A run that died (SIGKILL, a
 preempted VM) leaves it behind: a lock whose heartbeat is older than STALE_SECONDS is taken over
@@ -21,6 +21,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 
 from absl import logging
 
@@ -74,7 +75,8 @@ class ObjectLock:
     self.generation = None
     self._owner = {'host': socket.gethostname(), 'pid': os.getpid(),
                    'started': datetime.datetime.now(datetime.timezone.utc).isoformat(
-                       timespec='seconds')}
+                       timespec='seconds'),
+                   'id': uuid.uuid4().hex}  # tells this lock from any other, even our host's
 
   def _write(self, generation_match: int) -> int:
     """Writes the owner and a fresh heartbeat if the object's generation is `generation_match`
@@ -100,6 +102,9 @@ class ObjectLock:
         if blob is None:
           continue
         holder = _read_holder(blob)
+        if all(holder.get(field) == value for field, value in self._owner.items()):
+          self.generation = blob.generation  # ours: a retried create whose answer was lost
+          return
         age = time.time() - holder.get('heartbeat', 0)
         if age <= STALE_SECONDS:
           raise UserError(

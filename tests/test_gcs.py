@@ -3,6 +3,7 @@
 gcs_emulator.py). Training, SIGKILL and resume, the lock, `sample`, `evaluate`, two processes,
 image folders and the one-line faults all run on the same code as a real bucket."""
 
+import copy
 import io
 import json
 import os
@@ -306,6 +307,10 @@ def test_the_lock_object_is_created_once_refreshed_released_and_stale_ones_taken
   with pytest.raises(UserError, match=r'is in use by another run \(host .*, pid \d+, last '
                      r'heartbeat \d+ s ago\)'):
     workdir_lock.ObjectLock(workdir).acquire()
+  retried = copy.copy(first)  # a create that succeeded but whose answer was lost: tried again
+  retried.generation = None
+  retried.acquire()
+  assert retried.generation == first.generation
   generation_before = first.generation
   assert first.beat() and first.generation != generation_before
   first.release()
