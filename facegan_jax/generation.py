@@ -11,8 +11,6 @@ when the run keeps them (config.ema), else its trained ones: training's grids an
 `evaluate` command and the `sample` command all go through `generate` here.
 """
 
-import os
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -21,6 +19,7 @@ import numpy as np
 from facegan_jax import checkpointing
 from facegan_jax import images as images_lib
 from facegan_jax import models
+from facegan_jax import storage
 from facegan_jax.errors import UserError
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM = 0, 1, 2, 3
@@ -68,8 +67,9 @@ class RestoredGenerator:
   and the run's saved config are read."""
 
   def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0):
+    storage.check_reachable(workdir, '--workdir')
     directory = checkpointing.checkpoint_dir(workdir)
-    if not os.path.isdir(directory):
+    if not directory.is_dir():
       raise _no_checkpoint(workdir)
     with checkpointing.make_manager(workdir, create=False) as manager:
       steps = sorted(manager.all_steps())

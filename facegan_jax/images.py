@@ -5,12 +5,15 @@ images become uint8 by one rounding rule, on the host for PNGs (`to_uint8`) and 
 for FID (`quantize`), so FID sees exactly the pixels a saved PNG holds.
 """
 
+import io
 import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
+
+from facegan_jax import storage
 
 
 def to_model_range(images: jax.Array) -> jax.Array:
@@ -51,6 +54,9 @@ def make_grid(images: np.ndarray, columns: int = 0, padding: int = 2) -> np.ndar
 
 
 def save_png(path: str, image: np.ndarray):
-  """Writes [H, W, C] uint8 (C = 1 or 3) as a PNG; the bytes depend only on the pixels."""
+  """Writes [H, W, C] uint8 (C = 1 or 3) as a PNG, a local file or a gs:// object; the bytes
+  depend only on the pixels."""
   pixels = image[..., 0] if image.shape[-1] == 1 else image
-  Image.fromarray(pixels).save(path, format='PNG')
+  encoded = io.BytesIO()
+  Image.fromarray(pixels).save(encoded, format='PNG')
+  storage.write_bytes(path, encoded.getvalue())

@@ -2,21 +2,64 @@
 
 Only process 0 writes (the others hold a writer that does nothing), so a multi-host run leaves
 one set of files. TensorBoard events come from tensorboardX, which needs neither TensorFlow
-nor PyTorch (protobuf and numpy only): `tensorboard --logdir=WORKDIR` shows them.
+nor PyTorch (protobuf and numpy only): `tensorboard --logdir=WORKDIR` shows them. In a gs://
+workdir, where objects cannot be appended to, the events file is kept in memory and its object
+rewritten at each flush that has new events (every 120 s and at the end), and metrics.jsonl is
+rewritten at each line (`storage`).
 """
 
+import io
 import json
 import math
 import os
 
 import numpy as np
 import tensorboardX
+from tensorboardX import record_writer
+
+from facegan_jax import storage
 
 # Short names for the log line, in the order shown; other scalars follow under their own names.
 _LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',
               'd_grad_norm': '|grad D|', 'g_grad_norm': '|grad G|', 'fid': 'FID', 'kid': 'KID',
               'precision': 'precision', 'recall': 'recall', 'density': 'density',
               'coverage': 'coverage'}
+
+
+class _ObjectEventsFile:
+  """A TensorBoard events file in GCS for tensorboardX: the records in memory, the whole object
+  written (through `storage`) at each flush with new records. tensorboardX's own gs:// writer
+  uploads again when it is garbage-collected, which can wait minutes at exit for a network
+  that is gone."""
+
+  def __init__(self, path: str):
+    self._path = path
+    self._records = io.BytesIO()
+    self._written = 0  # bytes of _records already in the object
+
+  def write(self, data: bytes):
+    self._records.write(data)
+
+  def flush(self):
+    if self._records.tell() != self._written:
+      storage.write_bytes(self._path, self._records.getvalue())
+      self._written = self._records.tell()
+
+  def close(self):
+    self.flush()
+
+
+class _ObjectEventsFactory:
+  """tensorboardX's writer factory for gs:// logdirs."""
+
+  def open(self, path: str) -> _ObjectEventsFile:
+    return _ObjectEventsFile(path)
+
+  def directory_check(self, path: str):
+    del path  # objects need no directory
+
+
+record_writer.register_writer_factory('gs', _ObjectEventsFactory())
 
 
 class MetricWriter:
@@ -44,9 +87,9 @@ class MetricWriter:
       return
     for name, value in scalars.items():
       self._writer.add_scalar(name, value, step)
-    with open(os.path.join(self._workdir, 'metrics.jsonl'), 'a') as f:
-      line = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
-      f.write(json.dumps(dict(line, **(context or {}), step=step), allow_nan=False) + '\n')
+    line = {name: value if math.isfinite(value) else None for name, value in scalars.items()}
+    storage.append_text(os.path.join(self._workdir, 'metrics.jsonl'), json.dumps(
+        dict(line, **(context or {}), step=step), allow_nan=False) + '\n')
 
   def write_image(self, step: int, name: str, image: np.ndarray):
     """Adds one [H, W, C] uint8 image (C = 1 or 3) at `step`."""

@@ -14,6 +14,7 @@ from absl import flags
 from facegan_jax import generation
 from facegan_jax import images as images_lib
 from facegan_jax import quiet_log
+from facegan_jax import storage
 from facegan_jax.errors import UserError
 from facegan_jax.errors import exit_on_user_error
 
@@ -39,7 +40,7 @@ def write_samples(restored: generation.RestoredGenerator, out: str, num: int, se
   images = restored.images(restored.seed_latents(seed, num))
   images_lib.save_png(out, images_lib.make_grid(images))
   if images_dir:
-    os.makedirs(images_dir, exist_ok=True)
+    storage.makedirs(images_dir)
     for index, image in enumerate(images):
       images_lib.save_png(os.path.join(images_dir, f'{index:04d}.png'), image)
   return images

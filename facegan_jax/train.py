@@ -35,6 +35,7 @@ from facegan_jax import metric_writer
 from facegan_jax import models
 from facegan_jax import parallel
 from facegan_jax import preemption
+from facegan_jax import storage
 from facegan_jax import workdir_lock
 from facegan_jax.errors import Preempted
 from facegan_jax.errors import UserError
@@ -431,16 +432,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   images/s, sample grids, and FID/KID/precision/recall/density/coverage every
   config.eval.every steps if not 0). Raises
   UserError, before changing anything in `workdir`, for a bad config, missing Inception
-  weights, a config that cannot continue the run in `workdir`, or a workdir in use by another
-  run; Diverged at the first step with a non-finite loss, gradient or parameter, having written
-  nothing of it (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was
-  computing (`preemption`).
+  weights, a gs:// workdir whose bucket cannot be used (`storage.check_reachable`), a config
+  that cannot continue the run in `workdir`, or a workdir in use by another run; Diverged at
+  the first step with a non-finite loss, gradient or parameter, having written nothing of it
+  (`divergence`); Preempted after SIGTERM or SIGINT, having saved the step it was computing
+  (`preemption`).
   """
   config_check.check(config)
   trainer = make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
   is_chief = jax.process_index() == 0
+  storage.check_reachable(workdir, '--workdir')
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
@@ -454,9 +457,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
     if is_chief:
-      os.makedirs(os.path.join(workdir, 'samples'), exist_ok=True)
-      with open(os.path.join(workdir, CONFIG_FILE), 'w') as f:
-        json.dump(config.to_dict(), f, indent=1)
+      storage.makedirs(os.path.join(workdir, 'samples'))
+      storage.write_text(os.path.join(workdir, CONFIG_FILE),
+                         json.dumps(config.to_dict(), indent=1))
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
     start_step = int(state.step)
