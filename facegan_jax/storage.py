@@ -2,8 +2,8 @@
 
 Local paths keep plain file calls. For gs://, files go through `etils.epath` (its fsspec backend,
 gcsfs), the arrays of Orbax checkpoints through tensorstore's gcs driver, TensorBoard events
-through tensorboardX's google-cloud-storage writer, and the workdir lock through
-google-cloud-storage (`workdir_lock`). All of them find credentials the same way (Application
+through this module (`metric_writer`), and the workdir lock through google-cloud-storage
+(`workdir_lock`). All of them find credentials the same way (Application
 Default Credentials: a TPU or GCE VM's service account, `gcloud auth application-default login`,
 or GOOGLE_APPLICATION_CREDENTIALS), and all can be pointed at another server by environment
 variables alone: STORAGE_EMULATOR_HOST=http://HOST:PORT (gcsfs, google-cloud-storage) and
