@@ -24,8 +24,8 @@ setuptools.setup(
     ],
     extras_require={
         # gs:// workdirs and data (facegan_jax/storage.py): gcsfs is etils.epath's gs://
-        # backend; google-cloud-storage writes the workdir lock (generation preconditions) and checks
-        # buckets. Orbax's arrays go through tensorstore, already installed.
+        # backend; google-cloud-storage writes the workdir lock (generation preconditions)
+        # and checks buckets. Orbax's arrays go through tensorstore, already installed.
         "gcs": GCS,
         # The offline demo trains on the 100 LFW faces that scikit-image ships.
         "demo": ["scikit-image>=0.24,<0.27"],
