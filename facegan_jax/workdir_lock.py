@@ -5,9 +5,9 @@ dies, so a run killed with SIGKILL never leaves a stale lock behind.
 
 gs:// (object storage has no `flock`): the object `workdir/.lock` is created only if absent (a
 generation precondition, so of two runs that start at once exactly one wins); it holds the
-owner (host, pid, start time, a random id) and a heartbeat time that a background thread rewrites every
-HEARTBEAT_SECONDS, again under a generation precondition, so a run never overwrites a lock that
-another run took over. The object is deleted when the run ends. A run that died (SIGKILL, a
+owner (host, pid, start time, a random id) and a heartbeat time that a background thread
+rewrites every HEARTBEAT_SECONDS, again under a generation precondition, so a run never
+overwrites a lock that another run took over. The object is deleted when the run ends. A run that died (SIGKILL, a
 preempted VM) leaves it behind: a lock whose heartbeat is older than STALE_SECONDS is taken over
 with a warning; a younger one can be removed by hand (`gcloud storage rm WORKDIR/.lock`) once
 you know its run is gone.
