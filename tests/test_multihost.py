@@ -19,6 +19,7 @@ from facegan_jax import generation
 from facegan_jax.errors import UserError
 from tests.helpers import multidevice
 from tests.helpers import multihost_batches
+from tests.helpers import steps_on_meshes
 
 LAUNCH_DIR = os.path.join(multidevice.ROOT, 'launch')
 FLAGS = ['--config=configs/lfw_demo.py:test', '--config.train.num_steps=6',
@@ -44,16 +45,14 @@ def losses(workdir):
   return np.array([[line['d_loss'], line['g_loss']] for line in lines])
 
 
-def flat(tree):
-  return np.concatenate([np.ravel(leaf) for leaf in jax.tree_util.tree_leaves(tree)])
-
-
 @pytest.mark.slow
-def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
+@pytest.mark.parametrize('variant', ['test', 'sngan_test'])
+def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, variant):
   multi, single = tmp_path / 'multi', tmp_path / 'single'
-  result = launch(2, *FLAGS, f'--workdir={multi}')
+  flags = [f'--config=configs/lfw_demo.py:{variant}', *FLAGS[1:], '--config.optim.decay_steps=6']
+  result = launch(2, *flags, f'--workdir={multi}')
   assert result.returncode == 0, result.stderr[-3000:]
-  result = multidevice.run_python(['-m', 'facegan_jax.main', *FLAGS, f'--workdir={single}'],
+  result = multidevice.run_python(['-m', 'facegan_jax.main', *flags, f'--workdir={single}'],
                                   devices=4)
   assert result.returncode == 0, result.stderr[-3000:]
   np.testing.assert_allclose(losses(multi), losses(single), rtol=2e-5, atol=2e-6)
@@ -64,8 +63,15 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path):
   single_restored = generation.RestoredGenerator(str(single))
   assert multi_restored.step == single_restored.step == 6
   assert checkpointing.make_manager(str(multi), create=False).all_steps() == [3, 6]
-  np.testing.assert_allclose(flat(multi_restored.variables), flat(single_restored.variables),
-                             rtol=1e-4, atol=2e-6)
+  # SNGAN's G biases in front of a BatchNorm have gradients of round-off size, which Adam
+  # scales to steps of the learning rate (tests/helpers/steps_on_meshes.py): with b1 = 0 a step
+  # is at most lr / sqrt(1 - b2) = 3.2 lr, so two runs part by at most 2 x 3.2 lr per step.
+  multi_leaves, single_leaves = (jax.tree_util.tree_leaves_with_path(
+      {'g': restored.variables['params'], 'g_stats': restored.variables.get('batch_stats', {})})
+      for restored in (multi_restored, single_restored))
+  for (path, multi_leaf), (_, single_leaf) in zip(multi_leaves, single_leaves, strict=True):
+    atol = 2 * 3.2 * 2e-4 * 6 if steps_on_meshes.is_round_off(path) else 2e-6
+    np.testing.assert_allclose(multi_leaf, single_leaf, rtol=1e-4, atol=atol)
   images = multi_restored.images(multi_restored.seed_latents(0, 4))
   assert images.shape == (4, 32, 32, 1) and images.std() > 0
 

@@ -1,5 +1,5 @@
 """What the codebase promises holds for SNGAN: bit-identical reruns and resume (with EMA,
-DiffAugment and R1 on), 1 = 2 devices, the sampling CLI on its checkpoint (bfloat16:
+DiffAugment and R1 on), 1 = 2 = 8 devices, the sampling CLI on its checkpoint (bfloat16:
 tests/test_models.py)."""
 
 import jax
@@ -54,18 +54,19 @@ def test_sampling_cli_writes_a_grid_from_an_sngan_checkpoint(resumed_and_whole, 
 
 
 @pytest.mark.slow
-def test_one_and_two_devices_give_the_same_training(tmp_path):
+def test_one_two_and_eight_devices_give_the_same_training(tmp_path):
   out = tmp_path / 'runs.npz'
   result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
-                                   'sngan_test', '1', '2'], devices=2)
+                                   'sngan_test', '1', '2', '8'], devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
-  np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)
   exact, round_off = ~runs['round_off'], runs['round_off']
-  np.testing.assert_allclose(runs['params_2'][exact], runs['params_1'][exact], rtol=1e-4,
-                             atol=2e-6)
   lr, steps = 2e-4, 2
-  np.testing.assert_allclose(runs['params_2'][round_off], runs['params_1'][round_off], rtol=0,
-                             atol=2 * lr * steps)
+  for count in (2, 8):
+    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(runs[f'params_{count}'][exact], runs['params_1'][exact],
+                               rtol=1e-4, atol=2e-6)
+    np.testing.assert_allclose(runs[f'params_{count}'][round_off], runs['params_1'][round_off],
+                               rtol=0, atol=2 * lr * steps)
   assert not np.allclose(runs['losses_1'][0], runs['losses_1'][-1])  # training moved
 
