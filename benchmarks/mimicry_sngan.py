@@ -7,8 +7,8 @@ Needs PyTorch and torch-mimicry (the test extra; README, Tests). Mimicry's step 
 of its Trainer.train: `d_steps` calls of its D `train_step` (D on a real batch, G makes the
 fakes, D on them, Adam), then its G `train_step` (G on fresh latents, D on the fakes, Adam);
 hinge loss, Adam(2e-4, betas=(0, 0.9)), its linear learning-rate decay. Ours is the step that
-training runs (benchmarks/step_timing.py) of the same model and recipe (configs/lfw_demo.py
-`use_sngan_demo` with 3 channels and these widths). Both on one fixed synthetic real batch;
+training runs (benchmarks/step_timing.py) of the same model and recipe (configs/celeba.py
+`use_sngan` at this resolution, with these widths). Both on one fixed synthetic real batch;
 rounds alternate between the two in one process so that both see the same machine load. images/s
 is the batch size over the median step time after 3 warm-up steps, as benchmarks/train_step.py
 counts it; torch uses as many threads as the machine has cores, XLA its default.
@@ -26,7 +26,8 @@ if not __package__:  # run as `python benchmarks/FILE.py`: make the repository r
 import torch
 
 from benchmarks import step_timing
-from configs import lfw_demo
+from configs import celeba
+from configs import default
 from facegan_jax import xla_flags
 from tests.helpers import mimicry_reference
 
@@ -79,9 +80,9 @@ def main():
   args = parser.parse_args()
   torch.set_num_threads(os.cpu_count())  # mimicry_reference sets one thread for the tests
 
-  config = lfw_demo.get_config('sngan')
-  config.model.update(resolution=args.resolution, channels=3, g_width=args.ngf,
-                      d_width=args.ndf)
+  config = default.get_config()
+  celeba.use_sngan(config, args.resolution)
+  config.model.update(g_width=args.ngf, d_width=args.ndf)
   config.train.d_steps = args.d_steps
   _, compiled, state, batch, compile_seconds = step_timing.compile_step(config, args.batch_size)
   ours_state = [state]

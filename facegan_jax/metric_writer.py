@@ -12,12 +12,29 @@ import io
 import json
 import math
 import os
+import sys
 
 import numpy as np
-import tensorboardX
-from tensorboardX import record_writer
 
-from facegan_jax import storage
+
+def _import_tensorboardx_without_torch():
+  """tensorboardX imports PyTorch when it is installed, only to accept torch tensors (which we
+  never pass); that costs every process about a second at start, so it is hidden meanwhile."""
+  hide = 'torch' not in sys.modules
+  if hide:
+    sys.modules['torch'] = None  # `import torch` raises ImportError, which tensorboardX expects
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top,redefined-outer-name
+  finally:
+    if hide:
+      del sys.modules['torch']
+  return tensorboardX
+
+
+tensorboardX = _import_tensorboardx_without_torch()
+from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from facegan_jax import storage  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Short names for the log line, in the order shown; other scalars follow under their own names.
 _LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',

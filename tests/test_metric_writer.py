@@ -6,6 +6,7 @@ import numpy as np
 
 from facegan_jax import metric_writer
 from tests.helpers import event_files
+from tests.helpers import multidevice
 
 
 def test_scalars_and_images_read_back(tmp_path):
@@ -50,3 +51,11 @@ def test_a_resumed_run_tells_tensorboard_to_drop_later_steps(tmp_path):
   starts = [event.step for event in tf.compat.v1.train.summary_iterator(str(path))
             if event.session_log.status == tf.compat.v1.SessionLog.START]
   assert starts == [11]  # TensorBoard then discards events of steps >= 11 from earlier files
+
+
+def test_starting_a_run_does_not_import_torch_even_where_it_is_installed():
+  result = multidevice.run_python(['-c', 'import importlib.util, sys; import facegan_jax.main; '
+                                   'print(importlib.util.find_spec("torch") is not None, '
+                                   '"torch" in sys.modules)'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() == ['True', 'False']  # installed (the test extra), not imported
