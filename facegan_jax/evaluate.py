@@ -1,11 +1,12 @@
 """FID, KID, precision, recall, density and coverage of a trained run.
 
-  python -m facegan_jax.evaluate --workdir=DIR [--step=N] [--num_samples=50000]
+  python -m facegan_jax.evaluate --workdir=DIR [--step=N] [--num_samples=50000] [--truncation=0.7]
 
 Restores the generator of the newest (or --step) checkpoint and the run's saved config, then
 compares config.eval.num_samples generated images with the run's training images exactly as the
 evaluation during training does (same latents, same cached reference features, so the numbers
-agree). Prints one line with the protocol and sample counts and writes them, with the data
+agree; a StyleGAN2 run may be evaluated truncated, as some published numbers are).
+Prints one line with the protocol and sample counts and writes them, with the data
 split and the Inception weights' digest, to DIR/eval/step_NNNNNNN.json. The Inception weights
 are config.eval.inception_weights unless --inception_weights is given (README, "Evaluation and
 TensorBoard", says how to get them); eval fields that a run's saved config lacks (runs older
@@ -40,27 +41,32 @@ flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the
 flags.DEFINE_enum('protocol', None, list(inception.PROTOCOLS), 'Resizing to 299x299; default: '
                   'the run\'s config.eval.protocol (README, "Evaluation" says which published '
                   'numbers each one compares with).')
+flags.DEFINE_float('truncation', 1.0, 'StyleGAN2: truncation psi of the generated images (1: '
+                   'none); written with the result.')
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int | None = None,
                         inception_weights: str | None = None,
-                        protocol: str | None = None) -> dict:
+                        protocol: str | None = None, truncation: float = 1.0) -> dict:
   """{'step', 'fid', 'kid', 'precision', 'recall', 'density', 'coverage'} of a checkpoint in
   `workdir`, with what they were computed on (fid.Evaluator.context: 'protocol',
-  'num_generated', 'num_real', 'source', 'split', 'inception').
+  'num_generated', 'num_real', 'source', 'split', 'inception'; and 'truncation').
 
-  The generator samples as in training (`generation`): the EMA one when the run kept it.
+  The generator samples as in training (`generation`): the EMA one when the run kept it;
+  `truncation` < 1 (StyleGAN2 only, else UserError) pulls its w towards the tracked average.
   """
-  restored = generation.RestoredGenerator(workdir, step)
+  restored = generation.RestoredGenerator(workdir, step, truncation)
   config = restored.config
   overrides = {'num_samples': num_samples, 'inception_weights': inception_weights,
                'protocol': protocol}
   config.eval.update({field: value for field, value in overrides.items() if value is not None})
   extractor = fid.make_extractor(config.eval, parallel.make_mesh())
   evaluator = fid.make_evaluator(config, functools.partial(generation.generate,
-                                                           restored.generator),
+                                                           restored.generator,
+                                                           truncation=truncation),
                                  extractor, image_sources.load_images(config))
-  return dict(step=restored.step, **evaluator(restored.variables), **evaluator.context)
+  return dict(step=restored.step, **evaluator(restored.variables), **evaluator.context,
+              truncation=truncation)
 
 
 @exit_on_user_error
@@ -69,7 +75,8 @@ def main(argv):
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   quiet_log.install(FLAGS.verbosity)
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
-                               FLAGS.inception_weights, FLAGS.protocol)
+                               FLAGS.inception_weights, FLAGS.protocol,
+                               FLAGS.truncation)
   path = os.path.join(FLAGS.workdir, 'eval', f'step_{result["step"]:07d}.json')
   storage.makedirs(os.path.dirname(path))
   storage.write_text(path, json.dumps(result, indent=2))
@@ -77,7 +84,7 @@ def main(argv):
   print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
         f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '
         f'density {result["density"]:.4f} coverage {result["coverage"]:.4f} '
-        f'({fid.describe(result)})')
+        f'({fid.describe(result)}, truncation {result["truncation"]:g})')
 
 
 if __name__ == '__main__':

@@ -10,11 +10,13 @@ import pytest
 
 from configs import lfw_demo
 from facegan_jax import ema
+from facegan_jax import evaluate
 from facegan_jax import images as images_lib
 from facegan_jax import parallel
 from facegan_jax import generation
 from facegan_jax import train
 from facegan_jax.errors import UserError
+from tests.conftest import TINY
 from tests.helpers import multidevice
 from tests import test_train
 
@@ -107,9 +109,10 @@ def test_path_length_regularisation_needs_a_style_based_generator():
     train.make_trainer(config)
 
 
-def test_sampler_truncates_towards_the_tracked_w_average(tmp_path):
+def test_sampler_and_evaluation_truncate_towards_the_tracked_w_average(tmp_path, tiny_weights):
   config = tiny_config()
   config.train.num_steps = 2
+  config.eval.inception_width_multiplier = TINY  # of `tiny_weights`, for the evaluation below
   state = train.train_and_evaluate(config, str(tmp_path))
   plain = generation.RestoredGenerator(str(tmp_path))
   truncated = generation.RestoredGenerator(str(tmp_path), truncation=0.0)
@@ -123,6 +126,13 @@ def test_sampler_truncates_towards_the_tracked_w_average(tmp_path):
       state.g_batch_stats['mapping']['w_avg'][None, None].repeat(4, 1), method='synthesize')
   np.testing.assert_array_equal(images[0], images_lib.to_uint8(np.asarray(average))[0])
   assert not np.array_equal(plain.images(latents)[0], plain.images(latents)[1])
+  # FID and the rest of a truncated generator: psi = 0 makes the 8 samples one image, so either
+  # all of them or none lie on the real faces' manifold.
+  results = {psi: evaluate.evaluate_checkpoint(str(tmp_path), num_samples=8,
+                                               inception_weights=tiny_weights, truncation=psi)
+             for psi in (1.0, 0.0)}
+  assert results[0.0]['truncation'] == 0.0 and results[1.0]['truncation'] == 1.0
+  assert results[0.0]['precision'] in (0.0, 1.0) and results[0.0]['kid'] != results[1.0]['kid']
 
 
 def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
