@@ -33,6 +33,7 @@ setuptools.setup(
         "data": ["tensorflow-cpu>=2.18,<2.22", "importlib_resources>=6"],
         "test": [
             "pytest>=8,<10",
+            "pytest-xdist>=3.6,<4",  # pytest.ini runs the tests on two workers
             "scikit-image>=0.24,<0.27",
             "tensorflow-cpu>=2.18,<2.22",
             "importlib_resources>=6",

@@ -12,16 +12,18 @@ from facegan_jax import convert_inception
 from facegan_jax import inception
 
 # Many tests (and the processes they start) compile the same train steps: one persistent
-# compilation cache, new for each session, compiles each program once. Subprocesses inherit it
-# through the environment, which JAX reads when it is imported.
-_COMPILATION_CACHE = {'JAX_COMPILATION_CACHE_DIR': tempfile.mkdtemp(prefix='facegan_xla_cache'),
-                      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0.5',
-                      'JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES': '0'}
-os.environ.update(_COMPILATION_CACHE)
-jax.config.update('jax_compilation_cache_dir', _COMPILATION_CACHE['JAX_COMPILATION_CACHE_DIR'])
+# compilation cache, new for each session, compiles each program once. pytest-xdist's workers
+# and the processes that tests start inherit it through the environment (JAX reads it when it is
+# imported); the process that made it removes it at exit.
+if 'FACEGAN_TEST_COMPILATION_CACHE' not in os.environ:
+  os.environ['FACEGAN_TEST_COMPILATION_CACHE'] = tempfile.mkdtemp(prefix='facegan_xla_cache')
+  atexit.register(shutil.rmtree, os.environ['FACEGAN_TEST_COMPILATION_CACHE'], True)
+os.environ.update(JAX_COMPILATION_CACHE_DIR=os.environ['FACEGAN_TEST_COMPILATION_CACHE'],
+                  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0.5',
+                  JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES='0')
+jax.config.update('jax_compilation_cache_dir', os.environ['JAX_COMPILATION_CACHE_DIR'])
 jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.5)
 jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
-atexit.register(shutil.rmtree, _COMPILATION_CACHE['JAX_COMPILATION_CACHE_DIR'], True)
 
 TINY = 1 / 8  # Inception width for tests: at 1 / 16 the 2-channel first layers flatten near-gray
 # images to one value, so tests could not tell generators apart
