@@ -88,10 +88,11 @@ class RestoredGenerator:
       except Exception as error:  # pylint: disable=broad-except
         others = [other for other in sorted(steps, reverse=True) if other != step]
         raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
-    if truncation != 1 and self.config.model.name != 'stylegan2':
-      raise UserError(f'--truncation={truncation} needs a StyleGAN2 run; this one is '
-                      f'{self.config.model.name!r} (leave --truncation at 1).')
+    if truncation != 1:
+      self.check_style_based(f'--truncation={truncation}', '(leave --truncation at 1)')
     self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation))
+    self._map = jax.jit(lambda v, z: self.generator.apply(v, z, truncation, method='map'))
+    self._synthesize = jax.jit(lambda v, ws: self.generator.apply(v, ws, method='synthesize'))
 
   def _restore(self, manager, step: int):
     """Reads the run's config and the generator's sampling variables of `step`."""
@@ -113,6 +114,21 @@ class RestoredGenerator:
     """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
     return images_lib.to_uint8(jax.device_get(self._generate(self.variables, latent_batch)))
 
+  def check_style_based(self, what: str, instead: str):
+    """UserError unless the run's generator is StyleGAN2's (it has a w space)."""
+    if self.config.model.name != 'stylegan2':
+      raise UserError(f'{what} needs a StyleGAN2 run; this one is '
+                      f'{self.config.model.name!r} {instead}.')
+
+  def styles(self, latent_batch) -> jax.Array:
+    """StyleGAN2: ws [N, num_ws, w_dim] of latents [N, latent_dim], truncated as `images`."""
+    return self._map(self.variables, latent_batch)
+
+  def images_of_styles(self, ws) -> np.ndarray:
+    """StyleGAN2: ws [N, num_ws, w_dim] -> uint8 images [N, H, W, C] (constant noise, so
+    `images_of_styles(styles(z))` equals `images(z)`)."""
+    return images_lib.to_uint8(jax.device_get(self._synthesize(self.variables, ws)))
+
 
 def slerp(a, b, fractions):
   """Spherical interpolation between latents a, b [D] at `fractions` [F]: [F, D]."""
@@ -127,3 +143,35 @@ def interpolation_latents(restored: RestoredGenerator, seeds, frames: int):
   ends = [restored.seed_latents(seed, 1)[0] for seed in seeds]
   fractions = np.linspace(0.0, 1.0, frames)
   return jnp.concatenate([slerp(a, b, fractions) for a, b in zip(ends[:-1], ends[1:])])
+
+
+def interpolation_styles(restored: RestoredGenerator, seeds, frames: int):
+  """StyleGAN2: like `interpolation_latents`, linear in w (where StyleGAN2 interpolates):
+  ws [(len(seeds) - 1) * frames, num_ws, w_dim], each row from w(seed i) to w(seed i + 1),
+  both ends exact."""
+  restored.check_style_based('interpolation in w', '(interpolate in z instead)')
+  ends = restored.styles(jnp.stack([restored.seed_latents(seed, 1)[0] for seed in seeds]))
+  t = jnp.asarray(np.linspace(0.0, 1.0, frames))[:, None, None]
+  return jnp.concatenate([(1 - t) * a + t * b for a, b in zip(ends[:-1], ends[1:])])
+
+
+def style_mixing_grid(restored: RestoredGenerator, row_seeds, column_seeds,
+                      mixed_styles) -> np.ndarray:
+  """StyleGAN2's style-mixing figure: uint8 images [(1 + R) * (1 + C), H, W, ch] for a grid
+  of 1 + C columns. The first row is a black cell and the column seeds' images, each next row
+  the row seed's image and then its ws with the styles `mixed_styles` (layer indices, 0 the
+  coarsest) taken from each column seed."""
+  restored.check_style_based('style mixing', '(it has no per-layer styles)')
+  rows, columns = (restored.styles(jnp.stack([restored.seed_latents(seed, 1)[0]
+                                              for seed in seeds]))
+                   for seeds in (row_seeds, column_seeds))
+  taken = np.isin(np.arange(rows.shape[1]), list(mixed_styles))[None, None, :, None]
+  mixed = jnp.where(taken, columns[None], rows[:, None]).reshape((-1,) + rows.shape[1:])
+  images = restored.images_of_styles(jnp.concatenate([columns, rows, mixed]))
+  column_images, rest = images[:len(column_seeds)], images[len(column_seeds):]
+  row_images, mixed_images = rest[:len(row_seeds)], rest[len(row_seeds):]
+  cells = [np.zeros_like(images[0])] + list(column_images)
+  for index, row_image in enumerate(row_images):
+    cells += [row_image] + list(mixed_images[index * len(column_seeds):
+                                             (index + 1) * len(column_seeds)])
+  return np.stack(cells)

@@ -2,8 +2,11 @@
 
 Writes a PNG grid of `--num` samples (`generation.RestoredGenerator`) from the latents of
 `--seed` (StyleGAN2: truncated by `--truncation=0.7`), optionally each image as its own PNG, and
-with `--interpolate=S1,S2,...` a strip of spherical interpolations between the latents of
-consecutive seeds. The same flags give byte-identical PNGs.
+with `--interpolate=S1,S2,...` a strip of interpolations between consecutive seeds (spherical in
+z, or for StyleGAN2 linear in w with `--interpolate_in=w`), and for StyleGAN2 with
+`--mixing_rows=R1,... --mixing_columns=C1,...` the style-mixing figure (each row seed's w with
+the `--mixing_styles` layers taken from each column seed). The same flags give byte-identical
+PNGs.
 """
 
 import os
@@ -31,6 +34,14 @@ flags.DEFINE_list('interpolate', None, 'Seeds to interpolate between, e.g. 0,1,2
                   'strip per consecutive pair to --interpolation_out.')
 flags.DEFINE_integer('frames', 8, 'Images per interpolation strip, end points included.')
 flags.DEFINE_string('interpolation_out', 'interpolation.png', 'Path of the interpolation PNG.')
+flags.DEFINE_enum('interpolate_in', 'z', ['z', 'w'], 'Interpolate spherically in z, or '
+                  '(StyleGAN2) linearly in w.')
+flags.DEFINE_list('mixing_rows', None, 'StyleGAN2: row seeds of a style-mixing figure.')
+flags.DEFINE_list('mixing_columns', None, 'StyleGAN2: column seeds, whose styles replace the '
+                  'rows\' --mixing_styles layers.')
+flags.DEFINE_string('mixing_styles', '0-3', 'Layers A-B (or A,B,...) taken from the column seeds; '
+                    '0 is the coarsest (4x4). 0-3: pose, face shape, hair style.')
+flags.DEFINE_string('mixing_out', 'style_mixing.png', 'Path of the style-mixing PNG.')
 flags.mark_flag_as_required('workdir')
 
 
@@ -46,12 +57,23 @@ def write_samples(restored: generation.RestoredGenerator, out: str, num: int, se
   return images
 
 
-def parse_seeds(values) -> list[int]:
-  """--interpolate values -> seeds; UserError unless at least two integers."""
-  if len(values) < 2 or not all(value.strip().lstrip('-').isdigit() for value in values):
-    raise UserError(f'--interpolate={",".join(values)} needs two or more integer seeds, '
-                    'e.g. --interpolate=0,1.')
+def parse_seeds(values, flag: str = 'interpolate', least: int = 2) -> list[int]:
+  """--FLAG values -> seeds; UserError unless at least `least` integers."""
+  if len(values) < least or not all(value.strip().lstrip('-').isdigit() for value in values):
+    count = {1: 'one', 2: 'two'}[least]
+    raise UserError(f'--{flag}={",".join(values)} needs {count} or more integer seeds, '
+                    f'e.g. --{flag}={",".join(map(str, range(max(least, 2))))}.')
   return [int(value) for value in values]
+
+
+def parse_layers(text: str) -> list[int]:
+  """'A-B' or 'A,B,...' -> layer indices; UserError otherwise."""
+  parts = text.split('-') if '-' in text else text.split(',')
+  if not text or not all(part.strip().isdigit() for part in parts) or (
+      '-' in text and (len(parts) != 2 or int(parts[0]) > int(parts[1]))):
+    raise UserError(f'--mixing_styles={text} is not a layer range; use e.g. 0-3 or 0,2,4.')
+  numbers = [int(part) for part in parts]
+  return list(range(numbers[0], numbers[1] + 1)) if '-' in text else numbers
 
 
 @exit_on_user_error
@@ -63,13 +85,27 @@ def main(argv):
     raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
                     'least 2.')
   seeds = parse_seeds(FLAGS.interpolate) if FLAGS.interpolate is not None else None
+  mixing = (FLAGS.mixing_rows, FLAGS.mixing_columns)
+  if any(value is not None for value in mixing):
+    mixing = [parse_seeds(value or [], flag, 1)
+              for value, flag in zip(mixing, ('mixing_rows', 'mixing_columns'))]
+    layers = parse_layers(FLAGS.mixing_styles)
   restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation)
   write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
   print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
   if seeds:
-    strip = restored.images(generation.interpolation_latents(restored, seeds, FLAGS.frames))
+    if FLAGS.interpolate_in == 'w':
+      strip = restored.images_of_styles(
+          generation.interpolation_styles(restored, seeds, FLAGS.frames))
+    else:
+      strip = restored.images(generation.interpolation_latents(restored, seeds, FLAGS.frames))
     images_lib.save_png(FLAGS.interpolation_out, images_lib.make_grid(strip, FLAGS.frames))
     print(f'Wrote {FLAGS.interpolation_out}.')
+  if mixing[0] is not None:
+    rows, columns = mixing
+    figure = generation.style_mixing_grid(restored, rows, columns, layers)
+    images_lib.save_png(FLAGS.mixing_out, images_lib.make_grid(figure, 1 + len(columns)))
+    print(f'Wrote {FLAGS.mixing_out}.')
 
 
 if __name__ == '__main__':

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import ema
@@ -109,13 +110,21 @@ def test_path_length_regularisation_needs_a_style_based_generator():
     train.make_trainer(config)
 
 
-def test_sampler_and_evaluation_truncate_towards_the_tracked_w_average(tmp_path, tiny_weights):
+@pytest.fixture(scope='module')
+def tiny_run(tmp_path_factory):
+  """(workdir, config, final state) of 2 steps of `tiny_config`, evaluable with the tiny
+  Inception of conftest."""
+  workdir = str(tmp_path_factory.mktemp('tiny_run'))
   config = tiny_config()
   config.train.num_steps = 2
-  config.eval.inception_width_multiplier = TINY  # of `tiny_weights`, for the evaluation below
-  state = train.train_and_evaluate(config, str(tmp_path))
-  plain = generation.RestoredGenerator(str(tmp_path))
-  truncated = generation.RestoredGenerator(str(tmp_path), truncation=0.0)
+  config.eval.inception_width_multiplier = TINY
+  return workdir, config, train.train_and_evaluate(config, workdir)
+
+
+def test_sampler_and_evaluation_truncate_towards_the_tracked_w_average(tiny_run, tiny_weights):
+  workdir, config, state = tiny_run
+  plain = generation.RestoredGenerator(workdir)
+  truncated = generation.RestoredGenerator(workdir, truncation=0.0)
   latents = plain.seed_latents(0, 4)
   images = truncated.images(latents)
   # psi = 0: every sample is the image of the average w (constant noise).
@@ -128,11 +137,55 @@ def test_sampler_and_evaluation_truncate_towards_the_tracked_w_average(tmp_path,
   assert not np.array_equal(plain.images(latents)[0], plain.images(latents)[1])
   # FID and the rest of a truncated generator: psi = 0 makes the 8 samples one image, so either
   # all of them or none lie on the real faces' manifold.
-  results = {psi: evaluate.evaluate_checkpoint(str(tmp_path), num_samples=8,
+  results = {psi: evaluate.evaluate_checkpoint(workdir, num_samples=8,
                                                inception_weights=tiny_weights, truncation=psi)
              for psi in (1.0, 0.0)}
   assert results[0.0]['truncation'] == 0.0 and results[1.0]['truncation'] == 1.0
   assert results[0.0]['precision'] in (0.0, 1.0) and results[0.0]['kid'] != results[1.0]['kid']
+
+
+def test_style_mixing_takes_the_chosen_layers_from_the_column_seeds(tiny_run):
+  restored = generation.RestoredGenerator(tiny_run[0])
+  rows, columns = [1, 2], [3, 4, 5]
+  layers = restored.styles(restored.seed_latents(0, 1)).shape[1]
+  figures = {name: generation.style_mixing_grid(restored, rows, columns, chosen)
+             for name, chosen in (('all', range(layers)), ('none', []), ('coarse', [0, 1]))}
+  width = 1 + len(columns)
+  for name, figure in figures.items():
+    assert figure.shape[0] == (1 + len(rows)) * width and not figure[0].any()
+    for row in range(1, 1 + len(rows)):
+      cells = figure[row * width + 1:(row + 1) * width]
+      if name == 'all':  # every style from the column seed: its image
+        np.testing.assert_array_equal(cells, figure[1:width])
+      elif name == 'none':  # no style from it: the row seed's image
+        np.testing.assert_array_equal(cells, np.broadcast_to(figure[row * width], cells.shape))
+      else:  # the coarse layers from the column seed: neither image
+        assert not any(np.array_equal(cell, figure[column + 1]) or
+                       np.array_equal(cell, figure[row * width])
+                       for column, cell in enumerate(cells))
+  # The figure's images are the sampler's (another compiled program: round-off aside).
+  plain = restored.images(jnp.stack([restored.seed_latents(seed, 1)[0] for seed in columns]))
+  assert np.abs(plain.astype(int) - figures['all'][1:width]).max() <= 1
+
+
+def test_interpolation_in_w_is_linear_and_ends_at_the_seeds_styles(tiny_run, tmp_path):
+  restored = generation.RestoredGenerator(tiny_run[0])
+  seeds = [1, 2, 3]
+  ws = np.asarray(generation.interpolation_styles(restored, seeds, 5))
+  ends = np.asarray(restored.styles(jnp.stack([restored.seed_latents(seed, 1)[0]
+                                               for seed in seeds])))
+  np.testing.assert_array_equal(ws[[0, 4, 5, 9]], ends[[0, 1, 1, 2]])
+  np.testing.assert_allclose(ws[2], (ends[0] + ends[1]) / 2, rtol=1e-6, atol=1e-6)
+  # The command writes both figures.
+  result = multidevice.run_python([
+      '-m', 'facegan_jax.sample', f'--workdir={tiny_run[0]}', '--num=4',
+      f'--out={tmp_path / "grid.png"}', '--interpolate=1,2', '--interpolate_in=w', '--frames=5',
+      f'--interpolation_out={tmp_path / "w.png"}', '--mixing_rows=1,2', '--mixing_columns=3,4,5',
+      f'--mixing_out={tmp_path / "mixing.png"}'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  # 16x16 images with 2-pixel borders: 1 x 5 frames, and 3 x 4 cells.
+  with Image.open(tmp_path / 'w.png') as strip, Image.open(tmp_path / 'mixing.png') as figure:
+    assert (strip.height, strip.width, figure.height, figure.width) == (20, 92, 56, 74)
 
 
 def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
