@@ -129,7 +129,7 @@ def ordered_map(fn: Callable, items: Iterable, threads: int) -> Iterator:
 
 def check_folder(path: str):
   """UserError unless `path` (config.data.path) is a directory (a gs:// one: its bucket can be
-  listed; it holds files or not is `folder_files`'s to say)."""
+  listed; it holds files or not is `folder_versions`'s to say)."""
   if storage.is_gcs(path):
     storage.check_reachable(path, f'config.data.path={path}')
     return
@@ -144,29 +144,30 @@ def _walk(path: str) -> Iterator[str]:
     yield from (os.path.relpath(os.path.join(root, name), path) for name in names)
 
 
-def folder_files(path: str) -> list[str]:
-  """Every JPEG/PNG file under `path`, recursively, as sorted paths relative to `path`."""
+def folder_versions(path: str) -> dict[str, str]:
+  """{name: version} of every JPEG/PNG file under `path`, recursively, in the order of the
+  sorted names (paths relative to `path`). The version (size and modification time; in gs://,
+  size and generation, from the one listing) changes whenever the file does."""
   check_folder(path)
-  names = storage.list_objects(path) if storage.is_gcs(path) else _walk(path)
-  files = [name for name in names if name.lower().endswith(IMAGE_EXTENSIONS)]
+  if storage.is_gcs(path):
+    listed = storage.list_objects(path)
+  else:
+    listed = dict.fromkeys(_walk(path))
+  files = sorted(name for name in listed if name.lower().endswith(IMAGE_EXTENSIONS))
   if not files:
     raise UserError(f'config.data.path={path!r} holds no .jpg, .jpeg or .png files; put the '
                     f'face images there (subfolders are searched too) or fix the path.')
-  return sorted(files)
-
-
-def folder_fingerprint(path: str, files: list[str]) -> str:
-  """A digest of the names, sizes and modification times (gs://: generations) of `files`:
-  changes when they do."""
-  digest = hashlib.sha256()
   if storage.is_gcs(path):
-    versions = storage.list_objects(path)
-    for name in files:
-      digest.update(f'{name}\0{versions[name]}\n'.encode())
-    return digest.hexdigest()
-  for name in files:
-    stat = os.stat(os.path.join(path, name))
-    digest.update(f'{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n'.encode())
+    return {name: listed[name] for name in files}
+  stats = {name: os.stat(os.path.join(path, name)) for name in files}
+  return {name: f'{stat.st_size}\0{stat.st_mtime_ns}' for name, stat in stats.items()}
+
+
+def folder_fingerprint(versions: dict[str, str]) -> str:
+  """A digest of `folder_versions`: changes when any file does."""
+  digest = hashlib.sha256()
+  for name, version in versions.items():
+    digest.update(f'{name}\0{version}\n'.encode())
   return digest.hexdigest()
 
 
@@ -321,10 +322,10 @@ def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.
     key['split'] = data.split
     name = f'celeb_a/{data.split}'
   else:
-    files = folder_files(data.path)
+    versions = folder_versions(data.path)
+    files = list(versions)
     name = data.path if storage.is_gcs(data.path) else os.path.abspath(data.path)
-    key.update(path=name, fingerprint=folder_fingerprint(data.path, files),
-               decoder=DECODER_VERSION)
+    key.update(path=name, fingerprint=folder_fingerprint(versions), decoder=DECODER_VERSION)
   path = image_cache.cache_path(cache_dir(data), key)
   cached = image_cache.load(path)
   if cached is not None:

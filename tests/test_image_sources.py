@@ -71,26 +71,27 @@ def test_folder_files_are_sorted_recursive_and_images_only(tmp_path):
   write_faces(tmp_path, 3)
   (tmp_path / 'notes.txt').write_text('not a face')
   (tmp_path / 'UPPER.JPG').write_bytes(b'')
-  assert image_sources.folder_files(str(tmp_path)) == [
+  assert list(image_sources.folder_versions(str(tmp_path))) == [
       'UPPER.JPG', 'group0/face000.png', 'group0/face002.png', 'group1/face001.png']
 
 
 def test_missing_or_empty_folder_is_a_clear_error(tmp_path):
   missing = tmp_path / 'nope'
   with pytest.raises(UserError, match=f"config.data.path='{missing}' is not a directory"):
-    image_sources.folder_files(str(missing))
+    image_sources.folder_versions(str(missing))
   (tmp_path / 'readme.txt').write_text('no faces here')
   with pytest.raises(UserError, match=f"config.data.path='{tmp_path}' holds no .jpg, .jpeg"):
-    image_sources.folder_files(str(tmp_path))
+    image_sources.folder_versions(str(tmp_path))
 
 
 def test_folder_fingerprint_changes_when_the_files_do(tmp_path):
   write_faces(tmp_path, 2)
-  files = image_sources.folder_files(str(tmp_path))
-  before = image_sources.folder_fingerprint(str(tmp_path), files)
-  assert before == image_sources.folder_fingerprint(str(tmp_path), files)
-  (tmp_path / files[0]).write_bytes(b'edited')
-  assert before != image_sources.folder_fingerprint(str(tmp_path), files)
+  fingerprint = lambda: image_sources.folder_fingerprint(
+      image_sources.folder_versions(str(tmp_path)))
+  before = fingerprint()
+  assert before == fingerprint()
+  (tmp_path / list(image_sources.folder_versions(str(tmp_path)))[0]).write_bytes(b'edited')
+  assert before != fingerprint()
 
 
 def test_celeb_a_files_are_the_split_in_a_fixed_order(tmp_path):
