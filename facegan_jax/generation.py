@@ -110,6 +110,10 @@ class RestoredGenerator:
     """[count, latent_dim] latents of `seed` (the `sample` command's --seed)."""
     return latents(jax.random.key(seed), count, self.config.model.latent_dim)
 
+  def first_latents(self, seeds) -> jax.Array:
+    """[len(seeds), latent_dim]: the first latent of each seed."""
+    return jnp.stack([self.seed_latents(seed, 1)[0] for seed in seeds])
+
   def images(self, latent_batch) -> np.ndarray:
     """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
     return images_lib.to_uint8(jax.device_get(self._generate(self.variables, latent_batch)))
@@ -140,7 +144,7 @@ def slerp(a, b, fractions):
 
 def interpolation_latents(restored: RestoredGenerator, seeds, frames: int):
   """[(len(seeds) - 1) * frames, latent_dim]: one row of `frames` per consecutive seed pair."""
-  ends = [restored.seed_latents(seed, 1)[0] for seed in seeds]
+  ends = restored.first_latents(seeds)
   fractions = np.linspace(0.0, 1.0, frames)
   return jnp.concatenate([slerp(a, b, fractions) for a, b in zip(ends[:-1], ends[1:])])
 
@@ -150,7 +154,7 @@ def interpolation_styles(restored: RestoredGenerator, seeds, frames: int):
   ws [(len(seeds) - 1) * frames, num_ws, w_dim], each row from w(seed i) to w(seed i + 1),
   both ends exact."""
   restored.check_style_based('interpolation in w', '(interpolate in z instead)')
-  ends = restored.styles(jnp.stack([restored.seed_latents(seed, 1)[0] for seed in seeds]))
+  ends = restored.styles(restored.first_latents(seeds))
   t = jnp.asarray(np.linspace(0.0, 1.0, frames))[:, None, None]
   return jnp.concatenate([(1 - t) * a + t * b for a, b in zip(ends[:-1], ends[1:])])
 
@@ -162,16 +166,12 @@ def style_mixing_grid(restored: RestoredGenerator, row_seeds, column_seeds,
   the row seed's image and then its ws with the styles `mixed_styles` (layer indices, 0 the
   coarsest) taken from each column seed."""
   restored.check_style_based('style mixing', '(it has no per-layer styles)')
-  rows, columns = (restored.styles(jnp.stack([restored.seed_latents(seed, 1)[0]
-                                              for seed in seeds]))
+  rows, columns = (restored.styles(restored.first_latents(seeds))
                    for seeds in (row_seeds, column_seeds))
   taken = np.isin(np.arange(rows.shape[1]), list(mixed_styles))[None, None, :, None]
-  mixed = jnp.where(taken, columns[None], rows[:, None]).reshape((-1,) + rows.shape[1:])
-  images = restored.images_of_styles(jnp.concatenate([columns, rows, mixed]))
-  column_images, rest = images[:len(column_seeds)], images[len(column_seeds):]
-  row_images, mixed_images = rest[:len(row_seeds)], rest[len(row_seeds):]
-  cells = [np.zeros_like(images[0])] + list(column_images)
-  for index, row_image in enumerate(row_images):
-    cells += [row_image] + list(mixed_images[index * len(column_seeds):
-                                             (index + 1) * len(column_seeds)])
-  return np.stack(cells)
+  mixed = jnp.where(taken, columns[None], rows[:, None])  # [R, C, num_ws, w_dim]
+  # Each row: the row seed's ws, then its mixes; above them the column seeds' ws.
+  table = jnp.concatenate([rows[:, None], mixed], axis=1)
+  images = restored.images_of_styles(
+      jnp.concatenate([columns, table.reshape((-1,) + rows.shape[1:])]))
+  return np.concatenate([np.zeros_like(images[:1]), images])

@@ -85,11 +85,11 @@ def main(argv):
     raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
                     'least 2.')
   seeds = parse_seeds(FLAGS.interpolate) if FLAGS.interpolate is not None else None
-  mixing = (FLAGS.mixing_rows, FLAGS.mixing_columns)
-  if any(value is not None for value in mixing):
-    mixing = [parse_seeds(value or [], flag, 1)
-              for value, flag in zip(mixing, ('mixing_rows', 'mixing_columns'))]
-    layers = parse_layers(FLAGS.mixing_styles)
+  mixing = None  # (row seeds, column seeds, layers) of a style-mixing figure
+  if FLAGS.mixing_rows is not None or FLAGS.mixing_columns is not None:
+    mixing = (parse_seeds(FLAGS.mixing_rows or [], 'mixing_rows', 1),
+              parse_seeds(FLAGS.mixing_columns or [], 'mixing_columns', 1),
+              parse_layers(FLAGS.mixing_styles))
   restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation)
   write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
   print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
@@ -101,8 +101,8 @@ def main(argv):
       strip = restored.images(generation.interpolation_latents(restored, seeds, FLAGS.frames))
     images_lib.save_png(FLAGS.interpolation_out, images_lib.make_grid(strip, FLAGS.frames))
     print(f'Wrote {FLAGS.interpolation_out}.')
-  if mixing[0] is not None:
-    rows, columns = mixing
+  if mixing:
+    rows, columns, layers = mixing
     figure = generation.style_mixing_grid(restored, rows, columns, layers)
     images_lib.save_png(FLAGS.mixing_out, images_lib.make_grid(figure, 1 + len(columns)))
     print(f'Wrote {FLAGS.mixing_out}.')

@@ -164,7 +164,7 @@ def test_style_mixing_takes_the_chosen_layers_from_the_column_seeds(tiny_run):
                        np.array_equal(cell, figure[row * width])
                        for column, cell in enumerate(cells))
   # The figure's images are the sampler's (another compiled program: round-off aside).
-  plain = restored.images(jnp.stack([restored.seed_latents(seed, 1)[0] for seed in columns]))
+  plain = restored.images(restored.first_latents(columns))
   assert np.abs(plain.astype(int) - figures['all'][1:width]).max() <= 1
 
 
@@ -172,8 +172,7 @@ def test_interpolation_in_w_is_linear_and_ends_at_the_seeds_styles(tiny_run, tmp
   restored = generation.RestoredGenerator(tiny_run[0])
   seeds = [1, 2, 3]
   ws = np.asarray(generation.interpolation_styles(restored, seeds, 5))
-  ends = np.asarray(restored.styles(jnp.stack([restored.seed_latents(seed, 1)[0]
-                                               for seed in seeds])))
+  ends = np.asarray(restored.styles(restored.first_latents(seeds)))
   np.testing.assert_array_equal(ws[[0, 4, 5, 9]], ends[[0, 1, 1, 2]])
   np.testing.assert_allclose(ws[2], (ends[0] + ends[1]) / 2, rtol=1e-6, atol=1e-6)
   # The command writes both figures.
