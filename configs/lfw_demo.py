@@ -14,13 +14,14 @@ behind the DCGAN demo (benchmarks/README.md, 'SNGAN on the LFW demo'). `sngan_te
 own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly) shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to
 16x16, 32 at 32x32, z = w = 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and
 path-length regularisation, style mixing, the EMA generator with ramp-up, Adam(0.0025, 0,
-0.99)) for 300 steps (9,600 images): far too few for StyleGAN2 to draw faces.
+0.99)) for 300 steps (9,600 images): far too few for StyleGAN2 to draw faces;
+`stylegan2_test` shrinks it to seconds.
 """
 
 from configs import celeba
 from configs import default
 
-VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2')
+VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test')
 # 300 steps took 10 CPU-minutes (compilation included) on the shared, overloaded CPU here
 # (benchmarks/README.md, 'StyleGAN2 on the LFW demo'); the 5-minute budget needs a quieter one.
 STYLEGAN2_STEPS = 300
@@ -49,14 +50,27 @@ def get_config(variant=None):
     config.optim.decay_steps = config.train.num_steps
     config.model.g_width = config.model.d_width = 16
     config.train.d_steps = 2
-  elif variant == 'stylegan2':
+  elif variant in ('stylegan2', 'stylegan2_test'):
     config.model.update(channel_base=1024, channel_max=64, w_dim=64)
     celeba.use_stylegan2(config, 32, batch_size=32, learning_rate=0.0025,
                          r1_gamma=0.0002 * 32**2 / 32, ema_kimg=10, ema_rampup=0.05)
     config.model.update(latent_dim=64, channels=1)
     config.train.num_steps = STYLEGAN2_STEPS
     config.train.log_every, config.samples.every = 50, 100
+    if variant == 'stylegan2_test':
+      shrink_stylegan2_for_tests(config)
   return config
+
+
+def shrink_stylegan2_for_tests(config):
+  """The `stylegan2` demo shrunk to seconds: 16x16 with 8 to 16 channels, z = w = 16, batch 8,
+  4 steps, both lazy regularisers on every second step (compiling the step takes most of the
+  time)."""
+  config.model.update(resolution=16, channel_base=128, channel_max=16, latent_dim=16, w_dim=16)
+  config.loss.r1_every = config.loss.pl_every = 2
+  config.train.update(batch_size=8, num_steps=4, log_every=2)
+  config.samples.update(every=2, count=4)
+  config.checkpoint.every = 2
 
 
 def use_sngan_demo(config):

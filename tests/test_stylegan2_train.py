@@ -23,18 +23,7 @@ from tests import test_train
 
 
 def tiny_config():
-  """The LFW demo's StyleGAN2 at 16x16 with 8 to 16 channels, batch 8, 4 steps, every
-  regulariser on every second step (compiling the step takes most of the time)."""
-  config = lfw_demo.get_config('stylegan2')
-  config.model.resolution = 16
-  config.model.channel_base, config.model.channel_max = 128, 16
-  config.model.latent_dim = config.model.w_dim = 16
-  config.loss.r1_every = config.loss.pl_every = 2
-  config.train.batch_size = 8
-  config.train.num_steps = 4
-  config.train.log_every = config.samples.every = config.checkpoint.every = 2
-  config.samples.count = 4
-  return config
+  return lfw_demo.get_config('stylegan2_test')
 
 
 def every_leaf(state):
@@ -197,11 +186,14 @@ def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_one_and_two_devices_train_the_same(tmp_path):
+def test_one_two_and_eight_devices_train_the_same(tmp_path):
+  """Eight devices share a batch of 8 and the path-length phase's 4 latents."""
   out = tmp_path / 'runs.npz'
   result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
-                                   'stylegan2', '1', '2'], devices=2, timeout=900)
+                                   'stylegan2_test', '1', '2', '8'], devices=8, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
-  np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)
-  np.testing.assert_allclose(runs['params_2'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  for count in (2, 8):
+    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  assert not np.allclose(runs['losses_1'][0], runs['losses_1'][-1])  # training moved

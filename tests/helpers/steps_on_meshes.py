@@ -2,8 +2,7 @@
 
   python tests/helpers/steps_on_meshes.py OUT.npz NUM_STEPS VARIANT DEVICE_COUNT [DEVICE_COUNT ...]
 
-VARIANT: of configs/lfw_demo.py, e.g. 'test', or 'stylegan2' for the tiny StyleGAN2 of
-tests/test_stylegan2_train.py (every regulariser on).
+VARIANT: of configs/lfw_demo.py, e.g. 'test', 'sngan_test' or 'stylegan2_test'.
 
 Run with enough virtual devices (tests/helpers/multidevice.py). Used by tests/test_parallel.py.
 """
@@ -52,11 +51,7 @@ def is_round_off(path):
 
 
 def main(out, num_steps, variant, *device_counts):
-  if variant == 'stylegan2':
-    from tests import test_stylegan2_train  # pylint: disable=import-outside-toplevel
-    config = test_stylegan2_train.tiny_config()
-  else:
-    config = lfw_demo.get_config(variant)
+  config = lfw_demo.get_config(variant)
   results = {}
   for count in map(int, device_counts):
     results[f'losses_{count}'], results[f'params_{count}'], results['round_off'] = run(
