@@ -84,11 +84,12 @@ def main():
   celeba.use_sngan(config, args.resolution)
   config.model.update(g_width=args.ngf, d_width=args.ndf)
   config.train.d_steps = args.d_steps
-  _, compiled, state, batch, compile_seconds = step_timing.compile_step(config, args.batch_size)
+  trainer, compiled, state, batch, compile_seconds = step_timing.compile_step(config,
+                                                                             args.batch_size)
   ours_state = [state]
 
   def ours():
-    ours_state[0] = step_timing.timed_steps(compiled, ours_state[0], batch, 1)[1]
+    ours_state[0] = step_timing.timed_steps(trainer, compiled, ours_state[0], batch, 1)[1]
 
   theirs = mimicry_step(args)
   timed(theirs, step_timing.WARMUP_STEPS)

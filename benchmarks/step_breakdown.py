@@ -72,16 +72,16 @@ VARIANTS = {
 
 def main(argv):
   del argv
-  compiled, states, batches, times = {}, {}, {}, {}
+  trainers, compiled, states, batches, times = {}, {}, {}, {}, {}
   for name, patch in VARIANTS.items():
     with patch():
-      _, compiled[name], states[name], batches[name], _ = step_timing.compile_step(
+      trainers[name], compiled[name], states[name], batches[name], _ = step_timing.compile_step(
           step_timing.load_config(FLAGS.config), FLAGS.batch_size)
     times[name] = []
   for _ in range(FLAGS.rounds):
     for name in VARIANTS:
-      seconds, states[name] = step_timing.timed_steps(compiled[name], states[name],
-                                                      batches[name], FLAGS.steps)
+      seconds, states[name] = step_timing.timed_steps(trainers[name], compiled[name],
+                                                      states[name], batches[name], FLAGS.steps)
       times[name] += seconds
   medians = {name: statistics.median(seconds) for name, seconds in times.items()}
   print(f'{FLAGS.config}, batch {FLAGS.batch_size}, {jax.devices()[0].device_kind} '

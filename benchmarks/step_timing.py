@@ -1,6 +1,7 @@
 """The train step that training runs, compiled for timing, and timed step by step."""
 
 import importlib
+import math
 import time
 
 import jax
@@ -23,10 +24,18 @@ def load_config(name: str):
   return importlib.import_module(f'configs.{file}').get_config(variant or None)
 
 
+def lazy_cycle(trainer: train.Trainer) -> int:
+  """Steps after which the lazy regularisers' phases repeat (1 without them)."""
+  return math.lcm(trainer.r1_every if trainer.r1_gamma else 1,
+                  trainer.pl_every if trainer.pl_weight else 1)
+
+
 def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):
   """The compiled train step of `config` at `batch_size`, warmed up, with its inputs.
 
-  Returns (trainer, compiled step, state, batch, compile seconds).
+  Returns (trainer, compiled, state, batch, compile seconds): `compiled` maps each
+  `train.LazyPhases` of a cycle of the lazy regularisers to its compiled step (one entry when
+  there are none); the seconds are those of all of them.
   """
   config.train.batch_size = batch_size
   config.train.compute_dtype = compute_dtype
@@ -41,18 +50,21 @@ def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):
   batch = parallel.host_batch_to_global(images, mesh)
 
   start = time.perf_counter()
-  compiled = step.lower(state, batch).compile()
+  compiled = {}
+  for phases in sorted({train.lazy_phases(trainer, i) for i in range(lazy_cycle(trainer))}):
+    compiled[phases] = step.lower(state, batch, phases).compile()
   compile_seconds = time.perf_counter() - start
-  _, state = timed_steps(compiled, state, batch, WARMUP_STEPS)
+  _, state = timed_steps(trainer, compiled, state, batch, WARMUP_STEPS)
   return trainer, compiled, state, batch, compile_seconds
 
 
-def timed_steps(compiled, state, batch, count: int):
-  """Runs `count` steps, each timed to `block_until_ready`; returns (seconds, state)."""
+def timed_steps(trainer, compiled, state, batch, count: int):
+  """Runs `count` steps (each the compiled variant of its lazy phases), each timed to
+  `block_until_ready`; returns (seconds, state)."""
   seconds = []
   for _ in range(count):
     start = time.perf_counter()
-    state, _ = compiled(state, batch)
+    state, _ = compiled[train.lazy_phases(trainer, int(state.step))](state, batch)
     jax.block_until_ready(state)
     seconds.append(time.perf_counter() - start)
   return seconds, state

@@ -10,7 +10,7 @@ import functools
 import json
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import flax
 import jax
@@ -228,9 +228,27 @@ def _lazy_r1_update(trainer, state, real):
   return state.replace(d_params=d_params, d_opt_state=d_opt_state), r1
 
 
-def _discriminator_update(trainer, state, real, fakes, key):
-  """One Adam step of D on its loss (+ R1, in the same step if r1_every is 1, else in a step of
-  its own on every r1_every-th step); returns (state, metrics of this update).
+class LazyPhases(NamedTuple):
+  """Which lazy regularisers take a step of their own in a train step. Chosen on the host from
+  the step number (`lazy_phases`), so that each combination compiles into a step of its own
+  without a conditional: XLA:CPU runs convolutions inside a lax.cond branch 20-50x slower
+  (jax-ml/jax#12868; benchmarks/README.md)."""
+  r1: bool = False
+  path_length: bool = False
+
+
+def lazy_phases(trainer: Trainer, step: int) -> LazyPhases:
+  """The lazy phases of the train step that starts from state.step == `step`: R1 on every
+  r1_every-th (when r1_every > 1; else R1 is part of every D update), the path length on every
+  pl_every-th, step 0 included, as NVIDIA's training loop."""
+  return LazyPhases(r1=bool(trainer.r1_gamma) and trainer.r1_every > 1
+                    and step % trainer.r1_every == 0,
+                    path_length=bool(trainer.pl_weight) and step % trainer.pl_every == 0)
+
+
+def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
+  """One Adam step of D on its loss (+ R1 in the same step if r1_every is 1), then, if
+  `lazy_r1`, R1's step of its own; returns (state, metrics of this update).
 
   real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
   """
@@ -253,10 +271,10 @@ def _discriminator_update(trainer, state, real, fakes, key):
   d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
                                      grads)
   state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
-  if trainer.r1_gamma and trainer.r1_every > 1:
-    state, metrics['r1'] = jax.lax.cond(
-        state.step % trainer.r1_every == 0, lambda s: _lazy_r1_update(trainer, s, real),
-        lambda s: (s, jnp.zeros((), jnp.float32)), state)
+  if lazy_r1:
+    state, metrics['r1'] = _lazy_r1_update(trainer, state, real)
+  elif trainer.r1_gamma and trainer.r1_every > 1:
+    metrics['r1'] = jnp.zeros((), jnp.float32)
   return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
 
 
@@ -283,7 +301,7 @@ def _path_length_update(trainer, state, batch_size, key):
   return state.replace(g_params=g_params, g_opt_state=g_opt_state, pl_mean=pl_mean), length
 
 
-def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
+def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: LazyPhases):
   """`d_steps` discriminator updates (and the lazy R1 step), then one generator update (and the
   lazy path-length step, and the EMA of G).
 
@@ -291,6 +309,7 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
     trainer: the static models, optimisers, losses and regularisers.
     state: the current TrainState.
     batch: [d_steps, B, H, W, C] uint8 real images, one slice per discriminator update.
+    phases: `lazy_phases(trainer, state.step)`, static.
 
   Returns:
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
@@ -320,7 +339,7 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
   for i in range(d_steps if fresh else d_steps - 1):
     fakes, g_stats = generate(state.g_params, latents[i], noise_keys[i])
     state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
-                                           real[i], fakes, augment_keys[i])
+                                           real[i], fakes, augment_keys[i], phases.r1)
   g_latents = (jax.random.normal(jax.random.fold_in(latent_key, 1), latents.shape[1:]) if fresh
                else latents[-1])
   g_noise_key = jax.random.fold_in(noise_key, d_steps) if fresh else noise_keys[-1]
@@ -328,7 +347,8 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                                      state.g_params, has_aux=True)
   if not fresh:
     state, metrics = _discriminator_update(trainer, state, real[-1],
-                                           jax.lax.stop_gradient(fakes), augment_keys[-2])
+                                           jax.lax.stop_gradient(fakes), augment_keys[-2],
+                                           phases.r1)
 
   def g_loss_fn(fakes):
     fakes = _augment(trainer, augment_keys[-1], fakes)
@@ -344,11 +364,10 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array):
                                      g_grads)
   state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
   metrics = dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
-  if trainer.pl_weight:
-    state, metrics['path_length'] = jax.lax.cond(
-        state.step % trainer.pl_every == 0,
-        lambda s: _path_length_update(trainer, s, batch_size, pl_key),
-        lambda s: (s, jnp.zeros((), jnp.float32)), state)
+  if phases.path_length:
+    state, metrics['path_length'] = _path_length_update(trainer, state, batch_size, pl_key)
+  elif trainer.pl_weight:
+    metrics['path_length'] = jnp.zeros((), jnp.float32)
   if trainer.ema_decay:
     decay = (ema.ramped_decay(trainer.ema_decay, batch_size, trainer.ema_rampup,
                               state.step * batch_size) if trainer.ema_rampup
@@ -370,11 +389,12 @@ def generate_samples(trainer: Trainer, state: TrainState, latents):
 
 
 def compile_functions(trainer: Trainer, mesh, image_shape):
-  """jit-compiled (init, step, sample) with the state replicated and the batch sharded."""
+  """jit-compiled (init, step, sample) with the state replicated and the batch sharded; step
+  takes (state, batch, `lazy_phases(trainer, state.step)`) and compiles once per phases."""
   replicated = parallel.replicated(mesh)
   init = jax.jit(functools.partial(create_train_state, trainer, image_shape=image_shape),
                  out_shardings=replicated)
-  step = jax.jit(functools.partial(train_step, trainer),
+  step = jax.jit(functools.partial(train_step, trainer), static_argnums=2,
                  in_shardings=(replicated, parallel.batch_sharding(mesh)),
                  out_shardings=(replicated, replicated), donate_argnums=0)
   sample = jax.jit(functools.partial(generate_samples, trainer), out_shardings=replicated)
@@ -480,7 +500,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged
     stop_signals = stack.enter_context(preemption.StopSignals())
     for step in range(start_step + 1, config.train.num_steps + 1):
-      state, metrics = step_fn(state, next(batches))
+      state, metrics = step_fn(state, next(batches), lazy_phases(trainer, step - 1))
       unchecked.append(metrics)
       if len(unchecked) > MAX_STEPS_AHEAD:
         jax.block_until_ready(unchecked[-MAX_STEPS_AHEAD - 1])

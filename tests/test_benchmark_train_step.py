@@ -1,6 +1,7 @@
 """The hand FLOP count of benchmarks/train_step.py against DCGAN-64's layers counted by hand."""
 
 import jax.numpy as jnp
+import pytest
 
 from benchmarks import train_step
 from configs import celeba
@@ -39,3 +40,32 @@ def test_sngan32_layer_flops_count_every_convolution_at_its_resolution():
   per_image = train_step.hand_flops_per_step(trainer, (32, 32, 3), batch_size=1, d_steps=2)
   # Mimicry's step: the G update runs a G forward of its own.
   assert per_image == 2 * (sum(g) + 6 * sum(d) - 2 * d[0]) + 3 * sum(d) + 3 * sum(g) - g[0]
+
+
+def test_stylegan2_layer_flops_and_step_count_match_the_hand_count():
+  trainer = train.make_trainer(lfw_demo.get_config('stylegan2_test'))  # 16x16, 16 to 8 channels
+  z = jnp.zeros((1, 16))
+  g = train_step.layer_flops(trainer.generator, z)
+  mapping = train_step.layer_flops(trainer.generator, z, within='mapping')
+  d = train_step.layer_flops(trainer.discriminator, jnp.zeros((1, 16, 16, 1)))
+  affine = lambda c_in: 2 * 16 * c_in  # w (16) -> the styles of a layer with c_in inputs
+  conv3 = lambda pixels, c_in, c_out: 2 * pixels * 9 * c_in * c_out  # transposed: input pixels
+  # Two mapping passes of two 16 -> 16 layers (style mixing), then per block: the modulated
+  # convolutions (4x4 on the constant; 4 -> 8 and 8 -> 16 upsampling) and the 1x1 to-RGB.
+  assert mapping == [2 * 16 * 16] * 4
+  assert g == mapping + [
+      affine(16), conv3(16, 16, 16), affine(16), 2 * 16 * 16,
+      affine(16), conv3(16, 16, 16), affine(16), conv3(64, 16, 16), affine(16), 2 * 64 * 16,
+      affine(16), conv3(64, 16, 8), affine(8), conv3(256, 8, 8), affine(8), 2 * 256 * 8]
+  # From-RGB, the 1x1 downsampling skip, conv0, the downsampling conv1 (outputs at half size);
+  # the epilogue's conv sees the minibatch-std channel (17 inputs), then fc and the logit.
+  assert d == [2 * 256 * 8, 2 * 64 * 8 * 16, conv3(256, 8, 8), conv3(64, 8, 16),
+               2 * 16 * 16 * 16, conv3(64, 16, 16), conv3(16, 16, 16),
+               conv3(16, 17, 16), 2 * 256 * 16, 2 * 16]
+  g_all, d_all, synthesis = sum(g), sum(d), sum(g) - sum(mapping)
+  g_main = 3 * g_all - 2 * mapping[0] + 2 * d_all
+  d_main = g_all + 2 * (3 * d_all - d[0])
+  path_length = (3 * sum(mapping) - 2 * mapping[0] + 6 * synthesis) / 2 / 2  # batch / 2, every 2
+  r1 = 6 * d_all / 2  # every 2
+  assert train_step.stylegan2_flops_per_image(trainer, (16, 16, 1)) == pytest.approx(
+      g_main + d_main + path_length + r1, rel=1e-12)

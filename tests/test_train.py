@@ -57,13 +57,16 @@ def test_same_seed_gives_bit_identical_parameters_other_seed_does_not(tmp_path):
 
 
 def compiled_step(config):
+  """(initial state, step_fn(state, batch) running the lazy phases of state.step, host
+  batches, mesh)."""
   trainer = train.make_trainer(config)
   mesh = parallel.make_mesh()
   images = image_sources.load_images(config)
-  init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  init, step, _ = train.compile_functions(trainer, mesh, images.shape[1:])
   batches = input_pipeline.host_batches(images, seed=0, start_step=0,
                                         batch_size=config.train.batch_size,
                                         d_steps=config.train.d_steps)
+  step_fn = lambda state, batch: step(state, batch, train.lazy_phases(trainer, int(state.step)))
   return init(jax.random.key(config.seed)), step_fn, batches, mesh
 
 
@@ -81,12 +84,20 @@ def test_d_steps_updates_the_discriminator_that_often_per_generator_update():
   assert bool(metrics['params_finite'])
 
 
-def test_the_step_compiles_once_and_donates_the_state():
-  state, step_fn, batches, mesh = compiled_step(lfw_demo.get_config('test'))
-  for _ in range(3):
+def test_the_step_compiles_once_per_lazy_phases_and_donates_the_state():
+  config = with_every_switch(lfw_demo.get_config('test'))  # R1 on every second step
+  trainer = train.make_trainer(config)
+  mesh = parallel.make_mesh()
+  images = image_sources.load_images(config)
+  init, step, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  state = init(jax.random.key(0))
+  batches = input_pipeline.host_batches(images, seed=0, start_step=0, batch_size=8, d_steps=1)
+  phases = [train.lazy_phases(trainer, i) for i in range(4)]
+  assert phases == [train.LazyPhases(r1=True), train.LazyPhases()] * 2
+  for phase in phases:
     previous = state
-    state, _ = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
-  assert step_fn._cache_size() == 1  # pylint: disable=protected-access
+    state, _ = step(state, parallel.host_batch_to_global(next(batches), mesh), phase)
+  assert step._cache_size() == 2  # pylint: disable=protected-access
   assert previous.g_params['Dense_0']['kernel'].is_deleted()
 
 
@@ -213,10 +224,10 @@ def test_train_steps_make_no_hidden_transfers():
                                           prefetch_size=2)
   with jax.transfer_guard('disallow'):
     for _ in range(3):
-      state, metrics = step_fn(state, next(batches))
+      state, metrics = step_fn(state, next(batches), train.LazyPhases())
   assert int(jax.device_get(state.step)) == 3 and np.isfinite(jax.device_get(metrics['d_loss']))
   with jax.transfer_guard('disallow'), pytest.raises(Exception, match='Disallowed host-to-device'):
-    step_fn(state, np.asarray(jax.device_get(next(batches))))
+    step_fn(state, np.asarray(jax.device_get(next(batches))), train.LazyPhases())
 
 
 def test_learning_rate_schedules_are_functions_of_the_step():

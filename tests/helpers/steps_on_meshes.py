@@ -29,8 +29,9 @@ def run(config, device_count, num_steps):
                                         batch_size=config.train.batch_size,
                                         d_steps=config.train.d_steps)
   losses = []
-  for _ in range(num_steps):
-    state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
+  for step in range(num_steps):
+    state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh),
+                             train.lazy_phases(trainer, step))
     losses.append([float(metrics[k]) for k in ('d_loss', 'g_loss', 'd_real', 'd_fake')])
   leaves = jax.tree_util.tree_leaves_with_path(
       {'g': state.g_params, 'd': state.d_params, 'g_stats': state.g_batch_stats,
