@@ -212,17 +212,21 @@ def _adam_step(optimizer, params, opt_state, grads):
   return optax.apply_updates(params, updates), opt_state
 
 
-def _r1_loss(trainer, d_params, stats, real):
-  """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C]."""
-  logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats, x)[0]
+def _r1_loss(trainer, d_params, stats, real, augment_key):
+  """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C], D seeing them
+  augmented with `augment_key`: the gradient is taken with respect to the images before
+  augmentation, as NVIDIA's StyleGAN2-ADA and DiffAugment's StyleGAN2 do."""
+  logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats,
+                                     _augment(trainer, augment_key, x))[0]
   r1 = losses.r1_penalty(logits_fn, real)
   return 0.5 * trainer.r1_gamma * trainer.r1_every * r1, r1
 
 
-def _lazy_r1_update(trainer, state, real):
+def _lazy_r1_update(trainer, state, real, augment_key):
   """D's lazy R1 phase (r1_every > 1): its own Adam step on the weighted R1; (state, R1)."""
   (_, r1), grads = jax.value_and_grad(
-      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real), has_aux=True)(state.d_params)
+      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key),
+      has_aux=True)(state.d_params)
   d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
                                      grads)
   return state.replace(d_params=d_params, d_opt_state=d_opt_state), r1
@@ -253,17 +257,18 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
   real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
   """
   real_key, fake_key = jax.random.split(key)
-  real = _augment(trainer, real_key, real)
+  augmented_real = _augment(trainer, real_key, real)
   fakes = _augment(trainer, fake_key, fakes)
 
   def loss_fn(d_params):
-    real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats, real)
+    real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats,
+                                      augmented_real)
     fake_logits, stats = _apply_train(trainer.discriminator, d_params, stats, fakes)
     loss = trainer.discriminator_loss(real_logits, fake_logits)
     metrics = {'d_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
                'd_fake': jax.nn.sigmoid(fake_logits).mean()}
     if trainer.r1_gamma and trainer.r1_every == 1:
-      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real)
+      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real, real_key)
       loss = loss + r1_loss
     return loss, (stats, metrics)
 
@@ -272,7 +277,7 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
                                      grads)
   state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
   if lazy_r1:
-    state, metrics['r1'] = _lazy_r1_update(trainer, state, real)
+    state, metrics['r1'] = _lazy_r1_update(trainer, state, real, real_key)
   elif trainer.r1_gamma and trainer.r1_every > 1:
     metrics['r1'] = jnp.zeros((), jnp.float32)
   return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))

@@ -2,6 +2,8 @@
 their own Adam steps, the w average, the EMA ramp-up), and a run resumed halfway is bit-identical
 to an uninterrupted one, with all running quantities in the state."""
 
+import copy
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,10 +56,11 @@ def test_a_step_runs_every_phase_and_lazy_ones_only_on_their_steps():
 
 
 @pytest.mark.slow
-def test_a_rerun_resumed_halfway_is_bit_identical(tmp_path):
+def test_a_rerun_resumed_halfway_is_bit_identical_with_diffaugment(tmp_path):
   config = tiny_config()
+  config.augment.policy = 'color,translation,cutout'
   first = train.train_and_evaluate(config, str(tmp_path / 'a'))
-  halfway = tiny_config()
+  halfway = copy.deepcopy(config)
   halfway.train.num_steps = 2
   train.train_and_evaluate(halfway, str(tmp_path / 'b'))
   resumed = train.train_and_evaluate(config, str(tmp_path / 'b'))

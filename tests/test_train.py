@@ -1,11 +1,14 @@
 """The train step and loop: learning, bit-identical reruns, d_steps, compilation, config errors."""
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import lfw_demo
 from configs import toy2x2
+from facegan_jax import augment
 from facegan_jax import config_check
 from facegan_jax import image_sources
 from facegan_jax import input_pipeline
@@ -254,3 +257,32 @@ def test_the_linear_decay_with_lazy_regularisation_is_refused():
                      r'lazy regularisation'):
     train.make_trainer(config)
 
+
+
+class LinearLogit(nn.Module):
+  """D(x) = <w, x> per image: its input gradient is w, whatever x is."""
+
+  @nn.compact
+  def __call__(self, images, train=False):
+    del train
+    weight = self.param('w', nn.initializers.normal(1.0), images.shape[1:])
+    return jnp.sum(images * weight, axis=(1, 2, 3))
+
+
+def test_r1_differentiates_through_the_augmentation_as_stylegan2_ada():
+  config = lfw_demo.get_config('test')
+  config.loss.r1_gamma, config.augment.policy = 1.0, 'cutout'
+  trainer = train.make_trainer(config).replace(discriminator=LinearLogit())
+  real = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
+  params = LinearLogit().init(jax.random.key(1), real)['params']
+  key = jax.random.key(2)
+  _, r1 = train._r1_loss(trainer, params, {}, real, key)  # pylint: disable=protected-access
+  # D(cutout(x)) = <w * mask, x>: the gradient with respect to the images before augmentation
+  # is w * mask, so R1 leaves out the cut-out square (with respect to the augmented images it
+  # would be |w|^2 for every image).
+  mask = augment.augment(key, jnp.ones_like(real), trainer.augment_policy,
+                         trainer.augment_strength)
+  assert 0 < float(mask.mean()) < 1
+  expected = jnp.mean(jnp.sum(jnp.square(params['w'] * mask), axis=(1, 2, 3)))
+  assert float(r1) == pytest.approx(float(expected), rel=1e-5)
+  assert float(r1) < float(jnp.sum(jnp.square(params['w']))) * 0.99
