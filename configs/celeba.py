@@ -59,7 +59,8 @@ def use_stylegan2(config, resolution, batch_size, learning_rate, r1_gamma, ema_k
   """NVIDIA's StyleGAN2 at `resolution` (config.model's StyleGAN2 fields as they are) with its
   recipe: the non-saturating logistic loss, lazy R1 every 16 steps, path-length
   regularisation (weight 2) every 4 steps, Adam(learning_rate, 0, 0.99), the EMA generator
-  with half-life ema_kimg * 1000 images."""
+  with half-life ema_kimg * 1000 images, and its training loop's phase order (G's update,
+  then D's on fakes of the updated G, each on latents of its own)."""
   config.model.update(name='stylegan2', resolution=resolution, latent_dim=512)
   config.loss.discriminator, config.loss.generator = 'logistic', 'non_saturating'
   config.loss.r1_gamma, config.loss.r1_every = r1_gamma, 16
@@ -68,6 +69,7 @@ def use_stylegan2(config, resolution, batch_size, learning_rate, r1_gamma, ema_k
   config.optim.b1, config.optim.b2 = 0.0, 0.99
   config.ema.halflife_images, config.ema.rampup = ema_kimg * 1000.0, ema_rampup
   config.train.batch_size = batch_size
+  config.train.generator_first = True
 
 
 def use_sngan(config, resolution):

@@ -94,6 +94,9 @@ def get_config():
   # True: G's update runs G and D on latents of its own (Mimicry); False: it reuses the last D
   # update's fakes (the DCGAN reference, one generator pass less).
   config.train.fresh_generator_pass = False
+  # True: G's update comes first, then the D updates on fakes of the updated G, each phase on
+  # latents of its own (NVIDIA's StyleGAN2 loop); False: D first (the DCGAN reference, Mimicry).
+  config.train.generator_first = False
   # 'bfloat16': convolutions and dense layers compute in bfloat16 (the usual choice on TPU and
   # recent GPUs); params, Adam state, BatchNorm statistics and losses stay float32.
   config.train.compute_dtype = 'float32'

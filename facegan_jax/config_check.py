@@ -94,6 +94,7 @@ FIELDS = {
     'optim.schedule': _TEXT, 'optim.decay_steps': _count(0),
     'train.batch_size': _count(), 'train.num_steps': _count(), 'train.d_steps': _count(),
     'train.fresh_generator_pass': _FLAG,
+    'train.generator_first': _FLAG,
     'train.compute_dtype': _TEXT, 'train.log_every': _count(),
     'samples.every': _count(), 'samples.count': _count(),
     'checkpoint.every': _count(), 'checkpoint.keep': _count(),

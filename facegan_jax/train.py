@@ -92,6 +92,10 @@ class Trainer:
   # training mode, keeping D's spectral-norm vectors (and BatchNorm statistics) from that pass.
   # False (the DCGAN reference): it reuses the last D update's fakes and discards D's statistics.
   fresh_generator_pass: bool = _static(default=False)
+  # True (NVIDIA's StyleGAN2 loop): G's update (and its path-length step) comes first, on a
+  # pass of its own, and the D updates then see fakes of the updated G; G's running statistics
+  # (the w average) come from the D updates' passes only, as the reference's update_emas.
+  generator_first: bool = _static(default=False)
   ema_rampup: float = _static(default=0.0)  # EMA half-life <= ema_rampup * images seen; 0: off
   pl_weight: float = _static(default=0.0)  # G's path-length phase: pl_weight * penalty ...
   pl_every: int = _static(default=1)  # ... on every pl_every-th step, scaled by pl_every,
@@ -168,6 +172,7 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
                             if generation.uses_ema(config.ema) else 0.0),
                  sampling_params_field=generation.sampling_params_field(config.ema),
                  fresh_generator_pass=config.train.fresh_generator_pass,
+                 generator_first=config.train.generator_first,
                  ema_rampup=config.ema.rampup, pl_weight=loss.pl_weight,
                  pl_every=loss.pl_every, pl_batch_shrink=loss.pl_batch_shrink,
                  pl_decay=loss.pl_decay)
@@ -308,7 +313,7 @@ def _path_length_update(trainer, state, batch_size, key):
 
 def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: LazyPhases):
   """`d_steps` discriminator updates (and the lazy R1 step), then one generator update (and the
-  lazy path-length step, and the EMA of G).
+  lazy path-length step), or the other way round if trainer.generator_first; then the EMA of G.
 
   Args:
     trainer: the static models, optimisers, losses and regularisers.
@@ -323,7 +328,8 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
     steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), and
     params_finite (bool: every parameter of the new state is finite; see `divergence`). The
     generator's forward pass of the last discriminator update is reused, through its VJP, for
-    the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass.
+    the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass or
+    trainer.generator_first.
   """
   step_key = jax.random.fold_in(state.key, state.step)
   flip_key, latent_key, augment_key = jax.random.split(step_key, 3)
@@ -337,42 +343,56 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
   augment_keys = jax.random.split(augment_key, d_steps + 1)
   noise_keys = jax.random.split(noise_key, d_steps)
 
-  def generate(g_params, z, key):
-    return _apply_train(trainer.generator, g_params, state.g_batch_stats, z, key)
+  def generate(g_params, g_stats, z, key):
+    return _apply_train(trainer.generator, g_params, g_stats, z, key)
 
-  fresh = trainer.fresh_generator_pass
-  for i in range(d_steps if fresh else d_steps - 1):
-    fakes, g_stats = generate(state.g_params, latents[i], noise_keys[i])
-    state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
-                                           real[i], fakes, augment_keys[i], phases.r1)
+  fresh = trainer.fresh_generator_pass or trainer.generator_first
   g_latents = (jax.random.normal(jax.random.fold_in(latent_key, 1), latents.shape[1:]) if fresh
                else latents[-1])
   g_noise_key = jax.random.fold_in(noise_key, d_steps) if fresh else noise_keys[-1]
-  fakes, pullback, g_stats = jax.vjp(lambda p: generate(p, g_latents, g_noise_key),
-                                     state.g_params, has_aux=True)
-  if not fresh:
-    state, metrics = _discriminator_update(trainer, state, real[-1],
-                                           jax.lax.stop_gradient(fakes), augment_keys[-2],
-                                           phases.r1)
 
-  def g_loss_fn(fakes):
-    fakes = _augment(trainer, augment_keys[-1], fakes)
-    logits, d_stats = _apply_train(trainer.discriminator, state.d_params, state.d_batch_stats,
-                                   fakes)
-    return trainer.generator_loss(logits), d_stats
+  def generator_pass(state):
+    """(fakes, their pullback to G's params, G's updated statistics) of the G update's pass."""
+    return jax.vjp(lambda p: generate(p, state.g_batch_stats, g_latents, g_noise_key),
+                   state.g_params, has_aux=True)
 
-  (g_loss, d_stats), grad_fakes = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
-  if fresh:
-    state = state.replace(d_batch_stats=d_stats)
-  (g_grads,) = pullback(grad_fakes)
-  g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
-                                     g_grads)
-  state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
-  metrics = dict(metrics, g_loss=g_loss, g_grad_norm=optax.tree.norm(g_grads))
-  if phases.path_length:
-    state, metrics['path_length'] = _path_length_update(trainer, state, batch_size, pl_key)
-  elif trainer.pl_weight:
-    metrics['path_length'] = jnp.zeros((), jnp.float32)
+  def generator_phase(state, fakes, pullback, g_stats):
+    """G's update from its pass (D frozen), then its lazy path-length step."""
+    def g_loss_fn(fakes):
+      fakes = _augment(trainer, augment_keys[-1], fakes)
+      logits, d_stats = _apply_train(trainer.discriminator, state.d_params,
+                                     state.d_batch_stats, fakes)
+      return trainer.generator_loss(logits), d_stats
+
+    (g_loss, d_stats), grad_fakes = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
+    if fresh:
+      state = state.replace(d_batch_stats=d_stats)
+    (g_grads,) = pullback(grad_fakes)
+    g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
+                                       g_grads)
+    state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
+    metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(g_grads)}
+    if phases.path_length:
+      state, metrics['path_length'] = _path_length_update(trainer, state, batch_size, pl_key)
+    elif trainer.pl_weight:
+      metrics['path_length'] = jnp.zeros((), jnp.float32)
+    return state, metrics
+
+  if trainer.generator_first:
+    fakes, pullback, _ = generator_pass(state)  # G's statistics: from the D phase's passes
+    state, g_metrics = generator_phase(state, fakes, pullback, state.g_batch_stats)
+  for i in range(d_steps if fresh else d_steps - 1):
+    fakes, g_stats = generate(state.g_params, state.g_batch_stats, latents[i], noise_keys[i])
+    state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
+                                           real[i], fakes, augment_keys[i], phases.r1)
+  if not trainer.generator_first:
+    fakes, pullback, g_stats = generator_pass(state)
+    if not fresh:
+      state, metrics = _discriminator_update(trainer, state, real[-1],
+                                             jax.lax.stop_gradient(fakes), augment_keys[-2],
+                                             phases.r1)
+    state, g_metrics = generator_phase(state, fakes, pullback, g_stats)
+  metrics = dict(metrics, **g_metrics)
   if trainer.ema_decay:
     decay = (ema.ramped_decay(trainer.ema_decay, batch_size, trainer.ema_rampup,
                               state.step * batch_size) if trainer.ema_rampup

@@ -55,6 +55,24 @@ def test_a_step_runs_every_phase_and_lazy_ones_only_on_their_steps():
   assert all(np.isfinite(x).all() for x in every_leaf(state))
 
 
+def test_generator_first_lets_the_discriminator_see_the_updated_generator():
+  """NVIDIA's phase order: G's update (with D as it was), then D's on fakes of the new G. So D
+  after a G-first step is D after a D-first step (each phase on latents of its own, the same D
+  latents) started from the G that the G-first step made."""
+  config = tiny_config()
+  assert config.train.generator_first
+  state, generator_first_step, batches, mesh = test_train.compiled_step(config)
+  batch = parallel.host_batch_to_global(next(batches), mesh)
+  after, _ = generator_first_step(state, batch)
+  config.train.update(generator_first=False, fresh_generator_pass=True)
+  state, discriminator_first_step, _, _ = test_train.compiled_step(config)
+  reference, _ = discriminator_first_step(state.replace(g_params=jax.device_get(after.g_params)),
+                                          batch)
+  for ours, theirs in zip(jax.tree_util.tree_leaves(after.d_params),
+                          jax.tree_util.tree_leaves(reference.d_params), strict=True):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.slow
 def test_a_rerun_resumed_halfway_is_bit_identical_with_diffaugment(tmp_path):
   config = tiny_config()
