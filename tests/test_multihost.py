@@ -12,6 +12,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import checkpointing
@@ -172,3 +173,49 @@ def test_a_sigterm_to_one_process_stops_every_process_at_the_same_saved_step(tmp
   assert last_lines == [f'stopped: preemption notice (SIGTERM) received: saved the checkpoint '
                         f'of step {stopped_at} in {tmp_path}/checkpoints; run the same command '
                         'to resume from it.'] * 2
+
+
+def slurm_job_id():
+  """A job id whose port (JAX's SLURM rule: 61440 + id % 4096) is free here now."""
+  for job_id in np.random.default_rng().permutation(4096):
+    with socket.socket() as sock:
+      try:
+        sock.bind(('127.0.0.1', 61440 + int(job_id)))
+      except OSError:
+        continue
+    return int(job_id)
+  raise RuntimeError('no free port in 61440-65535')
+
+
+@pytest.mark.slow
+def test_the_slurm_launcher_trains_the_ffhq_recipe_as_two_tasks(tmp_path):
+  """launch/slurm_gpu.sbatch run as sbatch would, with a stand-in srun that starts its two tasks
+  here with SLURM's variables: JAX finds the cluster from them alone, and configs/ffhq.py
+  (shrunk to 16x16 with 8 to 16 channels) trains from a folder of PNGs."""
+  bin_dir, faces = tmp_path / 'bin', tmp_path / 'ffhq'
+  bin_dir.mkdir()
+  faces.mkdir()
+  os.symlink(os.path.join(multidevice.ROOT, 'tests', 'helpers', 'fake_srun.sh'),
+             bin_dir / 'srun')
+  (bin_dir / 'python3').write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')  # this venv's
+  (bin_dir / 'python3').chmod(0o755)
+  rng = np.random.default_rng(0)
+  for i in range(16):
+    Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(faces / f'{i:05d}.png')
+  env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_NTASKS='2',
+             SLURM_JOB_ID=str(slurm_job_id()), SLURM_STEP_NODELIST='localhost')
+  workdir = tmp_path / 'run'
+  result = multidevice.run(
+      ['bash', os.path.join(LAUNCH_DIR, 'slurm_gpu.sbatch'), '--config=configs/ffhq.py',
+       f'--config.data.path={faces}', f'--config.data.cache_dir={tmp_path / "cache"}',
+       f'--workdir={workdir}', '--config.model.resolution=16', '--config.model.channel_base=128',
+       '--config.model.channel_max=16', '--config.model.latent_dim=16',
+       '--config.model.w_dim=16', '--config.model.mapping_layers=2',
+       '--config.model.mbstd_group_size=4', '--config.train.batch_size=8',
+       '--config.train.num_steps=1', '--config.samples.count=4'], env=env)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Process 1 of 2' in result.stderr and 'Process 0 of 2' in result.stderr
+  assert len(losses(workdir)) == 1  # one step (both lazy regularisers), logged and saved
+  restored = generation.RestoredGenerator(str(workdir), truncation=0.7)
+  assert restored.step == 1
+  assert restored.images(restored.seed_latents(0, 4)).shape == (4, 16, 16, 3)
