@@ -9,15 +9,13 @@ wins the game on 100 images. The `test` variant shrinks it to seconds; `best` ad
 and the EMA generator (README, 'Better faces'): D stops memorising the faces and samples are
 smoother. `sngan` trains SNGAN-32 (Mimicry's networks at widths 16, hinge loss) with a recipe
 for the CPU budget: one D update per G update, D learning 4x faster than G, the EMA generator,
-1,000 steps (about 4 CPU-minutes); it draws rough, blurred, often warped grayscale faces (eye,
-nose and mouth shading, varied lighting): less face-like to the eye than the DCGAN demo's, yet
-nearer the real faces by KID on both seeds measured (benchmarks/README.md, 'The three models on
-the LFW demo's budget'). `sngan_test` is Mimicry's
-own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly) shrunk to seconds. `stylegan2`
-trains a small StyleGAN2 (channels 64 up to 16x16, 32 at 32x32, z = w = 64, 2 mapping layers)
-with NVIDIA's recipe (lazy R1 and path-length regularisation, style mixing, the EMA generator
-with ramp-up, Adam(0.0025, 0, 0.99)) for 300 steps (9,600 images): far too few for StyleGAN2 to
-draw faces.
+1,000 steps (about 4 CPU-minutes); it draws rough, blurred, often warped faces, less face-like
+than DCGAN's to the eye but nearer the real ones by KID (benchmarks/README.md, 'The three models
+on the LFW demo's budget'). `sngan_test` is Mimicry's
+own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly) shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to
+16x16, 32 at 32x32, z = w = 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and
+path-length regularisation, style mixing, the EMA generator with ramp-up, Adam(0.0025, 0,
+0.99)) for 300 steps (9,600 images): far too few for StyleGAN2 to draw faces.
 """
 
 from configs import celeba
