@@ -4,18 +4,19 @@
 
 About 1.5 minutes on a 2-core CPU (benchmarks/README.md). Writes an 8x8 sample grid to
 /tmp/lfw_demo/samples/ every 500 steps: by step 2000 they are recognisable grayscale faces (eyes,
-nose, mouth, hairline, varied pose and lighting), blurry at 32x32 and with some smeared ones; D
-wins the game on 100 images. The `test` variant shrinks it to seconds; `best` adds DiffAugment
-and the EMA generator (README, 'Better faces'): D stops memorising the faces and samples are
-smoother. `sngan` trains SNGAN-32 (Mimicry's networks at widths 16, hinge loss) with a recipe
-for the CPU budget: one D update per G update, D learning 4x faster than G, the EMA generator,
-1,000 steps (about 4.5 CPU-minutes); it draws blurred faces with eyes and face shading by then,
-behind the DCGAN demo (benchmarks/README.md, 'SNGAN on the LFW demo'). `sngan_test` is Mimicry's
-own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly) shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to
-16x16, 32 at 32x32, z = w = 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and
-path-length regularisation, style mixing, the EMA generator with ramp-up, Adam(0.0025, 0,
-0.99), G's phase first) for STYLEGAN2_STEPS steps (about 5 CPU-minutes): far too few for
-StyleGAN2 to draw clear faces; `stylegan2_test` shrinks it to seconds.
+nose, mouth, hairline, varied pose and lighting), blurry at 32x32 and with some smeared ones; D wins
+the game on 100 images. The `test` variant shrinks it to seconds; `best` adds DiffAugment and the
+EMA generator (README, 'Better faces'): D stops memorising the faces and samples are smoother.
+`sngan` trains SNGAN-32 (Mimicry's networks at widths 16, hinge loss) with a recipe for the CPU
+budget: one D update per G update, D learning 4x faster than G, the EMA generator, 1,000 steps
+(about 4 CPU-minutes); it draws rough, blurred, often warped faces, less face-like than DCGAN's to
+the eye but nearer the real ones by KID (benchmarks/README.md, 'The three models on the LFW demo's
+budget'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly)
+shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to 16x16, 32 at 32x32, z = w
+= 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and path-length regularisation, style mixing,
+the EMA generator with ramp-up, Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps
+(about 5 CPU-minutes): far too few for StyleGAN2 to draw clear faces; `stylegan2_test` shrinks it to
+seconds.
 """
 
 from configs import celeba
@@ -77,11 +78,12 @@ def use_sngan_demo(config):
   """SNGAN-32 (configs/celeba.py, use_sngan: Mimicry's networks, hinge loss, betas (0, 0.9))
   with a recipe that trains within 5 CPU-minutes here: widths 16, one D update per G update
   with D's learning rate 4x G's (the two-time-scale rule: Mimicry's 5 D updates cost 3x the
-  CPU and learned slower per CPU-second here), constant rates, the EMA generator, 1,000 steps
-  of batch 64 (benchmarks/README.md)."""
+  CPU and learned slower per CPU-second here), both 2.5x Mimicry's and constant, G's update
+  reusing the D update's fakes (as DCGAN's: one generator pass less), the EMA generator, 1,000
+  steps of batch 64 (benchmarks/README.md)."""
   celeba.use_sngan(config, 32)
   config.model.g_width = config.model.d_width = 16
-  config.train.update(batch_size=64, num_steps=1000, d_steps=1)
-  config.optim.update(d_learning_rate=8e-4, schedule='constant')
+  config.train.update(batch_size=64, num_steps=1000, d_steps=1, fresh_generator_pass=False)
+  config.optim.update(g_learning_rate=5e-4, d_learning_rate=2e-3, schedule='constant')
   config.ema.halflife_images = 5000.0
   config.samples.every = 250
