@@ -134,11 +134,13 @@ def test_a_second_run_on_a_workdir_in_use_is_refused(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('variant', ['test', 'sngan_test'])
+@pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test'])
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path, variant):
   """All three runs go through `main`, so they share its XLA flags (they change the numerics).
 
-  SNGAN's spectral-norm vectors and linear learning-rate decay are in its state and step.
+  SNGAN's spectral-norm vectors and linear learning-rate decay are in its state and step;
+  StyleGAN2's w average, path-length mean and EMA are in its state, and its lazy regularisers
+  take steps of their own.
   """
   steps, every = 100, 10  # the kill comes within 50 ms of step 20's checkpoint
   flags = [f'--config=configs/lfw_demo.py:{variant}', f'--config.train.num_steps={steps}',
@@ -164,7 +166,9 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path,
   whole_run = multidevice.run([*main, f'--workdir={tmp_path / "whole"}'])
   assert whole_run.returncode == 0, whole_run.stderr[-3000:]
   config = lfw_demo.get_config(variant)
-  template = train.create_train_state(train.make_trainer(config), jax.random.key(0), (32, 32, 1))
+  size = config.model.resolution
+  template = train.create_train_state(train.make_trainer(config), jax.random.key(0),
+                                      (size, size, config.model.channels))
   resumed, uninterrupted = (
       checkpointing.restore_state(checkpointing.make_manager(str(path), create=False), steps,
                                   template) for path in (killed_dir, tmp_path / 'whole'))
