@@ -1,4 +1,5 @@
-"""SNGAN equals Mimicry's networks with the same weights, run beside ours on this CPU.
+"""SNGAN equals Mimicry's networks with the same weights: the shared fixture's numbers, and
+Mimicry run beside ours on this CPU at more sizes.
 
 The call sequence is the shared fixture's (/work/shared/fixtures/README.md, section A; Mimicry
 rebuilds those weights bit-exactly): G in training mode (batch statistics, running statistics
@@ -21,6 +22,7 @@ from facegan_jax import models
 from facegan_jax.errors import UserError
 from facegan_jax.models import sngan
 from tests.helpers import mimicry_reference
+from tests.helpers import reference_arrays
 
 LATENT_DIM = 128
 # (resolution, ngf, ndf, batch): small widths that keep every block of the layout.
@@ -105,6 +107,55 @@ def test_forward_passes_statistics_losses_and_gradients_equal_mimicrys(resolutio
   (logit_grad,) = torch.autograd.grad(d_torch(x_grad).sum(), x_grad, create_graph=True)
   r1 = logit_grad.square().sum((1, 2, 3)).mean()
   close(losses.r1_penalty(logits, x_nhwc), r1.detach(), 2e-5)
+
+
+def test_the_shared_fixtures_weights_give_its_numbers():
+  """tests/data/sngan64_small.npz (../shared/fixtures/sngan64_small.npz without its
+  intermediate features): Mimicry's SNGAN-64 (ngf = ndf = 64) as it ran when the fixture was
+  made, read without PyTorch, through the fixture's call sequence (README, section A)."""
+  fixture = reference_arrays.load('sngan64_small.npz')
+  state = lambda prefix: {name[len(prefix):]: value for name, value in fixture.items()
+                          if name.startswith(prefix)}
+  out = lambda name: fixture[f'out/{name}']
+  nchw_to_nhwc = lambda images: images.transpose(0, 2, 3, 1)
+  g_vars = mimicry_reference.to_variables(state('G/'))
+  d_vars = mimicry_reference.to_variables(state('D/'))
+  generator, discriminator = models.build_models(model_config(64, 64, 64))
+  z, x = fixture['in/z'], nchw_to_nhwc(fixture['in/x'])
+
+  fakes, g_stats = generator.apply(g_vars, z, train=True, mutable=['batch_stats'])
+  close(fakes, nchw_to_nhwc(out('G_train')))
+  close(g_stats['batch_stats'], mimicry_reference.to_variables(
+      dict(state('G/'), **state('G_after_train/')))['batch_stats'])
+  for images, step in ((x, 'real'), (fakes, 'fake')):  # one power iteration each
+    logits, d_stats = discriminator.apply(d_vars, images, train=True, mutable=['batch_stats'])
+    close(logits, out(f'D_train_{step}')[:, 0], 2e-5)
+    d_vars = dict(d_vars, batch_stats=d_stats['batch_stats'])
+    close(d_vars['batch_stats'], mimicry_reference.to_variables(
+        dict(state('D/'), **state(f'D_after_train_{step}/')))['batch_stats'], 2e-5)
+  g_vars = dict(g_vars, batch_stats=g_stats['batch_stats'])
+  fakes = generator.apply(g_vars, z, train=False)
+  close(fakes, nchw_to_nhwc(out('G_eval')))
+  logits = lambda images: discriminator.apply(d_vars, images, train=False)
+  close(logits(x), out('D_eval_real')[:, 0], 2e-5)
+  close(logits(fakes), out('D_eval_fake')[:, 0], 2e-5)
+  close(losses.discriminator_loss_hinge(logits(x), logits(fakes)), out('hinge_D_eval'), 2e-5)
+  close(losses.generator_loss_hinge(logits(fakes)), out('hinge_G_eval'), 2e-5)
+  hinge_grad = jax.grad(lambda images: losses.discriminator_loss_hinge(
+      logits(images), out('D_eval_fake')[:, 0]))(x)
+  close(hinge_grad, nchw_to_nhwc(out('grad_x_hinge_D_eval')), 2e-5)
+  close(jax.grad(lambda images: logits(images).sum())(x),
+        nchw_to_nhwc(out('grad_x_D_eval_logits_sum')), 2e-5)
+  close(losses.r1_penalty(logits, x), out('r1_D_eval').mean(), 2e-5)
+
+
+def test_mimicry_rebuilds_the_fixtures_weights_bit_exactly():
+  """The tests that run Mimicry beside ours build their networks as the fixture was built."""
+  g_torch, d_torch = mimicry_reference.build(64, 64, 64)
+  fixture = reference_arrays.load('sngan64_small.npz')
+  for prefix, network in (('G/', g_torch), ('D/', d_torch)):
+    for name, value in network.state_dict().items():
+      np.testing.assert_array_equal(value.numpy(), fixture[prefix + name], err_msg=name)
 
 
 def test_r1_gradient_through_the_spectral_norm_equals_mimicrys():

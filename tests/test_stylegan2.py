@@ -18,7 +18,7 @@ from facegan_jax import losses
 from facegan_jax import models
 from facegan_jax.errors import UserError
 from facegan_jax.models import stylegan2
-from tests.helpers import stylegan2_fixtures
+from tests.helpers import reference_arrays
 
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 RESOLUTIONS = (32, 64)
@@ -37,10 +37,10 @@ def fixture_model(res, lowering='grouped', **overrides):
 def reference(resolution):
   """(fixture arrays, generator variables, discriminator variables), converted once."""
   generator, discriminator = models.build_models(fixture_model(resolution))
-  path = os.path.join(stylegan2_fixtures.DIRECTORY, f'stylegan2_{resolution}_small.npz')
+  path = os.path.join(reference_arrays.DIRECTORY, f'stylegan2_{resolution}_small.npz')
   g_vars, d_vars = convert_stylegan2.load_reference_npz(path, generator, discriminator, 64,
                                                         (resolution, resolution, 3))
-  return stylegan2_fixtures.load(f'stylegan2_{resolution}_small.npz'), g_vars, d_vars
+  return reference_arrays.load(f'stylegan2_{resolution}_small.npz'), g_vars, d_vars
 
 
 def nhwc(array):

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from facegan_jax.models import stylegan2_ops as ops
-from tests.helpers import stylegan2_fixtures
+from tests.helpers import reference_arrays
 
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)
 
 
 @pytest.fixture(scope='module')
 def fixture():
-  return stylegan2_fixtures.load('stylegan2_ops.npz')
+  return reference_arrays.load('stylegan2_ops.npz')
 
 
 def nhwc(array):
