@@ -1,17 +1,30 @@
-"""NVIDIA StyleGAN2 weights -> facegan_jax variables, without PyTorch.
+"""NVIDIA StyleGAN2 weights -> facegan_jax variables and workdirs, without PyTorch.
 
 The input is a reference state_dict (NVlabs stylegan3 / stylegan2-ada-pytorch
 `networks_stylegan2.Generator` / `Discriminator`, c_dim 0, G 'skip', D 'resnet') as arrays keyed
-`G/<state_dict key>` and `D/<state_dict key>`, e.g. saved with
-`np.savez(path, **{f'G/{k}': v.cpu().numpy() for k, v in G.state_dict().items()}, ...)`.
+`G/<state_dict key>`, optionally `G_ema/<key>` and `D/<key>`, e.g. saved from the dict `data`
+of a network pickle with `np.savez(path, **{f'{name}/{k}': v.cpu().numpy() for name in ('G',
+'G_ema', 'D') for k, v in data[name].state_dict().items()})`.
 Parameters keep their names; layouts change from NCHW/[out, in] to NHWC/HWIO/[in, out]. The
 tracked w average and the constant noise maps go to the generator's 'batch_stats'.
+`write_workdir` (the command `python -m facegan_jax.import_stylegan2`) makes a run at step 0
+of them, to sample and fine-tune.
 """
+
+import io
+from typing import NamedTuple
 
 import flax
 import jax
+import ml_collections
 import numpy as np
 
+from facegan_jax import checkpointing
+from facegan_jax import config_check
+from facegan_jax import models
+from facegan_jax import storage
+from facegan_jax import train
+from facegan_jax import workdir_lock
 from facegan_jax.errors import UserError
 from facegan_jax.models import stylegan2_ops
 
@@ -73,15 +86,27 @@ def check_shapes(variables, expected, what):
     if ours.get(key) != theirs.get(key):
       raise UserError(f'{what} {key}: the converted weights have shape {ours.get(key)}, the '
                       f'configured model {theirs.get(key)}; set config.model to the network\'s '
-                      'resolution, channel_base, channel_max, mapping_layers, latent_dim and '
-                      'w_dim.')
+                      'resolution, channels, channel_base, channel_max, mapping_layers, '
+                      'latent_dim and w_dim.')
+
+
+def read_npz(path: str) -> dict[str, np.ndarray]:
+  """The arrays of an .npz file, local or gs://; UserError if there is none at `path`."""
+  if not storage.path(path).is_file():
+    raise UserError(f'--weights={path}: no such file; export the networks to .npz (see python '
+                    '-m facegan_jax.import_stylegan2 --help).')
+  with np.load(io.BytesIO(storage.read_bytes(path))) as arrays:
+    return dict(arrays)
 
 
 def load_reference_npz(path, generator, discriminator, latent_dim, image_shape):
-  """(generator variables, discriminator variables) from an .npz of G/ and D/ arrays, checked
-  against the modules' own shapes (UserError on a mismatch). D is {} if the file has none."""
-  with np.load(path) as arrays:
-    state_dict = dict(arrays)
+  """(generator variables, discriminator variables) from an .npz of G/ and D/ arrays."""
+  return convert_networks(read_npz(path), generator, discriminator, latent_dim, image_shape)
+
+
+def convert_networks(state_dict, generator, discriminator, latent_dim, image_shape):
+  """(generator variables, discriminator variables) from G/ and D/ arrays, checked against the
+  modules' own shapes (UserError on a mismatch). D is {} if there are no D/ arrays."""
   z = jax.ShapeDtypeStruct((1, latent_dim), np.float32)
   expected = jax.eval_shape(lambda z: generator.init(jax.random.key(0), z, train=False), z)
   g_vars = convert_state_dict(state_dict, 'G/')
@@ -94,3 +119,74 @@ def load_reference_npz(path, generator, discriminator, latent_dim, image_shape):
   d_vars = {'params': d_vars['params']}
   check_shapes(d_vars, expected, 'discriminator')
   return g_vars, d_vars
+
+
+class Networks(NamedTuple):
+  """NVIDIA's networks as our variables: the generator's {'params', 'batch_stats'}, the EMA
+  generator's params, and the discriminator's {'params'} ({} when the file has no D)."""
+  generator: dict
+  ema_params: dict
+  discriminator: dict
+
+
+def read_networks(config: ml_collections.ConfigDict, weights_path: str) -> Networks:
+  """The networks of `weights_path` for `config`'s StyleGAN2, checked against its shapes.
+
+  G/ gives the generator with its w average and constant noise; G_ema/ the EMA generator (G's
+  weights when the file has no G_ema/); D/, if present, the discriminator.
+  """
+  if config.model.name != 'stylegan2':
+    raise UserError(f'config.model.name is {config.model.name!r}; converting NVIDIA networks '
+                    'needs a StyleGAN2 config such as configs/ffhq.py.')
+  state_dict = read_npz(weights_path)
+  generator, discriminator = models.build_models(config.model)
+  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
+  g_vars, d_vars = convert_networks(state_dict, generator, discriminator,
+                                    config.model.latent_dim, image_shape)
+  if not any(key.startswith('G_ema/') for key in state_dict):
+    return Networks(g_vars, g_vars['params'], d_vars)
+  ema_vars = convert_state_dict(state_dict, 'G_ema/')
+  check_shapes(ema_vars, g_vars, 'EMA generator')
+  return Networks(g_vars, ema_vars['params'], d_vars)
+
+
+def initial_state(config: ml_collections.ConfigDict, networks: Networks) -> train.TrainState:
+  """Step 0 of `config`'s run holding `networks` (the EMA's only if the config keeps an EMA;
+  without a D, D starts from config.seed's initialisation). The optimiser states start at zero
+  and the run's key comes from config.seed, as for a run from scratch."""
+  trainer = train.make_trainer(config)
+  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
+  init = jax.jit(lambda key: train.create_train_state(trainer, key, image_shape))
+  state = init(jax.random.key(config.seed))  # compiled: StyleGAN2's init op by op takes 3x as long
+  g_params = networks.generator['params']
+  d_params = networks.discriminator['params'] if networks.discriminator else state.d_params
+  return state.replace(
+      g_params=g_params, g_batch_stats=networks.generator['batch_stats'],
+      g_opt_state=trainer.g_optimizer.init(g_params), d_params=d_params,
+      d_opt_state=trainer.d_optimizer.init(d_params),
+      g_ema_params=networks.ema_params if trainer.ema_decay else {})
+
+
+def write_workdir(config: ml_collections.ConfigDict, weights_path: str, workdir: str):
+  """Writes the checkpoint of step 0 of a run holding the networks of `weights_path`
+  (`read_networks`, `initial_state`) in `workdir`, with config.json.
+
+  UserError, writing nothing, for a bad config or weights file, or a workdir that already holds
+  checkpoints (they are never overwritten).
+  """
+  config_check.check(config)
+  storage.check_reachable(workdir, '--workdir')
+  networks = read_networks(config, weights_path)
+  with workdir_lock.hold(workdir):
+    if checkpointing.checkpoint_dir(workdir).is_dir():
+      with checkpointing.make_manager(workdir, create=False) as existing:
+        steps = existing.all_steps()
+      if steps:
+        raise UserError(f'{workdir} already holds checkpoints (steps '
+                        f'{", ".join(map(str, sorted(steps)))}); choose a new --workdir for the '
+                        'converted networks.')
+    state = initial_state(config, networks)
+    with checkpointing.make_manager(workdir) as manager:
+      checkpointing.save(manager, state, config)
+      checkpointing.wait_until_finished(manager)
+    train.write_config(workdir, config)

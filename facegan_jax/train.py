@@ -469,6 +469,12 @@ def _write_samples(workdir, step, samples):
   return grid
 
 
+def write_config(workdir: str, config: ml_collections.ConfigDict):
+  """Writes every field of `config` to workdir/config.json (the run's config, for people; the
+  checkpoints hold their own copy)."""
+  storage.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(config.to_dict(), indent=1))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
 
@@ -503,8 +509,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
     if is_chief:
       storage.makedirs(os.path.join(workdir, 'samples'))
-      storage.write_text(os.path.join(workdir, CONFIG_FILE),
-                         json.dumps(config.to_dict(), indent=1))
+      write_config(workdir, config)
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
     start_step = int(state.step)

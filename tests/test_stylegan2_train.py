@@ -3,6 +3,7 @@ their own Adam steps, the w average, the EMA ramp-up), and a run resumed halfway
 to an uninterrupted one, with all running quantities in the state."""
 
 import copy
+import re
 
 import jax
 import jax.numpy as jnp
@@ -12,6 +13,8 @@ import pytest
 from PIL import Image
 
 from configs import lfw_demo
+from facegan_jax import checkpointing
+from facegan_jax import convert_stylegan2
 from facegan_jax import ema
 from facegan_jax import evaluate
 from facegan_jax import images as images_lib
@@ -21,6 +24,7 @@ from facegan_jax import train
 from facegan_jax.errors import UserError
 from tests.conftest import TINY
 from tests.helpers import multidevice
+from tests.helpers import reference_arrays
 from tests import test_train
 
 
@@ -218,3 +222,74 @@ def test_one_two_and_eight_devices_train_the_same(tmp_path):
     np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
   assert not np.allclose(runs['losses_1'][0], runs['losses_1'][-1])  # training moved
+
+
+# The fixture networks of tests/data/stylegan2_32_small.npz in the LFW demo's recipe.
+FIXTURE_MODEL = {f'model.{field}': value for field, value in dict(
+    resolution=32, channels=3, channel_base=1024, channel_max=64, mapping_layers=2,
+    latent_dim=64, w_dim=64).items()}
+# Runs a module as `python -m` would, with PyTorch made unimportable.
+WITHOUT_TORCH = ("import runpy, sys; sys.modules['torch'] = None; "
+                 "runpy.run_module(sys.argv.pop(1), run_name='__main__')")
+
+
+def test_nvidia_networks_become_a_run_to_sample_and_fine_tune_without_pytorch(tmp_path):
+  fixture = reference_arrays.load('stylegan2_32_small.npz')
+  generator_arrays = {key[2:]: value for key, value in fixture.items() if key.startswith('G/')}
+  # G_ema/ holds the reference generator; G/ the same with the first mapping layer zeroed, so
+  # that the run's sampling weights (the EMA's) and its trained weights can be told apart.
+  weights = tmp_path / 'nvidia.npz'
+  np.savez(weights, **{f'D/{key[2:]}': value for key, value in fixture.items()
+                       if key.startswith('D/')},
+           **{f'G_ema/{name}': value for name, value in generator_arrays.items()},
+           **{f'G/{name}': value * (name != 'mapping.fc0.weight')
+              for name, value in generator_arrays.items()})
+  faces = tmp_path / 'faces'  # RGB images to fine-tune on (the LFW faces are grayscale)
+  faces.mkdir()
+  for index, image in enumerate(np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3))):
+    Image.fromarray(image.astype(np.uint8)).save(faces / f'{index}.png')
+  fields = dict(FIXTURE_MODEL, **{'data.source': 'folder', 'data.path': str(faces),
+                                  'data.crop': 0, 'data.cache_dir': str(tmp_path / 'cache'),
+                                  # a step without the regularisers compiles in a third of the time
+                                  'loss.r1_gamma': 0.0, 'loss.pl_weight': 0.0})
+  workdir = tmp_path / 'run'
+  overrides = [f'--config.{field}={value}' for field, value in fields.items()]
+  convert = ['-c', WITHOUT_TORCH, 'facegan_jax.import_stylegan2', f'--weights={weights}',
+             '--config=configs/lfw_demo.py:stylegan2_test', *overrides, f'--workdir={workdir}']
+  converted = multidevice.run_python(convert)
+  assert converted.returncode == 0, converted.stderr[-3000:]
+  checkpoint = workdir / 'checkpoints' / '0'
+  written = sorted((path, path.stat().st_mtime_ns) for path in checkpoint.rglob('*'))
+
+  config = tiny_config()
+  for field, value in fields.items():
+    section, name = field.split('.')
+    config[section][name] = value
+  with pytest.raises(UserError, match=re.escape(
+      f'{workdir} already holds checkpoints (steps 0); choose a new --workdir for the '
+      'converted networks.')):
+    convert_stylegan2.write_workdir(config, str(weights), str(workdir))
+  assert sorted((path, path.stat().st_mtime_ns) for path in checkpoint.rglob('*')) == written
+
+  sampled = multidevice.run_python(['-c', WITHOUT_TORCH, 'facegan_jax.sample',
+                                    f'--workdir={workdir}', '--num=4',
+                                    f'--out={tmp_path / "grid.png"}'])
+  assert sampled.returncode == 0, sampled.stderr[-3000:]
+  assert Image.open(tmp_path / 'grid.png').size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)
+  restored = generation.RestoredGenerator(str(workdir))
+  ours = restored.images(jnp.asarray(fixture['in/z'])).astype(int)
+  expected = images_lib.to_uint8(fixture['out/img_const_psi1'].transpose(0, 2, 3, 1))
+  assert np.abs(ours - expected).max() <= 1
+
+  config.train.num_steps = 1
+  abstract = jax.eval_shape(lambda: train.create_train_state(
+      train.make_trainer(config), jax.random.key(0), (32, 32, 3)))
+  with checkpointing.make_manager(str(workdir), create=False) as manager:
+    start = checkpointing.restore_fields(manager, 0, {'g_params': abstract.g_params,
+                                                      'd_params': abstract.d_params})
+  jax.tree.map(np.testing.assert_array_equal, start['d_params'],
+               convert_stylegan2.convert_state_dict(fixture, 'D/')['params'])
+  assert not np.asarray(start['g_params']['mapping']['fc0']['weight']).any()
+  state = train.train_and_evaluate(config, str(workdir))  # fine-tunes from step 0
+  assert int(state.step) == 1
+  assert np.asarray(state.g_params['mapping']['fc0']['weight']).any()
