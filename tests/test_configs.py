@@ -74,7 +74,17 @@ def test_stylegan2_variants_follow_the_reference_tables():
           stylegan2.loss.r1_gamma) == (32768, 0.002, 10.0)
   celeba64 = celeba.get_config('stylegan2')
   assert celeba64.model.resolution == 64 and celeba64.loss.r1_gamma == pytest.approx(0.0256)
-  assert celeba.get_config('stylegan2_128').model.resolution == 128
+  celeba128 = celeba.get_config('stylegan2_128')
+  assert celeba128.model.resolution == 128 and celeba128.loss.r1_gamma == pytest.approx(0.1024)
+  # stylegan2-ada-pytorch's 'auto' row on one GPU at 64 and 128: batch 32, groups of 4, half
+  # the widths (channel_base 16384), 2 mapping layers, Adam(0.0025), EMA 10 kimg ramped over 5%.
+  for auto in (celeba64, celeba128):
+    assert (auto.train.batch_size, auto.model.mbstd_group_size, auto.model.channel_base,
+            auto.model.channel_max, auto.model.mapping_layers, auto.model.latent_dim,
+            auto.model.w_dim) == (32, 4, 16384, 512, 2, 512, 512)
+    assert (auto.optim.g_learning_rate, auto.optim.d_learning_rate) == (0.0025, 0.0025)
+    assert (auto.ema.halflife_images, auto.ema.rampup) == (10_000.0, 0.05)
+    assert auto.train.generator_first and auto.model.style_mixing_prob == 0.9
   for config in (paper256, stylegan2, celeba64):
     assert (config.loss.r1_every, config.loss.pl_every, config.loss.pl_weight) == (16, 4, 2.0)
     assert (config.optim.b1, config.optim.b2) == (0.0, 0.99)

@@ -115,6 +115,32 @@ def test_training_mode_draws_noise_and_mixes_styles_from_the_noise_stream():
   assert not np.allclose(first, jax.jit(lambda z: generator.apply(g_vars, z, train=False))(z))
 
 
+def test_style_mixing_switches_to_other_latents_at_a_random_layer_with_its_probability():
+  """NVIDIA's mixing: with probability p, the styles from a cutoff in [1, num_ws) on (the same
+  cutoff for the whole batch) are the w of other latents; before it, the latents' own w."""
+  _, g_vars, _ = reference(32)
+  z = jax.random.normal(jax.random.key(1), (4, 64))
+  own = models.build_models(fixture_model(32))[0].apply(g_vars, z, method='map')
+  layers = own.shape[1]
+  cutoffs = {}
+  for probability in (0.0, 0.5, 1.0):
+    generator, _ = models.build_models(fixture_model(32, style_mixing_prob=probability))
+    styles = jax.jit(lambda key: generator.apply(g_vars, z, rngs={'noise': key},
+                                                 method='styles'))
+    cutoffs[probability] = []
+    for seed in range(64):
+      ws = np.asarray(styles(jax.random.key(seed)))
+      kept = np.all(np.isclose(ws, own, rtol=1e-6, atol=1e-6), axis=(0, 2))
+      cutoff = int(np.argmin(kept)) if not kept.all() else layers
+      np.testing.assert_array_equal(kept, np.arange(layers) < cutoff)  # one cutoff, whole batch
+      np.testing.assert_array_equal(ws[:, cutoff:], np.broadcast_to(
+          ws[:, cutoff:cutoff + 1], ws[:, cutoff:].shape))  # one other w from there on
+      cutoffs[probability].append(cutoff)
+  assert set(cutoffs[0.0]) == {layers}
+  assert set(cutoffs[1.0]) == set(range(1, layers))  # 64 draws reach every cutoff of 7
+  assert 20 <= cutoffs[0.5].count(layers) <= 44  # about half of the 64 mix
+
+
 def count(tree):
   return sum(int(np.prod(leaf.shape)) for leaf in jax.tree_util.tree_leaves(tree))
 

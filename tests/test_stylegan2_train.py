@@ -107,6 +107,13 @@ def test_lazy_adam_scales_the_learning_rate_and_betas_as_stylegan2():
     reference = optax.scale_by_adam(b1=0.0, b2=0.99**ratio)
     expected, _ = reference.update(grads, reference.update(grads, reference.init(params))[1])
     np.testing.assert_allclose(updates['w'], -0.0025 * ratio * expected['w'], rtol=1e-5)
+  # The trainer gives D the ratio of R1's interval and G that of the path length's.
+  config.loss.update(r1_every=16, pl_every=4)
+  config.optim.g_learning_rate = config.optim.d_learning_rate = 0.0025
+  trainer = train.make_trainer(config)
+  for optimizer, ratio in ((trainer.d_optimizer, 16 / 17), (trainer.g_optimizer, 4 / 5)):
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    np.testing.assert_allclose(updates['w'], -0.0025 * ratio * np.sign(grads['w']), rtol=1e-5)
 
 
 def test_ema_ramp_up_caps_the_half_life_by_the_images_seen():
@@ -191,7 +198,7 @@ def test_interpolation_in_w_is_linear_and_ends_at_the_seeds_styles(tiny_run, tmp
   np.testing.assert_allclose(ws[2], (ends[0] + ends[1]) / 2, rtol=1e-6, atol=1e-6)
   # The command writes both figures.
   result = multidevice.run_python([
-      '-m', 'facegan_jax.sample', f'--workdir={tiny_run[0]}', '--num=4',
+      '-m', 'facegan_jax.sample', f'--workdir={tiny_run[0]}', '--num=4', '--truncation=0.7',
       f'--out={tmp_path / "grid.png"}', '--interpolate=1,2', '--interpolate_in=w', '--frames=5',
       f'--interpolation_out={tmp_path / "w.png"}', '--mixing_rows=1,2', '--mixing_columns=3,4,5',
       f'--mixing_out={tmp_path / "mixing.png"}'])
@@ -199,6 +206,14 @@ def test_interpolation_in_w_is_linear_and_ends_at_the_seeds_styles(tiny_run, tmp
   # 16x16 images with 2-pixel borders: 1 x 5 frames, and 3 x 4 cells.
   with Image.open(tmp_path / 'w.png') as strip, Image.open(tmp_path / 'mixing.png') as figure:
     assert (strip.height, strip.width, figure.height, figure.width) == (20, 92, 56, 74)
+  # The grid is of the truncated generator.
+  truncated = generation.RestoredGenerator(tiny_run[0], truncation=0.7)
+  expected = images_lib.make_grid(truncated.images(truncated.seed_latents(0, 4)))
+  with Image.open(tmp_path / 'grid.png') as grid:
+    written = np.asarray(grid).reshape(expected.shape).astype(int)
+  assert np.abs(written - expected).max() <= 1
+  untruncated = images_lib.make_grid(restored.images(restored.seed_latents(0, 4)))
+  assert np.abs(written - untruncated).max() > 1
 
 
 def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
