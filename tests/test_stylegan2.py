@@ -222,6 +222,10 @@ def test_logistic_losses_and_r1_equal_the_reference(resolution):
                              fixture['out/loss_Gmain_per_sample'].mean(), **TOLERANCE)
   r1 = jax.jit(lambda x: losses.r1_penalty(logits_fn, x))(nhwc(fixture['in/real']))
   np.testing.assert_allclose(r1, fixture['out/r1_penalty'].mean(), rtol=1e-5)
+  # R1's gradient itself, relative to its largest entry.
+  grads = jax.jit(jax.grad(lambda x: logits_fn(x).sum()))(nhwc(fixture['in/real']))
+  expected = nhwc(fixture['out/r1_grads'])
+  np.testing.assert_allclose(grads, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize('resolution', RESOLUTIONS)
@@ -236,7 +240,13 @@ def test_path_lengths_and_penalty_equal_the_reference(resolution, lowering, suff
   np.testing.assert_allclose(lengths, fixture[f'out/pl_lengths{suffix}'], rtol=1e-5)
   penalty, pl_mean = losses.path_length_penalty(lengths, jnp.zeros(()), decay=0.01)
   np.testing.assert_allclose(pl_mean, fixture[f'out/pl_mean_after{suffix}'], rtol=1e-5)
-  np.testing.assert_allclose(penalty, fixture[f'out/pl_penalty{suffix}'], rtol=1e-4, atol=1e-7)
+  # The penalty squares the lengths' deviations: twice their relative error.
+  np.testing.assert_allclose(penalty, fixture[f'out/pl_penalty{suffix}'], rtol=3e-5)
+  # The gradient with respect to w whose norms the lengths are, relative to its largest entry.
+  noise = nhwc(fixture['in/pl_noise'])
+  grads = jax.jit(jax.grad(lambda ws: jnp.sum(synthesize(ws) * noise)))(ws)
+  expected = fixture[f'out/pl_grads{suffix}']
+  np.testing.assert_allclose(grads, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
 def test_path_length_noise_is_scaled_by_the_image_size():
