@@ -67,8 +67,8 @@ def test_two_train_steps_equal_mimicrys():
   scheduler = scheduler_lib.LRScheduler('linear', optimizers[1], optimizers[0], NUM_STEPS)
 
   trainer = train.make_trainer(config)
-  state = train.create_train_state(trainer, jax.random.key(config.seed),
-                                   (RESOLUTION, RESOLUTION, 3))
+  state = jax.jit(lambda key: train.create_train_state(trainer, key, (RESOLUTION, RESOLUTION, 3)))(
+      jax.random.key(config.seed))
   g_vars = mimicry_reference.to_variables(g_torch.state_dict())
   d_vars = mimicry_reference.to_variables(d_torch.state_dict())
   state = state.replace(g_params=g_vars['params'], g_batch_stats=g_vars['batch_stats'],

@@ -259,12 +259,17 @@ def test_bfloat16_computes_the_convolutions_and_stays_close():
   fixture, g_vars, d_vars = reference(32)
   ws, real = jnp.asarray(fixture['out/ws_psi1']), nhwc(fixture['in/real'])
   outputs = {}
+  noise = nhwc(fixture['in/pl_noise'])
   for name in ('float32', 'bfloat16'):
     generator, discriminator = models.build_models(fixture_model(32, 'scaled'), name)
-    images = jax.jit(lambda ws: generator.apply(g_vars, ws, method='synthesize'))(ws)
-    logits = jax.jit(lambda x: discriminator.apply(d_vars, x))(real)
+    synthesize = lambda ws: generator.apply(g_vars, ws, method='synthesize')
+    logits_fn = lambda x: discriminator.apply(d_vars, x)
+    images, logits = jax.jit(synthesize)(ws), jax.jit(logits_fn)(real)
     assert images.dtype == logits.dtype == jnp.float32
-    outputs[name] = images, logits
+    # The regularisers differentiate twice through the bfloat16 convolutions.
+    r1 = jax.jit(lambda x: losses.r1_penalty(logits_fn, x))(real)
+    lengths = jax.jit(lambda ws: losses.path_lengths(synthesize, ws, noise))(ws)
+    outputs[name] = images, logits, r1, lengths
   for ours, reference_output in zip(outputs['bfloat16'], outputs['float32']):
     scale = float(jnp.abs(reference_output).max())
     np.testing.assert_allclose(ours, reference_output, atol=0.05 * scale)

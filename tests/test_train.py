@@ -186,19 +186,15 @@ def first_step(config, dtype):
   return (before,) + step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
 
 
-@pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test'])
+@pytest.mark.parametrize('variant', ['test', 'sngan_test'])
 def test_bfloat16_step_is_close_to_float32_and_keeps_float32_state(variant):
-  """StyleGAN2's first step runs both lazy regularisers: R1's and the path length's double
-  backward passes go through the bfloat16 convolutions too."""
+  """StyleGAN2's networks and regularisers in bfloat16: tests/test_stylegan2.py."""
   config = lfw_demo.get_config(variant)
   start, state32, metrics32 = first_step(config, 'float32')
   _, state16, metrics16 = first_step(config, 'bfloat16')
-  # R1 squares a gradient that went back through every bfloat16 layer of D (3.4% here); SNGAN's
-  # D starts with random power-iteration vectors, so sigma underestimates the spectral norm, the
-  # logits are in the tens and the gradient norms move by up to 10% (D's) and 3% (G's).
-  loose = {'r1': 0.05}
-  if variant == 'sngan_test':
-    loose.update(d_grad_norm=0.12, g_grad_norm=0.05)
+  # SNGAN's D starts with random power-iteration vectors, so sigma underestimates the spectral
+  # norm, the logits are in the tens and the gradient norms move by up to 10% (D's) and 3% (G's).
+  loose = {'d_grad_norm': 0.12, 'g_grad_norm': 0.05} if variant == 'sngan_test' else {}
   for name in metrics32:
     np.testing.assert_allclose(metrics16[name], metrics32[name], rtol=loose.get(name, 0.02))
   assert {x.dtype for x in leaves(state16) if x.dtype.kind == 'f'} == {np.dtype(np.float32)}
