@@ -18,6 +18,7 @@ from configs import lfw_demo
 from facegan_jax import checkpointing
 from facegan_jax import distributed
 from facegan_jax import generation
+from facegan_jax import train
 from facegan_jax.errors import UserError
 from tests.helpers import multidevice
 from tests.helpers import multihost_batches
@@ -68,15 +69,25 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, v
   # SNGAN's G biases in front of a BatchNorm have gradients of round-off size, which Adam
   # scales to steps of the learning rate (tests/helpers/steps_on_meshes.py): with b1 = 0 a step
   # is at most lr / sqrt(1 - b2) = 3.2 lr, so two runs part by at most 2 x 3.2 lr per step.
+  config = lfw_demo.get_config(variant)
+  size = config.model.resolution
+  abstract = jax.eval_shape(lambda: train.create_train_state(
+      train.make_trainer(config), jax.random.key(0), (size, size, 1)))
+  d_fields = {'d_params': abstract.d_params}
+  if abstract.d_batch_stats:  # StyleGAN2's D has none
+    d_fields['d_batch_stats'] = abstract.d_batch_stats
+  discriminators = [checkpointing.restore_fields(
+      checkpointing.make_manager(str(workdir), create=False), 6, d_fields)
+      for workdir in (multi, single)]
   multi_leaves, single_leaves = (jax.tree_util.tree_leaves_with_path(
-      {'g': restored.variables['params'], 'g_stats': restored.variables.get('batch_stats', {})})
-      for restored in (multi_restored, single_restored))
+      {'g': restored.variables['params'], 'g_stats': restored.variables.get('batch_stats', {}),
+       'd': discriminator})
+      for restored, discriminator in zip((multi_restored, single_restored), discriminators))
   for (path, multi_leaf), (_, single_leaf) in zip(multi_leaves, single_leaves, strict=True):
     round_off = variant == 'sngan_test' and steps_on_meshes.is_round_off(path)
     atol = 2 * 3.2 * 2e-4 * 6 if round_off else 2e-6
     np.testing.assert_allclose(multi_leaf, single_leaf, rtol=1e-4, atol=atol)
   images = multi_restored.images(multi_restored.seed_latents(0, 4))
-  size = lfw_demo.get_config(variant).model.resolution
   assert images.shape == (4, size, size, 1) and images.std() > 0
 
 
