@@ -22,6 +22,7 @@ import numpy as np
 from facegan_jax import checkpointing
 from facegan_jax import config_check
 from facegan_jax import models
+from facegan_jax import parallel
 from facegan_jax import storage
 from facegan_jax import train
 from facegan_jax import workdir_lock
@@ -140,9 +141,8 @@ def read_networks(config: ml_collections.ConfigDict, weights_path: str) -> Netwo
                     'needs a StyleGAN2 config such as configs/ffhq.py.')
   state_dict = read_npz(weights_path)
   generator, discriminator = models.build_models(config.model)
-  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
   g_vars, d_vars = convert_networks(state_dict, generator, discriminator,
-                                    config.model.latent_dim, image_shape)
+                                    config.model.latent_dim, models.image_shape(config.model))
   if not any(key.startswith('G_ema/') for key in state_dict):
     return Networks(g_vars, g_vars['params'], d_vars)
   ema_vars = convert_state_dict(state_dict, 'G_ema/')
@@ -155,9 +155,9 @@ def initial_state(config: ml_collections.ConfigDict, networks: Networks) -> trai
   without a D, D starts from config.seed's initialisation). The optimiser states start at zero
   and the run's key comes from config.seed, as for a run from scratch."""
   trainer = train.make_trainer(config)
-  image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-  init = jax.jit(lambda key: train.create_train_state(trainer, key, image_shape))
-  state = init(jax.random.key(config.seed))  # compiled: StyleGAN2's init op by op takes 3x as long
+  init, _, _ = train.compile_functions(trainer, parallel.make_mesh(),
+                                       models.image_shape(config.model))
+  state = init(jax.random.key(config.seed))
   g_params = networks.generator['params']
   d_params = networks.discriminator['params'] if networks.discriminator else state.d_params
   return state.replace(

@@ -504,8 +504,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
       stack.enter_context(workdir_lock.hold(workdir))
     manager = stack.enter_context(checkpointing.training_manager(workdir,
                                                                  config.checkpoint.keep))
-    image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    init, step_fn, sample_fn = compile_functions(trainer, mesh, image_shape)
+    init, step_fn, sample_fn = compile_functions(trainer, mesh, models.image_shape(config.model))
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
     if is_chief:
       storage.makedirs(os.path.join(workdir, 'samples'))

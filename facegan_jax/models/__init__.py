@@ -40,3 +40,8 @@ def build_models(model: ml_collections.ConfigDict, dtype_name: str = 'float32'):
   `dtype_name` (config.train.compute_dtype)."""
   check_model_config(model)
   return FAMILIES[model.name].build(model, compute_dtype(dtype_name))
+
+
+def image_shape(model: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  """(H, W, C) of the images that `config.model` generates and discriminates."""
+  return (model.resolution, model.resolution, model.channels)
