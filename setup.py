@@ -23,7 +23,7 @@ setuptools.setup(
         "tensorboardX>=2.6,<3",  # TensorBoard events without TensorFlow
     ],
     extras_require={
-        # gs:// workdirs and data (facegan_jax/storage.py): gcsfs is etils.epath's gs://
+        # gs:// workdirs and data (facegan_jax/runs/storage.py): gcsfs is etils.epath's gs://
         # backend; google-cloud-storage writes the workdir lock (generation preconditions)
         # and checks buckets. Orbax's arrays go through tensorstore, already installed.
         "gcs": GCS,

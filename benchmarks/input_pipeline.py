@@ -21,16 +21,20 @@ import time
 if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np
+from benchmarks import extras
+
+extras.require({'skimage': "pip install -e '.[demo]'"})
+
+import numpy as np  # pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from PIL import Image
 from skimage import data as skimage_data
 
 from configs import celeba
-from facegan_jax import image_sources
-from facegan_jax import input_pipeline
-from facegan_jax import parallel
+from facegan_jax.data import image_sources
+from facegan_jax.data import input_pipeline
+from facegan_jax.system import parallel
 
 flags.DEFINE_integer('images', 2000, 'Images in the folder of the cold pass.')
 flags.DEFINE_integer('cached_images', 202_599, 'Images in the cache of the cached passes.')

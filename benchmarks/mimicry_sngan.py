@@ -23,12 +23,16 @@ import time
 if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch
+from benchmarks import extras
+
+extras.require({'torch': 'pip install torch==2.13.0', 'torch_mimicry': extras.MIMICRY})
+
+import torch  # pylint: disable=wrong-import-position
 
 from benchmarks import step_timing
 from configs import celeba
 from configs import default
-from facegan_jax import xla_flags
+from facegan_jax.system import xla_flags
 from tests.helpers import mimicry_reference
 
 

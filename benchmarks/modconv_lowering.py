@@ -24,8 +24,8 @@ import jax.numpy as jnp
 from absl import app
 from absl import flags
 
-from facegan_jax import xla_flags
 from facegan_jax.models import stylegan2_ops as ops
+from facegan_jax.system import xla_flags
 
 flags.DEFINE_integer('batch', 32, 'Samples per call.')
 flags.DEFINE_list('shapes', ['64x32', '128x16', '512x8'], 'CHANNELSxRESOLUTION of the outputs.')

@@ -11,10 +11,19 @@ after 3 warm-up steps; torch uses as many threads as the machine has cores.
 """
 
 import argparse
+import os
 import statistics
+import sys
 import time
 
-import torch
+if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import extras
+
+extras.require({'torch': 'pip install torch==2.13.0'})
+
+import torch  # pylint: disable=wrong-import-position
 from torch import nn
 
 LATENT, WIDTH, CHANNELS = 100, 64, 3

@@ -19,11 +19,11 @@ import sys
 if not __package__:  # run as `python benchmarks/FILE.py`: make the repository root importable
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from facegan_jax import distances
-from facegan_jax import fid
-from facegan_jax import generation
-from facegan_jax import image_sources
-from facegan_jax import parallel
+from facegan_jax.data import image_sources
+from facegan_jax.metrics import distances
+from facegan_jax.metrics import fid
+from facegan_jax.sampling import generation
+from facegan_jax.system import parallel
 
 
 def _inception_features(config, reals, fakes):

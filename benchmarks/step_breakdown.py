@@ -34,9 +34,9 @@ from absl import app
 from absl import flags
 
 from benchmarks import step_timing
-from facegan_jax import divergence
-from facegan_jax import layers
-from facegan_jax import xla_flags
+from facegan_jax.models import layers
+from facegan_jax.system import xla_flags
+from facegan_jax.training import divergence
 
 flags.DEFINE_string('config', 'celeba', 'Config NAME[:variant] (configs/NAME.py) to time.')
 flags.DEFINE_integer('batch_size', 64, 'Global batch size.')

@@ -8,8 +8,9 @@ import jax
 import numpy as np
 from absl import flags
 
-from facegan_jax import parallel
-from facegan_jax import train
+from facegan_jax.system import parallel
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 
 flags.DEFINE_integer('rounds', 6, 'Rounds of timed steps (train_step.py times matmuls after '
                      'each; step_breakdown.py times every variant in each).')
@@ -24,7 +25,7 @@ def load_config(name: str):
   return importlib.import_module(f'configs.{file}').get_config(variant or None)
 
 
-def lazy_cycle(trainer: train.Trainer) -> int:
+def lazy_cycle(trainer: trainer_lib.Trainer) -> int:
   """Steps after which the lazy regularisers' phases repeat (1 without them)."""
   return math.lcm(trainer.r1_every if trainer.r1_gamma else 1,
                   trainer.pl_every if trainer.pl_weight else 1)
@@ -34,16 +35,16 @@ def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):
   """The compiled train step of `config` at `batch_size`, warmed up, with its inputs.
 
   Returns (trainer, compiled, state, batch, compile seconds): `compiled` maps each
-  `train.LazyPhases` of a cycle of the lazy regularisers to its compiled step (one entry when
+  `step_lib.LazyPhases` of a cycle of the lazy regularisers to its compiled step (one entry when
   there are none); the seconds are those of all of them.
   """
   config.train.batch_size = batch_size
   config.train.compute_dtype = compute_dtype
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(batch_size, mesh.devices.size)
   image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-  init, step, _ = train.compile_functions(trainer, mesh, image_shape)
+  init, step, _ = step_lib.compile_functions(trainer, mesh, image_shape)
   state = init(jax.random.key(config.seed))
   images = np.random.default_rng(0).integers(
       0, 256, (config.train.d_steps, batch_size) + image_shape, np.uint8)
@@ -51,7 +52,7 @@ def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):
 
   start = time.perf_counter()
   compiled = {}
-  for phases in sorted({train.lazy_phases(trainer, i) for i in range(lazy_cycle(trainer))}):
+  for phases in sorted({step_lib.lazy_phases(trainer, i) for i in range(lazy_cycle(trainer))}):
     compiled[phases] = step.lower(state, batch, phases).compile()
   compile_seconds = time.perf_counter() - start
   _, state = timed_steps(trainer, compiled, state, batch, WARMUP_STEPS)
@@ -64,7 +65,7 @@ def timed_steps(trainer, compiled, state, batch, count: int):
   seconds = []
   for _ in range(count):
     start = time.perf_counter()
-    state, _ = compiled[train.lazy_phases(trainer, int(state.step))](state, batch)
+    state, _ = compiled[step_lib.lazy_phases(trainer, int(state.step))](state, batch)
     jax.block_until_ready(state)
     seconds.append(time.perf_counter() - start)
   return seconds, state

@@ -4,7 +4,7 @@
       [--batch_sizes=64,128,256] [--compute_dtype=float32] [--rounds=6] [--steps=5]
       [--matmul_size=N]
 
-For each config and batch size, the step of `train.compile_functions` (the one training runs:
+For each config and batch size, the step of `step_lib.compile_functions` (the one training runs:
 state replicated and donated, batch sharded) is lowered and compiled on synthetic uint8 batches
 (compile time), run 3 times to warm up, then timed step by step with `block_until_ready`:
 images/s is the batch size over the median step time.
@@ -16,7 +16,7 @@ compute dtype (2048 on the CPU, 8192 on a GPU or TPU, where a small one measures
 timed between the rounds of steps in the same process so that both see the same machine load. On
 a GPU both use JAX's default matmul precision (TF32 for float32 on recent NVIDIA GPUs).
 
-The XLA flags that training sets (facegan_jax/xla_flags.py) are set here too, before JAX starts.
+The XLA flags that training sets (facegan_jax/system/xla_flags.py) are set here too, before JAX starts.
 """
 
 import ast
@@ -36,11 +36,12 @@ from absl import app
 from absl import flags
 
 from benchmarks import step_timing
-from facegan_jax import layers
-from facegan_jax import train
-from facegan_jax import xla_flags
+from facegan_jax.models import layers
 from facegan_jax.models import sngan
 from facegan_jax.models import stylegan2
+from facegan_jax.system import xla_flags
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 
 flags.DEFINE_list('configs', ['celeba', 'lfw_demo'],
                   'Configs NAME[:variant] (configs/NAME.py) whose model and training are timed.')
@@ -100,7 +101,7 @@ def layer_flops(module, inputs, within=None) -> list[float]:
   return flops
 
 
-def hand_flops_per_step(trainer: train.Trainer, image_shape, batch_size: int,
+def hand_flops_per_step(trainer: trainer_lib.Trainer, image_shape, batch_size: int,
                         d_steps: int) -> float:
   """FLOPs of one train step as the reference implementation computes it, counted by hand.
 
@@ -122,7 +123,7 @@ def hand_flops_per_step(trainer: train.Trainer, image_shape, batch_size: int,
   return batch_size * (d_steps * d_update + g_update)
 
 
-def stylegan2_flops_per_image(trainer: train.Trainer, image_shape) -> float:
+def stylegan2_flops_per_image(trainer: trainer_lib.Trainer, image_shape) -> float:
   """FLOPs per image of one StyleGAN2 step as NVIDIA's training loop runs its phases.
 
   G's main phase: G forward (the mapping twice, for style mixing), D forward and its input
@@ -178,7 +179,7 @@ def time_step(config, batch_size: int) -> dict:
   # A step's time (and XLA's FLOPs) is the mean over whole cycles of the lazy regularisers.
   cycle = step_timing.lazy_cycle(trainer)
   steps = cycle * math.ceil(FLAGS.steps / cycle)
-  xla_flops = statistics.mean(compiled[train.lazy_phases(trainer, i)].cost_analysis()['flops']
+  xla_flops = statistics.mean(compiled[step_lib.lazy_phases(trainer, i)].cost_analysis()['flops']
                               for i in range(cycle))
   step_seconds, peaks = [], []
   for _ in range(FLAGS.rounds):

@@ -24,9 +24,9 @@ from absl import app
 from absl import flags
 
 from configs import default
-from facegan_jax import inception
-from facegan_jax.errors import UserError
-from facegan_jax.errors import exit_on_user_error
+from facegan_jax.metrics import inception
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import exit_on_user_error
 
 NVIDIA_URL = ('https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/'
               'inception-2015-12-05.pt')

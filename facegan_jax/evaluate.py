@@ -21,14 +21,14 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from facegan_jax import fid
-from facegan_jax import generation
-from facegan_jax import image_sources
-from facegan_jax import inception
-from facegan_jax import parallel
-from facegan_jax import quiet_log
-from facegan_jax import storage
-from facegan_jax.errors import exit_on_user_error
+from facegan_jax.data import image_sources
+from facegan_jax.metrics import fid
+from facegan_jax.metrics import inception
+from facegan_jax.runs import storage
+from facegan_jax.sampling import generation
+from facegan_jax.system import parallel
+from facegan_jax.system import quiet_log
+from facegan_jax.system.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoints/).')

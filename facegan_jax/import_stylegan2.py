@@ -3,7 +3,7 @@
     python -m facegan_jax.import_stylegan2 --weights=G.npz --config=configs/ffhq.py --workdir=DIR
 
 writes step 0 of a run in DIR holding the networks of `--weights` (an .npz of their state_dicts
-keyed G/, G_ema/ and D/; facegan_jax/convert_stylegan2.py says how to export one) under the
+keyed G/, G_ema/ and D/; facegan_jax/pretrained/convert_stylegan2.py says how to export one) under the
 config's model, which must match them. `python -m facegan_jax.sample --workdir=DIR` then samples
 them, and `python -m facegan_jax.main` with the same --config and --workdir fine-tunes them.
 No PyTorch is needed.
@@ -12,11 +12,11 @@ No PyTorch is needed.
 from absl import app
 from absl import flags
 
-from facegan_jax import convert_stylegan2
 from facegan_jax import main as training_main
-from facegan_jax import quiet_log
-from facegan_jax.errors import UserError
-from facegan_jax.errors import exit_on_user_error
+from facegan_jax.pretrained import convert_stylegan2
+from facegan_jax.system import quiet_log
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('weights', None, 'An .npz of NVIDIA StyleGAN2 arrays keyed G/<state_dict '

@@ -1,7 +1,7 @@
 """Entry point: python -m facegan_jax.main --config=configs/celeba.py --workdir=DIR.
 
 Several processes (TPU pods, GPU clusters, launch/local_multihost.sh) join one run through
-`jax.distributed` before anything else touches JAX; see facegan_jax/distributed.py.
+`jax.distributed` before anything else touches JAX; see facegan_jax/system/distributed.py.
 """
 
 import os
@@ -14,14 +14,14 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from facegan_jax import config_check
-from facegan_jax import distributed
-from facegan_jax import quiet_log
-from facegan_jax import train
-from facegan_jax import xla_flags
-from facegan_jax.errors import UserError
-from facegan_jax.errors import exit_on_user_error
-from facegan_jax.errors import exit_with
+from facegan_jax.system import distributed
+from facegan_jax.system import quiet_log
+from facegan_jax.system import xla_flags
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import exit_on_user_error
+from facegan_jax.system.errors import exit_with
+from facegan_jax.training import config_check
+from facegan_jax.training import loop
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -105,8 +105,8 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # one log for the run, from process 0
   logging.info('Config: %s (every field: %s)',
                ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
-               os.path.join(FLAGS.workdir, train.CONFIG_FILE))
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+               os.path.join(FLAGS.workdir, loop.CONFIG_FILE))
+  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 
 
 if __name__ == '__main__':

@@ -14,12 +14,12 @@ import os
 from absl import app
 from absl import flags
 
-from facegan_jax import generation
-from facegan_jax import images as images_lib
-from facegan_jax import quiet_log
-from facegan_jax import storage
-from facegan_jax.errors import UserError
-from facegan_jax.errors import exit_on_user_error
+from facegan_jax.data import images as images_lib
+from facegan_jax.runs import storage
+from facegan_jax.sampling import generation
+from facegan_jax.system import quiet_log
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoints/).')

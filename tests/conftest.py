@@ -9,7 +9,7 @@ import jax
 import pytest
 
 from facegan_jax import convert_inception
-from facegan_jax import inception
+from facegan_jax.metrics import inception
 
 # Many tests (and the processes they start) compile the same train steps: one persistent
 # compilation cache, new for each session, compiles each program once. pytest-xdist's workers

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from facegan_jax import augment
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import augment
 
 ALL = ('color', 'translation', 'cutout')
 

@@ -5,10 +5,10 @@ import pytest
 
 from benchmarks import sample_quality
 from configs import lfw_demo
-from facegan_jax import distances
-from facegan_jax import generation
-from facegan_jax import image_sources
-from facegan_jax import train
+from facegan_jax.data import image_sources
+from facegan_jax.metrics import distances
+from facegan_jax.sampling import generation
+from facegan_jax.training import loop
 from tests.conftest import TINY
 
 
@@ -21,7 +21,7 @@ def test_measures_on_inception_features_with_weights_and_on_pixels_without(tiny_
   config.eval.stats_dir = str(tmp_path / 'stats')
   config.eval.batch_size = 8
   workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(config, workdir)
+  loop.train_and_evaluate(config, workdir)
 
   inception = sample_quality.quality(workdir, num=12, seed=0, inception_weights='')
   assert inception['space'] == 'inception (clean)' and inception['fid'] > 0

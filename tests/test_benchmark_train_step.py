@@ -6,11 +6,11 @@ import pytest
 from benchmarks import train_step
 from configs import celeba
 from configs import lfw_demo
-from facegan_jax import train
+from facegan_jax.training import trainer as trainer_lib
 
 
 def test_dcgan64_layer_flops_and_step_count_match_the_hand_count():
-  trainer = train.make_trainer(celeba.get_config())
+  trainer = trainer_lib.make_trainer(celeba.get_config())
   g = train_step.layer_flops(trainer.generator, jnp.zeros((1, 100)))
   d = train_step.layer_flops(trainer.discriminator, jnp.zeros((1, 64, 64, 3)))
   # 2 x multiply-adds: dense 100 -> 4x4x512; transposed convs scatter each input pixel's 4x4 taps.
@@ -27,7 +27,7 @@ def test_dcgan64_layer_flops_and_step_count_match_the_hand_count():
 def test_sngan32_layer_flops_count_every_convolution_at_its_resolution():
   config = lfw_demo.get_config('sngan_test')
   config.model.update(channels=3, g_width=8, d_width=8)
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   g = train_step.layer_flops(trainer.generator, jnp.zeros((1, 128)))
   d = train_step.layer_flops(trainer.discriminator, jnp.zeros((1, 32, 32, 3)))
   block = lambda size: [2 * size**2 * 9 * 64, 2 * size**2 * 9 * 64, 2 * size**2 * 64]
@@ -43,7 +43,7 @@ def test_sngan32_layer_flops_count_every_convolution_at_its_resolution():
 
 
 def test_stylegan2_layer_flops_and_step_count_match_the_hand_count():
-  trainer = train.make_trainer(lfw_demo.get_config('stylegan2_test'))  # 16x16, 16 to 8 channels
+  trainer = trainer_lib.make_trainer(lfw_demo.get_config('stylegan2_test'))  # 16x16, 16 to 8 channels
   z = jnp.zeros((1, 16))
   g = train_step.layer_flops(trainer.generator, z)
   mapping = train_step.layer_flops(trainer.generator, z, within='mapping')

@@ -14,11 +14,13 @@ import pytest
 from configs import default
 from configs import lfw_demo
 from configs import toy2x2
-from facegan_jax import checkpointing
-from facegan_jax import config_check
-from facegan_jax import train
-from facegan_jax import workdir_lock
-from facegan_jax.errors import UserError
+from facegan_jax.runs import checkpointing
+from facegan_jax.runs import workdir_lock
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import config_check
+from facegan_jax.training import loop
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.helpers import multidevice
 
 
@@ -68,7 +70,7 @@ def damage_checkpoint(workdir, step, damage='truncate'):
 def trained(tmp_path_factory):
   """A workdir with checkpoints of steps 2 and 4."""
   workdir = str(tmp_path_factory.mktemp('trained'))
-  state = train.train_and_evaluate(small_config(), workdir)
+  state = loop.train_and_evaluate(small_config(), workdir)
   return workdir, state
 
 
@@ -86,23 +88,23 @@ def test_resuming_with_more_steps_equals_an_uninterrupted_run(trained, tmp_path)
   resumed_dir = str(tmp_path / 'resumed')
   os.rename(workdir, resumed_dir)  # the fixture's workdir is reused below: copy semantics
   try:
-    resumed = train.train_and_evaluate(small_config(num_steps=7), resumed_dir)
+    resumed = loop.train_and_evaluate(small_config(num_steps=7), resumed_dir)
   finally:
     os.rename(resumed_dir, workdir)
-  uninterrupted = train.train_and_evaluate(small_config(num_steps=7), str(tmp_path / 'whole'))
+  uninterrupted = loop.train_and_evaluate(small_config(num_steps=7), str(tmp_path / 'whole'))
   assert int(resumed.step) == 7
   assert_identical(resumed, uninterrupted)
 
 
 def test_a_config_change_that_cannot_continue_is_refused_and_changes_nothing(tmp_path):
   workdir = str(tmp_path)
-  train.train_and_evaluate(small_config(), workdir)
+  loop.train_and_evaluate(small_config(), workdir)
   before = snapshot(workdir)
   config = small_config(num_steps=8)
   config.model.g_width = 16
   config.seed = 3
   with pytest.raises(UserError) as error:
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   message = str(error.value)
   assert 'differs in 2 field(s)' in message
   assert 'model.g_width: 8 -> 16' in message and 'seed: 0 -> 3' in message
@@ -113,12 +115,12 @@ def test_a_config_change_that_cannot_continue_is_refused_and_changes_nothing(tmp
 @pytest.mark.parametrize('damage', ['truncate', 'delete'])
 def test_a_damaged_latest_checkpoint_stops_with_a_clear_error(tmp_path, damage):
   workdir = str(tmp_path)
-  train.train_and_evaluate(small_config(), workdir)
+  loop.train_and_evaluate(small_config(), workdir)
   damage_checkpoint(workdir, 4, damage)
   before = snapshot(workdir)
   with pytest.raises(UserError, match=r'the latest checkpoint in .*/checkpoints/4 cannot be read'
                      r'.*to resume from step 2, move it aside: mv .*/4 .*/4\.damaged'):
-    train.train_and_evaluate(small_config(num_steps=6), workdir)
+    loop.train_and_evaluate(small_config(num_steps=6), workdir)
   assert snapshot(workdir) == before
 
 
@@ -173,8 +175,8 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path,
   config = lfw_demo.get_config(variant)
   size = config.model.resolution
   # An abstract template: StyleGAN2's initialisation op by op takes 16 s, restoring none.
-  template = jax.eval_shape(lambda: train.create_train_state(
-      train.make_trainer(config), jax.random.key(0), (size, size, config.model.channels)))
+  template = jax.eval_shape(lambda: state_lib.create_train_state(
+      trainer_lib.make_trainer(config), jax.random.key(0), (size, size, config.model.channels)))
   resumed, uninterrupted = (
       checkpointing.restore_state(checkpointing.make_manager(str(path), create=False), steps,
                                   template) for path in (killed_dir, tmp_path / 'whole'))
@@ -235,7 +237,7 @@ def test_a_workdir_written_before_the_renames_resumes_bit_identically(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
   config = toy2x2.get_config()
   config.ema.halflife_images = 100.0
-  template = train.create_train_state(train.make_trainer(config), jax.random.key(0), (2, 2, 1))
+  template = state_lib.create_train_state(trainer_lib.make_trainer(config), jax.random.key(0), (2, 2, 1))
   resumed, fresh = (checkpointing.restore_state(
       checkpointing.make_manager(str(path), create=False), 4, template)
                     for path in (old_workdir, tmp_path / 'new'))

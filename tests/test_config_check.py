@@ -9,9 +9,9 @@ from configs import celeba
 from configs import default
 from configs import lfw_demo
 from configs import toy2x2
-from facegan_jax import config_check
-from facegan_jax import workdir_lock
-from facegan_jax.errors import UserError
+from facegan_jax.runs import workdir_lock
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import config_check
 from tests.helpers import multidevice
 
 

@@ -7,7 +7,7 @@ from configs import default
 from configs import ffhq
 from configs import lfw_demo
 from configs import toy2x2
-from facegan_jax import train
+from facegan_jax.training import trainer as trainer_lib
 
 
 @pytest.mark.parametrize('module, variant', [
@@ -17,7 +17,7 @@ from facegan_jax import train
     (celeba, 'stylegan2'), (celeba, 'stylegan2_128'), (lfw_demo, 'stylegan2'), (ffhq, None),
     (ffhq, 'stylegan2')])
 def test_every_variant_is_a_valid_config(module, variant):
-  train.make_trainer(module.get_config(variant))
+  trainer_lib.make_trainer(module.get_config(variant))
 
 
 def test_best_variants_turn_on_what_they_document():

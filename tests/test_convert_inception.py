@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from facegan_jax import convert_inception
-from facegan_jax import inception
-from facegan_jax.errors import UserError
+from facegan_jax.metrics import inception
+from facegan_jax.system.errors import UserError
 from tests.helpers import multidevice
 from tests.conftest import fid_helper_torchscript
 

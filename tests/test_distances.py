@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from facegan_jax import distances
+from facegan_jax.metrics import distances
 
 
 def scipy_frechet_distance(mu1, sigma1, mu2, sigma2):

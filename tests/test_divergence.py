@@ -8,10 +8,10 @@ import jax.numpy as jnp
 import pytest
 
 from configs import lfw_demo
-from facegan_jax import checkpointing
-from facegan_jax import divergence
-from facegan_jax import errors
-from facegan_jax import train
+from facegan_jax.runs import checkpointing
+from facegan_jax.system import errors
+from facegan_jax.training import divergence
+from facegan_jax.training import loop
 
 OVERFLOWING_RATE = 1e30  # Adam moves every weight by about the rate: activations overflow
 
@@ -66,11 +66,11 @@ def test_first_nonfinite_names_the_first_bad_step_and_metric():
 def test_an_overflowing_learning_rate_stops_before_saving_and_keeps_the_last_good_checkpoint(
     tmp_path):
   workdir = str(tmp_path)
-  train.train_and_evaluate(config(num_steps=2), workdir)
+  loop.train_and_evaluate(config(num_steps=2), workdir)
   before = files(workdir, 'checkpoints', 'samples', 'metrics.jsonl')
   # Raising the learning rates on resume is allowed (lowering them is how to continue).
   with pytest.raises(errors.Diverged) as stop:
-    train.train_and_evaluate(config(num_steps=40, learning_rate=OVERFLOWING_RATE), workdir)
+    loop.train_and_evaluate(config(num_steps=40, learning_rate=OVERFLOWING_RATE), workdir)
   message = str(stop.value)
   assert len(message.splitlines()) == 1
   step = int(message.split('training diverged at step ')[1].split(':')[0])
@@ -90,7 +90,7 @@ def test_an_overflowing_learning_rate_stops_before_saving_and_keeps_the_last_goo
 def test_a_run_that_diverges_before_its_first_checkpoint_saves_nothing(tmp_path):
   with pytest.raises(errors.Diverged, match='nothing after it was saved, and no checkpoint was '
                      'written; rerun with lower learning rates'):
-    train.train_and_evaluate(config(num_steps=40, learning_rate=OVERFLOWING_RATE), str(tmp_path))
+    loop.train_and_evaluate(config(num_steps=40, learning_rate=OVERFLOWING_RATE), str(tmp_path))
   assert not os.listdir(tmp_path / 'checkpoints')
   assert not (tmp_path / 'samples').exists() or not os.listdir(tmp_path / 'samples')
 

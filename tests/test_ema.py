@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from facegan_jax import ema
+from facegan_jax.training import ema
 
 
 def test_ema_equals_its_closed_form_after_k_steps_of_a_fixed_update():

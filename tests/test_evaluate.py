@@ -10,7 +10,7 @@ from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import evaluate
-from facegan_jax import train
+from facegan_jax.training import loop
 from tests.helpers import event_files
 from tests.helpers import multidevice
 from tests.conftest import TINY
@@ -34,7 +34,7 @@ def test_demo_writes_tensorboard_scalars_images_and_fid_that_the_command_reprodu
     tiny_weights, tmp_path):
   workdir = tmp_path / 'run'
   config = demo_config_with_eval(tiny_weights, tmp_path / 'stats')
-  train.train_and_evaluate(config, str(workdir))
+  loop.train_and_evaluate(config, str(workdir))
 
   scalars, images = event_files.read_events(str(workdir))
   for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'd_grad_norm', 'g_grad_norm',
@@ -66,7 +66,7 @@ def test_demo_writes_tensorboard_scalars_images_and_fid_that_the_command_reprodu
 def test_training_without_inception_weights_writes_no_fid(tmp_path):
   config = lfw_demo.get_config('test')  # eval.every = 0: the default, no weights needed
   config.eval.inception_weights = str(tmp_path / 'absent.npz')
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   scalars, images = event_files.read_events(str(tmp_path))
   assert 'fid' not in scalars and sorted(scalars['d_loss']) == [2, 4]
   assert sorted(images['samples']) == [2, 4]

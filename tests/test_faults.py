@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from facegan_jax import quiet_log
+from facegan_jax.system import quiet_log
 from tests.helpers import multidevice
 from tests.test_checkpointing import snapshot
 
@@ -46,7 +46,7 @@ def record(pathname, level):
 
 
 @pytest.mark.parametrize('pathname, level, shown', [
-    ('/repo/facegan_jax/train.py', logging.INFO, True),
+    ('/repo/facegan_jax/training/loop.py', logging.INFO, True),
     ('/venv/lib/python3.11/site-packages/orbax/checkpoint/checkpoint_manager.py', logging.INFO,
      False),
     ('/venv/lib/python3.11/site-packages/orbax/checkpoint/future.py', logging.ERROR, False),

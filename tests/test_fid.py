@@ -9,11 +9,13 @@ import numpy as np
 import pytest
 
 from configs import lfw_demo
-from facegan_jax import fid
-from facegan_jax import image_sources
-from facegan_jax import parallel
-from facegan_jax import train
-from facegan_jax.errors import UserError
+from facegan_jax.data import image_sources
+from facegan_jax.metrics import fid
+from facegan_jax.system import parallel
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.conftest import TINY
 
 
@@ -36,12 +38,12 @@ def score_kwargs(config):
 
 
 def make_evaluator(config):
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   extractor = fid.make_extractor(config.eval, parallel.make_mesh())
   images = image_sources.load_images(config)
-  evaluator = fid.make_evaluator(config, functools.partial(train.generate_samples, trainer),
+  evaluator = fid.make_evaluator(config, functools.partial(step_lib.generate_samples, trainer),
                                  extractor, images)
-  state = train.create_train_state(trainer, jax.random.key(config.seed), images.shape[1:])
+  state = state_lib.create_train_state(trainer, jax.random.key(config.seed), images.shape[1:])
   return evaluator, state, images
 
 

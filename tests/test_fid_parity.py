@@ -15,10 +15,10 @@ import torch
 from PIL import Image
 from skimage import data
 
-from facegan_jax import distances
-from facegan_jax import fid
-from facegan_jax import inception
-from facegan_jax import parallel
+from facegan_jax.metrics import distances
+from facegan_jax.metrics import fid
+from facegan_jax.metrics import inception
+from facegan_jax.system import parallel
 from tests.conftest import fid_helper_torchscript
 
 SET_SIZE = 4

@@ -20,14 +20,16 @@ from PIL import Image
 from tensorboardX.proto import event_pb2
 
 from configs import toy2x2
-from facegan_jax import checkpointing
-from facegan_jax import generation
-from facegan_jax import image_sources
-from facegan_jax import images as images_lib
-from facegan_jax import storage
-from facegan_jax import train
-from facegan_jax import workdir_lock
-from facegan_jax.errors import UserError
+from facegan_jax.data import image_sources
+from facegan_jax.data import images as images_lib
+from facegan_jax.runs import checkpointing
+from facegan_jax.runs import storage
+from facegan_jax.runs import workdir_lock
+from facegan_jax.sampling import generation
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import loop
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests import test_checkpointing
 from tests.conftest import TINY
 from tests.helpers import gcs_emulator
@@ -64,7 +66,7 @@ def main(*flags, **kwargs):
 
 def state_template():
   config = toy2x2.get_config()
-  return train.create_train_state(train.make_trainer(config), jax.random.key(0), (2, 2, 1))
+  return state_lib.create_train_state(trainer_lib.make_trainer(config), jax.random.key(0), (2, 2, 1))
 
 
 def restored_state(workdir, step):
@@ -202,7 +204,7 @@ def test_a_config_change_is_refused_on_a_gcs_workdir_and_changes_nothing(whole):
   config.seed = 3
   with pytest.raises(UserError, match=rf'cannot resume the run in {whole}: the config differs '
                      r'in 1 field\(s\) that change training: seed: 0 -> 3\.'):
-    train.train_and_evaluate(config, whole)
+    loop.train_and_evaluate(config, whole)
   assert storage.list_objects(whole) == before
 
 
@@ -220,7 +222,7 @@ def test_a_damaged_checkpoint_in_gcs_names_the_command_that_moves_it_aside(kille
   with pytest.raises(UserError, match=(
       rf'the latest checkpoint in {newest} cannot be read .*to resume from step {steps[-2]}, '
       rf'move it aside: gcloud storage mv {newest} {newest}\.damaged\. Nothing was changed')):
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
   assert storage.list_objects(workdir) == before
 
 

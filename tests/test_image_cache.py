@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from facegan_jax import image_cache
+from facegan_jax.data import image_cache
 
 SHAPE = (4, 4, 3)
 

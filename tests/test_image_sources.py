@@ -16,8 +16,8 @@ from tensorflow_datasets.core.download import download_manager
 from configs import celeba
 from configs import lfw_demo
 from configs import toy2x2
-from facegan_jax import image_sources
-from facegan_jax.errors import UserError
+from facegan_jax.data import image_sources
+from facegan_jax.system.errors import UserError
 
 
 def encode(pixels: np.ndarray, format_: str = 'PNG') -> bytes:

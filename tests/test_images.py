@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from facegan_jax import images
+from facegan_jax.data import images
 
 
 def test_to_uint8_maps_the_tanh_range_to_bytes():

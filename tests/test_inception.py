@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facegan_jax import inception
-from facegan_jax.errors import UserError
+from facegan_jax.metrics import inception
+from facegan_jax.system.errors import UserError
 
 TINY = 1 / 8
 

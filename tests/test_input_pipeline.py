@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from facegan_jax import input_pipeline
-from facegan_jax import parallel
+from facegan_jax.data import input_pipeline
+from facegan_jax.system import parallel
 
 
 def take(iterator, count):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from facegan_jax import layers
+from facegan_jax.models import layers
 
 
 def reference_conv_transpose(x, kernel, stride, padding):

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from facegan_jax import losses
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import losses
 
 REAL = np.array([-3.0, -0.5, 0.0, 0.7, 4.0])
 FAKE = np.array([-2.0, 0.1, 1.5, -6.0, 3.0])

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 
-from facegan_jax import metric_writer
+from facegan_jax.runs import metric_writer
 from tests.helpers import event_files
 from tests.helpers import multidevice
 

@@ -9,7 +9,7 @@ import pytest
 from configs import celeba
 from facegan_jax import models
 from facegan_jax.models import dcgan
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 
 def model_config(**overrides):

@@ -15,11 +15,12 @@ import pytest
 from PIL import Image
 
 from configs import lfw_demo
-from facegan_jax import checkpointing
-from facegan_jax import distributed
-from facegan_jax import generation
-from facegan_jax import train
-from facegan_jax.errors import UserError
+from facegan_jax.runs import checkpointing
+from facegan_jax.sampling import generation
+from facegan_jax.system import distributed
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.helpers import multidevice
 from tests.helpers import multihost_batches
 from tests.helpers import steps_on_meshes
@@ -71,8 +72,8 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, v
   # is at most lr / sqrt(1 - b2) = 3.2 lr, so two runs part by at most 2 x 3.2 lr per step.
   config = lfw_demo.get_config(variant)
   size = config.model.resolution
-  abstract = jax.eval_shape(lambda: train.create_train_state(
-      train.make_trainer(config), jax.random.key(0), (size, size, 1)))
+  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
+      trainer_lib.make_trainer(config), jax.random.key(0), (size, size, 1)))
   d_fields = {'d_params': abstract.d_params}
   if abstract.d_batch_stats:  # StyleGAN2's D has none
     d_fields['d_batch_stats'] = abstract.d_batch_stats

@@ -10,9 +10,10 @@ import time
 import jax
 import pytest
 
-from facegan_jax import checkpointing
-from facegan_jax import preemption
-from facegan_jax import train
+from facegan_jax.runs import checkpointing
+from facegan_jax.training import preemption
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.helpers import multidevice
 from tests.test_checkpointing import assert_identical
 from tests.test_checkpointing import small_config
@@ -40,7 +41,7 @@ def test_stop_signals_ask_to_stop_and_a_second_one_acts_as_usual(signum):
 
 def final_state(workdir):
   config = small_config(num_steps=STEPS, every=EVERY)
-  template = train.create_train_state(train.make_trainer(config), jax.random.key(0), (32, 32, 1))
+  template = state_lib.create_train_state(trainer_lib.make_trainer(config), jax.random.key(0), (32, 32, 1))
   return checkpointing.restore_state(checkpointing.make_manager(str(workdir), create=False),
                                      STEPS, template)
 

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from configs import lfw_demo
-from facegan_jax import generation
-from facegan_jax import train
-from facegan_jax.errors import UserError
+from facegan_jax.sampling import generation
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import loop
 from tests.helpers import multidevice
 from tests import test_checkpointing
 
@@ -19,7 +19,7 @@ def workdir(tmp_path_factory):
   path = tmp_path_factory.mktemp('run')
   config = lfw_demo.get_config('test')
   config.checkpoint.every = 2
-  train.train_and_evaluate(config, str(path))
+  loop.train_and_evaluate(config, str(path))
   return path
 
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facegan_jax import losses
 from facegan_jax import models
-from facegan_jax.errors import UserError
 from facegan_jax.models import sngan
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import losses
 from tests.helpers import mimicry_reference
 from tests.helpers import reference_arrays
 

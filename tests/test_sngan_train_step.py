@@ -15,8 +15,11 @@ import pytest
 import torch
 
 from configs import lfw_demo
-from facegan_jax import images as images_lib
-from facegan_jax import train
+from facegan_jax.data import images as images_lib
+from facegan_jax.training import optimizers
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.helpers import mimicry_reference
 from tests.test_sngan import close
 
@@ -66,8 +69,8 @@ def test_two_train_steps_equal_mimicrys():
   _, scheduler_lib = mimicry_reference.import_training()
   scheduler = scheduler_lib.LRScheduler('linear', optimizers[1], optimizers[0], NUM_STEPS)
 
-  trainer = train.make_trainer(config)
-  state = jax.jit(lambda key: train.create_train_state(trainer, key, (RESOLUTION, RESOLUTION, 3)))(
+  trainer = trainer_lib.make_trainer(config)
+  state = jax.jit(lambda key: state_lib.create_train_state(trainer, key, (RESOLUTION, RESOLUTION, 3)))(
       jax.random.key(config.seed))
   g_vars = mimicry_reference.to_variables(g_torch.state_dict())
   d_vars = mimicry_reference.to_variables(d_torch.state_dict())
@@ -75,7 +78,7 @@ def test_two_train_steps_equal_mimicrys():
                         d_params=d_vars['params'], d_batch_stats=d_vars['batch_stats'],
                         g_opt_state=trainer.g_optimizer.init(g_vars['params']),
                         d_opt_state=trainer.d_optimizer.init(d_vars['params']))
-  step = jax.jit(functools.partial(train.train_step, trainer, phases=train.LazyPhases()))
+  step = jax.jit(functools.partial(step_lib.train_step, trainer, phases=step_lib.LazyPhases()))
   rng = np.random.default_rng(0)
   for iteration in range(ITERATIONS):
     batch = rng.integers(0, 256, (D_STEPS, BATCH, RESOLUTION, RESOLUTION, 3), dtype=np.uint8)
@@ -86,7 +89,7 @@ def test_two_train_steps_equal_mimicrys():
                       list(d_latents) + [g_latents], iteration)
     state, _ = step(state, batch)
   assert optimizers[0].param_groups[0]['lr'] == pytest.approx(
-      train.learning_rates(config, ITERATIONS + 1)['g_learning_rate'], rel=1e-6)
+      optimizers.learning_rates(config, ITERATIONS + 1)['g_learning_rate'], rel=1e-6)
   # G's biases in front of a BatchNorm have gradient 0 up to round-off (the BatchNorm takes out
   # any constant); Adam scales that round-off, in both frameworks, to steps of +-lr, which the
   # running means behind them see too.

@@ -14,7 +14,9 @@ from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import evaluate
-from facegan_jax import train
+from facegan_jax.training import loop
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.conftest import TINY
 from tests.helpers import multidevice
 from tests.test_checkpointing import assert_identical
@@ -41,9 +43,9 @@ def resumed_and_whole(tmp_path_factory, tiny_weights):
   resumed, whole, stats = (str(tmp_path_factory.mktemp(name))
                            for name in ('resumed', 'whole', 'stats'))
   config = functools.partial(everything_on, inception_weights=tiny_weights, stats_dir=stats)
-  train.train_and_evaluate(config(2), resumed)
-  return (resumed, train.train_and_evaluate(config(4), resumed),
-          whole, train.train_and_evaluate(config(4), whole))
+  loop.train_and_evaluate(config(2), resumed)
+  return (resumed, loop.train_and_evaluate(config(4), resumed),
+          whole, loop.train_and_evaluate(config(4), whole))
 
 
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(resumed_and_whole):
@@ -53,8 +55,8 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(resumed_and_whole)
   assert jax.tree_util.tree_leaves(whole.d_batch_stats)  # the spectral-norm vectors are state
   grid = lambda workdir: open(f'{workdir}/samples/step_0000004.png', 'rb').read()
   assert grid(resumed_dir) == grid(whole_dir)
-  trainer = train.make_trainer(lfw_demo.get_config('sngan_test'))
-  first = jax.tree_util.tree_leaves(jax.jit(lambda: train.create_train_state(
+  trainer = trainer_lib.make_trainer(lfw_demo.get_config('sngan_test'))
+  first = jax.tree_util.tree_leaves(jax.jit(lambda: state_lib.create_train_state(
       trainer, jax.random.key(0), (32, 32, 1)))().d_batch_stats)
   assert not np.array_equal(first[0], jax.tree_util.tree_leaves(whole.d_batch_stats)[0])
 

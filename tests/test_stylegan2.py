@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from configs import celeba
-from facegan_jax import convert_stylegan2
-from facegan_jax import losses
 from facegan_jax import models
-from facegan_jax.errors import UserError
 from facegan_jax.models import stylegan2
+from facegan_jax.pretrained import convert_stylegan2
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import losses
 from tests.helpers import reference_arrays
 
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)

@@ -12,15 +12,18 @@ import pytest
 from PIL import Image
 
 from configs import lfw_demo
-from facegan_jax import checkpointing
-from facegan_jax import convert_stylegan2
-from facegan_jax import ema
 from facegan_jax import evaluate
-from facegan_jax import images as images_lib
-from facegan_jax import parallel
-from facegan_jax import generation
-from facegan_jax import train
-from facegan_jax.errors import UserError
+from facegan_jax.data import images as images_lib
+from facegan_jax.pretrained import convert_stylegan2
+from facegan_jax.runs import checkpointing
+from facegan_jax.sampling import generation
+from facegan_jax.system import parallel
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import ema
+from facegan_jax.training import loop
+from facegan_jax.training import optimizers
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import trainer as trainer_lib
 from tests.conftest import TINY
 from tests.helpers import multidevice
 from tests.helpers import reference_arrays
@@ -82,7 +85,7 @@ def test_lazy_adam_scales_the_learning_rate_and_betas_as_stylegan2():
   params = {'w': jnp.zeros(3)}
   grads = {'w': jnp.array([1.0, -2.0, 0.5])}
   for every, ratio in ((1, 1.0), (16, 16 / 17), (4, 4 / 5)):
-    optimizer = train.make_adam(config, 0.0025, 1, every)
+    optimizer = optimizers.make_adam(config, 0.0025, 1, every)
     updates, state = optimizer.update(grads, optimizer.init(params), params)
     # Adam's first step with beta1 = 0 moves each weight by the learning rate.
     np.testing.assert_allclose(updates['w'], -0.0025 * ratio * np.sign(grads['w']), rtol=1e-5)
@@ -93,7 +96,7 @@ def test_lazy_adam_scales_the_learning_rate_and_betas_as_stylegan2():
   # The trainer gives D the ratio of R1's interval and G that of the path length's.
   config.loss.update(r1_every=16, pl_every=4)
   config.optim.g_learning_rate = config.optim.d_learning_rate = 0.0025
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   for optimizer, ratio in ((trainer.d_optimizer, 16 / 17), (trainer.g_optimizer, 4 / 5)):
     updates, _ = optimizer.update(grads, optimizer.init(params), params)
     np.testing.assert_allclose(updates['w'], -0.0025 * ratio * np.sign(grads['w']), rtol=1e-5)
@@ -111,7 +114,7 @@ def test_path_length_regularisation_needs_a_style_based_generator():
   config = lfw_demo.get_config('test')
   config.loss.pl_weight = 2.0
   with pytest.raises(UserError, match=r"config.loss.pl_weight=2.0 needs a style-based generator"):
-    train.make_trainer(config)
+    trainer_lib.make_trainer(config)
 
 
 @pytest.fixture(scope='module')
@@ -122,7 +125,7 @@ def tiny_run(tmp_path_factory):
   config = tiny_config()
   config.train.num_steps = 2
   config.eval.inception_width_multiplier = TINY
-  return workdir, config, train.train_and_evaluate(config, workdir)
+  return workdir, config, loop.train_and_evaluate(config, workdir)
 
 
 def test_sampler_and_evaluation_truncate_towards_the_tracked_w_average(tiny_run, tiny_weights):
@@ -133,7 +136,7 @@ def test_sampler_and_evaluation_truncate_towards_the_tracked_w_average(tiny_run,
   images = truncated.images(latents)
   # psi = 0: every sample is the image of the average w (constant noise).
   assert all(np.array_equal(images[0], image) for image in images[1:])
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   average = trainer.generator.apply(
       {'params': state.g_ema_params, 'batch_stats': state.g_batch_stats},
       state.g_batch_stats['mapping']['w_avg'][None, None].repeat(4, 1), method='synthesize')
@@ -202,7 +205,7 @@ def test_interpolation_in_w_is_linear_and_ends_at_the_seeds_styles(tiny_run, tmp
 def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
   config = lfw_demo.get_config('test')
   config.train.num_steps = 1
-  train.train_and_evaluate(config, str(tmp_path))
+  loop.train_and_evaluate(config, str(tmp_path))
   with pytest.raises(UserError, match=r"--truncation=0.7 needs a StyleGAN2 run; this one is "
                      r"'dcgan'"):
     generation.RestoredGenerator(str(tmp_path), truncation=0.7)
@@ -280,14 +283,14 @@ def test_nvidia_networks_become_a_run_to_sample_and_fine_tune_without_pytorch(tm
   assert np.abs(ours - expected).max() <= 1
 
   config.train.num_steps = 1
-  abstract = jax.eval_shape(lambda: train.create_train_state(
-      train.make_trainer(config), jax.random.key(0), (32, 32, 3)))
+  abstract = jax.eval_shape(lambda: state_lib.create_train_state(
+      trainer_lib.make_trainer(config), jax.random.key(0), (32, 32, 3)))
   with checkpointing.make_manager(str(workdir), create=False) as manager:
     start = checkpointing.restore_fields(manager, 0, {'g_params': abstract.g_params,
                                                       'd_params': abstract.d_params})
   jax.tree.map(np.testing.assert_array_equal, start['d_params'],
                convert_stylegan2.convert_state_dict(fixture, 'D/')['params'])
   assert not np.asarray(start['g_params']['mapping']['fc0']['weight']).any()
-  state = train.train_and_evaluate(config, str(workdir))  # fine-tunes from step 0
+  state = loop.train_and_evaluate(config, str(workdir))  # fine-tunes from step 0
   assert int(state.step) == 1
   assert np.asarray(state.g_params['mapping']['fc0']['weight']).any()

@@ -8,13 +8,17 @@ import pytest
 
 from configs import lfw_demo
 from configs import toy2x2
-from facegan_jax import augment
-from facegan_jax import config_check
-from facegan_jax import image_sources
-from facegan_jax import input_pipeline
-from facegan_jax import parallel
-from facegan_jax import train
-from facegan_jax.errors import UserError
+from facegan_jax.data import image_sources
+from facegan_jax.data import input_pipeline
+from facegan_jax.system import parallel
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import augment
+from facegan_jax.training import config_check
+from facegan_jax.training import loop
+from facegan_jax.training import optimizers
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 
 
 def leaves(state):
@@ -29,29 +33,29 @@ def assert_identical(a, b):
 
 
 def toy_face_fraction(config, state, count=2000):
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   z = jax.random.normal(jax.random.key(123), (count, config.model.latent_dim))
-  return float(image_sources.is_toy_face(train.generate_samples(trainer, state, z)).mean())
+  return float(image_sources.is_toy_face(step_lib.generate_samples(trainer, state, z)).mean())
 
 
 @pytest.mark.slow
 def test_toy2x2_learns_to_draw_faces(tmp_path):
   config = toy2x2.get_config()
-  trainer = train.make_trainer(config)
-  untrained = train.create_train_state(trainer, jax.random.key(config.seed), (2, 2, 1))
-  trained = train.train_and_evaluate(config, str(tmp_path))
+  trainer = trainer_lib.make_trainer(config)
+  untrained = state_lib.create_train_state(trainer, jax.random.key(config.seed), (2, 2, 1))
+  trained = loop.train_and_evaluate(config, str(tmp_path))
   assert toy_face_fraction(config, untrained) < 0.2
   assert toy_face_fraction(config, trained) >= 0.95
 
 
 def test_same_seed_gives_bit_identical_parameters_other_seed_does_not(tmp_path):
   config = lfw_demo.get_config('test')
-  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
-  second = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  first = loop.train_and_evaluate(config, str(tmp_path / 'a'))
+  second = loop.train_and_evaluate(config, str(tmp_path / 'b'))
   assert int(first.step) == config.train.num_steps
   assert_identical(first, second)
   config.seed = 1
-  other = train.train_and_evaluate(config, str(tmp_path / 'c'))
+  other = loop.train_and_evaluate(config, str(tmp_path / 'c'))
   assert any(not np.array_equal(x, y) for x, y in zip(leaves(first), leaves(other)))
   samples = sorted(p.name for p in (tmp_path / 'a' / 'samples').iterdir())
   assert samples == ['step_0000002.png', 'step_0000004.png']
@@ -62,14 +66,14 @@ def test_same_seed_gives_bit_identical_parameters_other_seed_does_not(tmp_path):
 def compiled_step(config):
   """(initial state, step_fn(state, batch) running the lazy phases of state.step, host
   batches, mesh)."""
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   images = image_sources.load_images(config)
-  init, step, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  init, step, _ = step_lib.compile_functions(trainer, mesh, images.shape[1:])
   batches = input_pipeline.host_batches(images, seed=0, start_step=0,
                                         batch_size=config.train.batch_size,
                                         d_steps=config.train.d_steps)
-  step_fn = lambda state, batch: step(state, batch, train.lazy_phases(trainer, int(state.step)))
+  step_fn = lambda state, batch: step(state, batch, step_lib.lazy_phases(trainer, int(state.step)))
   return init(jax.random.key(config.seed)), step_fn, batches, mesh
 
 
@@ -89,14 +93,14 @@ def test_d_steps_updates_the_discriminator_that_often_per_generator_update():
 
 def test_the_step_compiles_once_per_lazy_phases_and_donates_the_state():
   config = with_every_switch(lfw_demo.get_config('test'))  # R1 on every second step
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   images = image_sources.load_images(config)
-  init, step, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  init, step, _ = step_lib.compile_functions(trainer, mesh, images.shape[1:])
   state = init(jax.random.key(0))
   batches = input_pipeline.host_batches(images, seed=0, start_step=0, batch_size=8, d_steps=1)
-  phases = [train.lazy_phases(trainer, i) for i in range(4)]
-  assert phases == [train.LazyPhases(r1=True), train.LazyPhases()] * 2
+  phases = [step_lib.lazy_phases(trainer, i) for i in range(4)]
+  assert phases == [step_lib.LazyPhases(r1=True), step_lib.LazyPhases()] * 2
   for phase in phases:
     previous = state
     state, _ = step(state, parallel.host_batch_to_global(next(batches), mesh), phase)
@@ -107,7 +111,7 @@ def test_the_step_compiles_once_per_lazy_phases_and_donates_the_state():
 def test_minimax_loss_trains(tmp_path):
   config = lfw_demo.get_config('test')
   config.loss.generator = 'minimax'
-  state = train.train_and_evaluate(config, str(tmp_path))
+  state = loop.train_and_evaluate(config, str(tmp_path))
   assert all(np.isfinite(x).all() for x in leaves(state))
   assert (tmp_path / 'metrics.jsonl').read_text().count('\n') == 2
 
@@ -120,7 +124,7 @@ def test_bad_train_values_are_clear_errors(tmp_path, field, value, message):
   config = lfw_demo.get_config('test')
   config.train[field] = value
   with pytest.raises(UserError, match=message):
-    train.train_and_evaluate(config, str(tmp_path))
+    loop.train_and_evaluate(config, str(tmp_path))
 
 
 def with_every_switch(config):
@@ -137,14 +141,14 @@ def with_every_switch(config):
 @pytest.mark.slow
 def test_every_switch_keeps_bit_identical_reruns_and_resume(tmp_path):
   config = with_every_switch(lfw_demo.get_config('test'))
-  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
-  again = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  first = loop.train_and_evaluate(config, str(tmp_path / 'a'))
+  again = loop.train_and_evaluate(config, str(tmp_path / 'b'))
   assert_identical(first, again)
   np.testing.assert_array_equal(jax.random.key_data(first.key), jax.random.key_data(again.key))
   halfway = with_every_switch(lfw_demo.get_config('test'))
   halfway.train.num_steps = 2
-  train.train_and_evaluate(halfway, str(tmp_path / 'c'))
-  resumed = train.train_and_evaluate(config, str(tmp_path / 'c'))
+  loop.train_and_evaluate(halfway, str(tmp_path / 'c'))
+  resumed = loop.train_and_evaluate(config, str(tmp_path / 'c'))
   assert_identical(first, resumed)
   ema_leaves = jax.tree_util.tree_leaves(first.g_ema_params)
   assert ema_leaves and not all(
@@ -158,8 +162,8 @@ def test_switches_report_r1_and_sample_from_the_ema_generator():
   assert float(metrics['r1']) > 0  # step 0 is an R1 step (every 2nd)
   _, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh))
   assert float(metrics['r1']) == 0
-  trainer = train.make_trainer(config)
-  assert train.sampling_variables(trainer, state)['params'] is state.g_ema_params
+  trainer = trainer_lib.make_trainer(config)
+  assert step_lib.sampling_variables(trainer, state)['params'] is state.g_ema_params
   assert trainer.ema_decay == pytest.approx(0.5 ** (8 / 100))
 
 
@@ -212,7 +216,7 @@ def test_unknown_compute_dtype_is_a_clear_error():
   config.train.compute_dtype = 'float16'
   with pytest.raises(UserError, match=r"config.train.compute_dtype='float16' is unknown; use "
                      r"one of \('float32', 'bfloat16'\)"):
-    train.make_trainer(config)
+    trainer_lib.make_trainer(config)
 
 
 def test_train_steps_make_no_hidden_transfers():
@@ -221,38 +225,38 @@ def test_train_steps_make_no_hidden_transfers():
   per step or an implicit read-back raises. (XLA:CPU does not guard device-to-host copies, which
   are free there; GPUs and TPUs do.)"""
   config = lfw_demo.get_config('test')
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   images = image_sources.load_images(config)
-  _, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
-  state = train.create_train_state(trainer, jax.random.key(0), images.shape[1:])
+  _, step_fn, _ = step_lib.compile_functions(trainer, mesh, images.shape[1:])
+  state = state_lib.create_train_state(trainer, jax.random.key(0), images.shape[1:])
   state = jax.device_put(state, parallel.replicated(mesh))
   batches = input_pipeline.global_batches(images, mesh, seed=0, start_step=0,
                                           batch_size=config.train.batch_size, d_steps=1,
                                           prefetch_size=2)
   with jax.transfer_guard('disallow'):
     for _ in range(3):
-      state, metrics = step_fn(state, next(batches), train.LazyPhases())
+      state, metrics = step_fn(state, next(batches), step_lib.LazyPhases())
   assert int(jax.device_get(state.step)) == 3 and np.isfinite(jax.device_get(metrics['d_loss']))
   with jax.transfer_guard('disallow'), pytest.raises(Exception, match='Disallowed host-to-device'):
-    step_fn(state, np.asarray(jax.device_get(next(batches))), train.LazyPhases())
+    step_fn(state, np.asarray(jax.device_get(next(batches))), step_lib.LazyPhases())
 
 
 def test_learning_rate_schedules_are_functions_of_the_step():
   config = lfw_demo.get_config('test')
-  assert train.learning_rates(config, 7) == {'g_learning_rate': 2e-4, 'd_learning_rate': 2e-4}
+  assert optimizers.learning_rates(config, 7) == {'g_learning_rate': 2e-4, 'd_learning_rate': 2e-4}
   config.optim.update(schedule='linear', decay_steps=10, d_learning_rate=1e-4)
-  rates = [train.learning_rates(config, step) for step in (1, 6, 11, 20)]
+  rates = [optimizers.learning_rates(config, step) for step in (1, 6, 11, 20)]
   np.testing.assert_allclose([r['g_learning_rate'] for r in rates], [2e-4, 1e-4, 0, 0], atol=1e-12)
   np.testing.assert_allclose([r['d_learning_rate'] for r in rates], [1e-4, 5e-5, 0, 0],
                              atol=1e-12)
   config.optim.decay_steps = 0
   with pytest.raises(UserError, match=r'config.optim.decay_steps=0 must be at least 1'):
-    train.make_trainer(config)
+    trainer_lib.make_trainer(config)
   config.optim.schedule = 'cosine'
   with pytest.raises(UserError, match=r"config.optim.schedule='cosine' is unknown; use one of "
                      r"\('constant', 'linear'\)"):
-    train.make_trainer(config)
+    trainer_lib.make_trainer(config)
 
 
 def test_the_linear_decay_with_lazy_regularisation_is_refused():
@@ -260,7 +264,7 @@ def test_the_linear_decay_with_lazy_regularisation_is_refused():
   config.loss.update(r1_gamma=1.0, r1_every=2)
   with pytest.raises(UserError, match=r"config.optim.schedule='linear' cannot be combined with "
                      r'lazy regularisation'):
-    train.make_trainer(config)
+    trainer_lib.make_trainer(config)
 
 
 
@@ -277,11 +281,11 @@ class LinearLogit(nn.Module):
 def test_r1_differentiates_through_the_augmentation_as_stylegan2_ada():
   config = lfw_demo.get_config('test')
   config.loss.r1_gamma, config.augment.policy = 1.0, 'cutout'
-  trainer = train.make_trainer(config).replace(discriminator=LinearLogit())
+  trainer = trainer_lib.make_trainer(config).replace(discriminator=LinearLogit())
   real = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
   params = LinearLogit().init(jax.random.key(1), real)['params']
   key = jax.random.key(2)
-  _, r1 = train._r1_loss(trainer, params, {}, real, key)  # pylint: disable=protected-access
+  _, r1 = step_lib._r1_loss(trainer, params, {}, real, key)  # pylint: disable=protected-access
   # D(cutout(x)) = <w * mask, x>: the gradient with respect to the images before augmentation
   # is w * mask, so R1 leaves out the cut-out square (with respect to the augmented images it
   # would be |w|^2 for every image).

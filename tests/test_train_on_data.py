@@ -11,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import celeba
-from facegan_jax import train
+from facegan_jax.training import loop
 from tests import test_image_sources
 
 
@@ -20,7 +20,7 @@ def test_celeba_test_config_trains_on_mock_celeb_a_end_to_end(tmp_path):
   config = celeba.get_config('test')
   config.data.data_dir = str(tmp_path / 'tfds')
   with tfds.testing.mock_data(num_examples=40):
-    state = train.train_and_evaluate(config, str(tmp_path / 'run'))
+    state = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert int(state.step) == config.train.num_steps
   assert (tmp_path / 'run' / 'samples' / 'step_0000004.png').stat().st_size > 100
   caches = list((tmp_path / 'tfds' / 'facegan_jax_cache').glob('celeb_a-*.npy'))
@@ -35,7 +35,7 @@ def test_a_folder_with_a_corrupt_file_trains_and_reports_one_skipped_file(tmp_pa
   config.data.update(source='folder', path=str(tmp_path / 'faces'),
                      cache_dir=str(tmp_path / 'cache'))
   with caplog.at_level(logging.INFO):
-    state = train.train_and_evaluate(config, str(tmp_path / 'run'))
+    state = loop.train_and_evaluate(config, str(tmp_path / 'run'))
   assert int(state.step) == config.train.num_steps
   assert 'Skipped 1 unreadable file(s)' in caplog.text
   (cache,) = (tmp_path / 'cache').glob('folder-*.npy')

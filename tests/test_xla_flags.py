@@ -1,6 +1,6 @@
 """The XLA flags the project adds itself: only on CPU, appended, never over the user's own."""
 
-from facegan_jax import xla_flags
+from facegan_jax.system import xla_flags
 
 FLAG = xla_flags.CPU_CONVOLUTIONS[0]
 

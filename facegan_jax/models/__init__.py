@@ -9,11 +9,11 @@ parameters stay float32 and normalisation statistics are computed in float32.
 import jax.numpy as jnp
 import ml_collections
 
-from facegan_jax.errors import UserError
 from facegan_jax.models import dcgan
 from facegan_jax.models import mlp
 from facegan_jax.models import sngan
 from facegan_jax.models import stylegan2
+from facegan_jax.system.errors import UserError
 
 FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'sngan': sngan, 'stylegan2': stylegan2}
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}

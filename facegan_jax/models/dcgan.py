@@ -12,9 +12,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facegan_jax import layers
-from facegan_jax.errors import UserError
-from facegan_jax.errors import check_power_of_two
+from facegan_jax.models import layers
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import check_power_of_two
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 BASE_RESOLUTION = 4  # the generator's first feature map is 4x4, the discriminator's last

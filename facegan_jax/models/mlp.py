@@ -5,7 +5,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 
 class MLPGenerator(nn.Module):

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 BOTTOM_WIDTH = 4  # the generator's first feature map is 4x4
 SN_EPSILON = 1e-12

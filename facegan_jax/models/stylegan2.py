@@ -10,7 +10,7 @@ the 'resnet' one, with the minibatch standard deviation in its 4x4 epilogue.
 
 Parameters carry the reference's names and equalised-learning-rate storage (the runtime weight
 gain is applied in the forward pass); the weights are laid out for NHWC (convolutions HWIO,
-dense layers [in, out]), so that `facegan_jax.convert_stylegan2` maps a reference state_dict
+dense layers [in, out]), so that `facegan_jax.pretrained.convert_stylegan2` maps a reference state_dict
 onto them. The generator's 'batch_stats' collection holds its non-trainable state: the tracked
 average w (updated in training mode) and the fixed noise maps of noise mode 'const'.
 """
@@ -22,9 +22,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facegan_jax.errors import UserError
-from facegan_jax.errors import check_power_of_two
 from facegan_jax.models import stylegan2_ops as ops
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import check_power_of_two
 
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
 NOISE_MODES = ('random', 'const', 'none')

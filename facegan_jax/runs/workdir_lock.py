@@ -25,8 +25,8 @@ import uuid
 
 from absl import logging
 
-from facegan_jax import storage
-from facegan_jax.errors import UserError
+from facegan_jax.runs import storage
+from facegan_jax.system.errors import UserError
 
 LOCK_NAME = '.lock'
 HEARTBEAT_SECONDS = 60

@@ -9,7 +9,7 @@ StyleGAN2's path-length penalty (Karras et al., 2020).
 import jax
 import jax.numpy as jnp
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 
 def discriminator_loss(real_logits, fake_logits):

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 
-from facegan_jax.errors import Diverged
+from facegan_jax.system.errors import Diverged
 
 # The metric name of the on-device flag: every parameter of the new state is finite.
 PARAMS_FINITE = 'params_finite'

@@ -13,7 +13,7 @@ import time
 import jax
 from absl import logging
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 ENV_PREFIX = 'FACEGAN_'
 

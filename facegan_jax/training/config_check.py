@@ -13,11 +13,11 @@ from typing import Any, Optional
 
 import ml_collections
 
-from facegan_jax import augment
-from facegan_jax import image_sources
-from facegan_jax import losses
 from facegan_jax import models
-from facegan_jax.errors import UserError
+from facegan_jax.data import image_sources
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import augment
+from facegan_jax.training import losses
 
 SEED_LIMIT = 2**32  # jax.random.key keeps the low 32 bits of a seed: larger ones would repeat
 

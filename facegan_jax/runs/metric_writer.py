@@ -34,7 +34,7 @@ def _import_tensorboardx_without_torch():
 tensorboardX = _import_tensorboardx_without_torch()
 from tensorboardX import record_writer  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from facegan_jax import storage  # pylint: disable=g-import-not-at-top,wrong-import-position
+from facegan_jax.runs import storage  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Short names for the log line, in the order shown; other scalars follow under their own names.
 _LOG_NAMES = {'d_loss': 'd_loss', 'g_loss': 'g_loss', 'd_real': 'D(x)', 'd_fake': 'D(G(z))',

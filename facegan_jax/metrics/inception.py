@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 INPUT_SIZE = 299
 FEATURE_DIM = 2048  # pool3 width of the full network (width_multiplier 1)

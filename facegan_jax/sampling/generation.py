@@ -16,11 +16,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from facegan_jax import checkpointing
-from facegan_jax import images as images_lib
 from facegan_jax import models
-from facegan_jax import storage
-from facegan_jax.errors import UserError
+from facegan_jax.data import images as images_lib
+from facegan_jax.runs import checkpointing
+from facegan_jax.runs import storage
+from facegan_jax.system.errors import UserError
 
 INIT_STREAM, TRAIN_STREAM, SAMPLE_STREAM, EVAL_STREAM = 0, 1, 2, 3
 

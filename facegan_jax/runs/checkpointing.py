@@ -21,9 +21,9 @@ from etils import epath
 
 import facegan_jax
 from configs import default
-from facegan_jax import storage
-from facegan_jax.errors import StopRun
-from facegan_jax.errors import UserError
+from facegan_jax.runs import storage
+from facegan_jax.system.errors import StopRun
+from facegan_jax.system.errors import UserError
 
 CHECKPOINTS = 'checkpoints'
 

@@ -24,7 +24,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from facegan_jax import parallel
+from facegan_jax.system import parallel
 
 
 @functools.lru_cache(maxsize=4)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 DATA_AXIS = 'data'
 

@@ -27,7 +27,7 @@ import os
 from etils import epath
 import fsspec.config
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 os.environ.setdefault('EPATH_USE_TF', 'false')  # before epath picks a gs:// backend (cached)
 os.environ.setdefault('GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT', 'false')  # before gcsfs is imported

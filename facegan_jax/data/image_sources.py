@@ -37,9 +37,9 @@ from absl import logging
 from PIL import Image
 from PIL import ImageOps
 
-from facegan_jax import image_cache
-from facegan_jax import storage
-from facegan_jax.errors import UserError
+from facegan_jax.data import image_cache
+from facegan_jax.runs import storage
+from facegan_jax.system.errors import UserError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from facegan_jax.errors import UserError
+from facegan_jax.system.errors import UserError
 
 TRANSLATION_RATIO = 0.125  # largest shift, as a fraction of the image side, at strength 1
 CUTOUT_RATIO = 0.5  # side of the cut square, as a fraction of the image side, at strength 1

@@ -19,15 +19,18 @@ import jax
 import ml_collections
 import numpy as np
 
-from facegan_jax import checkpointing
-from facegan_jax import config_check
 from facegan_jax import models
-from facegan_jax import parallel
-from facegan_jax import storage
-from facegan_jax import train
-from facegan_jax import workdir_lock
-from facegan_jax.errors import UserError
 from facegan_jax.models import stylegan2_ops
+from facegan_jax.runs import checkpointing
+from facegan_jax.runs import storage
+from facegan_jax.runs import workdir_lock
+from facegan_jax.system import parallel
+from facegan_jax.system.errors import UserError
+from facegan_jax.training import config_check
+from facegan_jax.training import loop
+from facegan_jax.training import state as state_lib
+from facegan_jax.training import step as step_lib
+from facegan_jax.training import trainer as trainer_lib
 
 _BUFFERS = ('w_avg', 'noise_const')
 
@@ -150,12 +153,12 @@ def read_networks(config: ml_collections.ConfigDict, weights_path: str) -> Netwo
   return Networks(g_vars, ema_vars['params'], d_vars)
 
 
-def initial_state(config: ml_collections.ConfigDict, networks: Networks) -> train.TrainState:
+def initial_state(config: ml_collections.ConfigDict, networks: Networks) -> state_lib.TrainState:
   """Step 0 of `config`'s run holding `networks` (the EMA's only if the config keeps an EMA;
   without a D, D starts from config.seed's initialisation). The optimiser states start at zero
   and the run's key comes from config.seed, as for a run from scratch."""
-  trainer = train.make_trainer(config)
-  init, _, _ = train.compile_functions(trainer, parallel.make_mesh(),
+  trainer = trainer_lib.make_trainer(config)
+  init, _, _ = step_lib.compile_functions(trainer, parallel.make_mesh(),
                                        models.image_shape(config.model))
   state = init(jax.random.key(config.seed))
   g_params = networks.generator['params']
@@ -189,4 +192,4 @@ def write_workdir(config: ml_collections.ConfigDict, weights_path: str, workdir:
     with checkpointing.make_manager(workdir) as manager:
       checkpointing.save(manager, state, config)
       checkpointing.wait_until_finished(manager)
-    train.write_config(workdir, config)
+    loop.write_config(workdir, config)

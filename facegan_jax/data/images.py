@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from facegan_jax import storage
+from facegan_jax.runs import storage
 
 
 def to_model_range(images: jax.Array) -> jax.Array:

@@ -1,0 +1,2 @@
+"""Images in: every image source behind `image_sources.load_images`, the prepared uint8 cache,
+the deterministic host-sharded stream of batches, and pixel conventions and PNG grids."""

@@ -1,0 +1,2 @@
+"""Networks from elsewhere: NVIDIA's StyleGAN2 weights converted into this project's parameters
+and into step 0 of a run."""

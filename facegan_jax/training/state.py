@@ -1,0 +1,42 @@
+"""The train state: one pytree with everything a run needs to continue bit-exactly, and its
+creation from the run's root key (`generation`'s key streams)."""
+
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from facegan_jax.sampling import generation
+from facegan_jax.training.trainer import Trainer
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that a run needs to continue bit-exactly (the data position is `step`)."""
+  step: jax.Array  # int32 scalar: number of completed train steps
+  key: jax.Array  # typed PRNG key: base of every step's randomness
+  g_params: Any
+  g_batch_stats: Any
+  d_params: Any
+  d_batch_stats: Any
+  g_opt_state: Any
+  d_opt_state: Any
+  g_ema_params: Any  # moving average of g_params; {} when config.ema is off
+  pl_mean: jax.Array  # float32 scalar: decaying mean of the path lengths (StyleGAN2); 0 if off
+
+
+def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainState:
+  """Initial state from the run's root key; `image_shape` is (H, W, C)."""
+  g_key, d_key = jax.random.split(jax.random.fold_in(key, generation.INIT_STREAM))
+  z = jnp.zeros((1, trainer.latent_dim), jnp.float32)
+  g_vars = trainer.generator.init(g_key, z, train=False)
+  d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False)
+  g_params, d_params = g_vars['params'], d_vars['params']
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(key, generation.TRAIN_STREAM),
+      g_params=g_params, g_batch_stats=g_vars.get('batch_stats', {}),
+      d_params=d_params, d_batch_stats=d_vars.get('batch_stats', {}),
+      g_opt_state=trainer.g_optimizer.init(g_params),
+      d_opt_state=trainer.d_optimizer.init(d_params),
+      g_ema_params=g_params if trainer.ema_decay else {}, pl_mean=jnp.zeros((), jnp.float32))

@@ -1,0 +1,256 @@
+"""The jitted data-parallel train step: D's updates with their R1 phase, G's update with its
+path-length phase, the EMA; and its compilation with the mesh's shardings.
+
+Step t draws all its randomness from `fold_in(state.key, t)`, so a run is a pure function of the
+config, the data and the device count.
+"""
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from facegan_jax.data import images as images_lib
+from facegan_jax.sampling import generation
+from facegan_jax.system import parallel
+from facegan_jax.training import augment
+from facegan_jax.training import divergence
+from facegan_jax.training import ema
+from facegan_jax.training import losses
+from facegan_jax.training.state import TrainState
+from facegan_jax.training.state import create_train_state
+from facegan_jax.training.trainer import Trainer
+
+
+def _variables(params, batch_stats):
+  return {'params': params, 'batch_stats': batch_stats}
+
+
+def _apply_train(module, params, batch_stats, inputs, noise_key=None):
+  """Runs `module` in training mode, drawing from `noise_key` if it samples (StyleGAN2's noise
+  and style mixing); returns (outputs, updated batch statistics)."""
+  rngs = {} if noise_key is None else {'noise': noise_key}
+  outputs, updates = module.apply(_variables(params, batch_stats), inputs, train=True,
+                                  rngs=rngs, mutable=['batch_stats'])
+  return outputs, updates.get('batch_stats', batch_stats)
+
+
+def _augment(trainer, key, images):
+  return augment.augment(key, images, trainer.augment_policy, trainer.augment_strength)
+
+
+def _adam_step(optimizer, params, opt_state, grads):
+  """(new params, new optimiser state) of one optimiser step."""
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
+def _r1_loss(trainer, d_params, stats, real, augment_key):
+  """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C], D seeing them
+  augmented with `augment_key`: the gradient is taken with respect to the images before
+  augmentation, as NVIDIA's StyleGAN2-ADA and DiffAugment's StyleGAN2 do."""
+  logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats,
+                                     _augment(trainer, augment_key, x))[0]
+  r1 = losses.r1_penalty(logits_fn, real)
+  return 0.5 * trainer.r1_gamma * trainer.r1_every * r1, r1
+
+
+def _lazy_r1_update(trainer, state, real, augment_key):
+  """D's lazy R1 phase (r1_every > 1): its own Adam step on the weighted R1; (state, R1)."""
+  (_, r1), grads = jax.value_and_grad(
+      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key),
+      has_aux=True)(state.d_params)
+  d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
+                                     grads)
+  return state.replace(d_params=d_params, d_opt_state=d_opt_state), r1
+
+
+class LazyPhases(NamedTuple):
+  """Which lazy regularisers take a step of their own in a train step. Chosen on the host from
+  the step number (`lazy_phases`), so that each combination compiles into a step of its own
+  without a conditional: XLA:CPU runs convolutions inside a lax.cond branch 20-50x slower
+  (jax-ml/jax#12868; benchmarks/README.md)."""
+  r1: bool = False
+  path_length: bool = False
+
+
+def lazy_phases(trainer: Trainer, step: int) -> LazyPhases:
+  """The lazy phases of the train step that starts from state.step == `step`: R1 on every
+  r1_every-th (when r1_every > 1; else R1 is part of every D update), the path length on every
+  pl_every-th, step 0 included, as NVIDIA's training loop."""
+  return LazyPhases(r1=bool(trainer.r1_gamma) and trainer.r1_every > 1
+                    and step % trainer.r1_every == 0,
+                    path_length=bool(trainer.pl_weight) and step % trainer.pl_every == 0)
+
+
+def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
+  """One Adam step of D on its loss (+ R1 in the same step if r1_every is 1), then, if
+  `lazy_r1`, R1's step of its own; returns (state, metrics of this update).
+
+  real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
+  """
+  real_key, fake_key = jax.random.split(key)
+  augmented_real = _augment(trainer, real_key, real)
+  fakes = _augment(trainer, fake_key, fakes)
+
+  def loss_fn(d_params):
+    real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats,
+                                      augmented_real)
+    fake_logits, stats = _apply_train(trainer.discriminator, d_params, stats, fakes)
+    loss = trainer.discriminator_loss(real_logits, fake_logits)
+    metrics = {'d_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
+               'd_fake': jax.nn.sigmoid(fake_logits).mean()}
+    if trainer.r1_gamma and trainer.r1_every == 1:
+      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real, real_key)
+      loss = loss + r1_loss
+    return loss, (stats, metrics)
+
+  (_, (stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
+                                     grads)
+  state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
+  if lazy_r1:
+    state, metrics['r1'] = _lazy_r1_update(trainer, state, real, real_key)
+  elif trainer.r1_gamma and trainer.r1_every > 1:
+    metrics['r1'] = jnp.zeros((), jnp.float32)
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
+
+
+def _path_length_update(trainer, state, batch_size, key):
+  """G's lazy path-length phase (StyleGAN2): one Adam step on pl_every * pl_weight * the mean
+  path-length penalty of batch_size / pl_batch_shrink new latents, with random noise and style
+  mixing; returns (state with the new pl_mean, mean path length)."""
+  latent_key, noise_key, direction_key = jax.random.split(key, 3)
+  z = jax.random.normal(latent_key, (batch_size // trainer.pl_batch_shrink, trainer.latent_dim))
+
+  def loss_fn(g_params):
+    variables = _variables(g_params, state.g_batch_stats)
+    apply = functools.partial(trainer.generator.apply, variables, rngs={'noise': noise_key})
+    ws = apply(z, method='styles')
+    synthesize = lambda ws: apply(ws, 'random', method='synthesize')
+    direction = losses.path_length_noise(direction_key, jax.eval_shape(synthesize, ws).shape)
+    lengths = losses.path_lengths(synthesize, ws, direction)
+    penalty, pl_mean = losses.path_length_penalty(lengths, state.pl_mean, trainer.pl_decay)
+    return trainer.pl_every * trainer.pl_weight * penalty.mean(), (pl_mean, lengths.mean())
+
+  (_, (pl_mean, length)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
+  g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
+                                     grads)
+  return state.replace(g_params=g_params, g_opt_state=g_opt_state, pl_mean=pl_mean), length
+
+
+def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: LazyPhases):
+  """`d_steps` discriminator updates (and the lazy R1 step), then one generator update (and the
+  lazy path-length step), or the other way round if trainer.generator_first; then the EMA of G.
+
+  Args:
+    trainer: the static models, optimisers, losses and regularisers.
+    state: the current TrainState.
+    batch: [d_steps, B, H, W, C] uint8 real images, one slice per discriminator update.
+    phases: `lazy_phases(trainer, state.step)`, static.
+
+  Returns:
+    (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
+    discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
+    discriminator update's and of the generator update's gradients), r1 when R1 is on (0 on
+    steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), and
+    params_finite (bool: every parameter of the new state is finite; see `divergence`). The
+    generator's forward pass of the last discriminator update is reused, through its VJP, for
+    the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass or
+    trainer.generator_first.
+  """
+  step_key = jax.random.fold_in(state.key, state.step)
+  flip_key, latent_key, augment_key = jax.random.split(step_key, 3)
+  # Drawn from a stream of its own, so that the three above stay those of earlier versions.
+  noise_key, pl_key = jax.random.split(jax.random.fold_in(step_key, 1))
+  real = images_lib.to_model_range(batch)
+  if trainer.random_flip:
+    real = augment.random_flip(flip_key, real)
+  d_steps, batch_size = batch.shape[:2]
+  latents = jax.random.normal(latent_key, (d_steps, batch_size, trainer.latent_dim))
+  augment_keys = jax.random.split(augment_key, d_steps + 1)
+  noise_keys = jax.random.split(noise_key, d_steps)
+
+  def generate(g_params, g_stats, z, key):
+    return _apply_train(trainer.generator, g_params, g_stats, z, key)
+
+  fresh = trainer.fresh_generator_pass or trainer.generator_first
+  g_latents = (jax.random.normal(jax.random.fold_in(latent_key, 1), latents.shape[1:]) if fresh
+               else latents[-1])
+  g_noise_key = jax.random.fold_in(noise_key, d_steps) if fresh else noise_keys[-1]
+
+  def generator_pass(state):
+    """(fakes, their pullback to G's params, G's updated statistics) of the G update's pass."""
+    return jax.vjp(lambda p: generate(p, state.g_batch_stats, g_latents, g_noise_key),
+                   state.g_params, has_aux=True)
+
+  def generator_phase(state, fakes, pullback, g_stats):
+    """G's update from its pass (D frozen), then its lazy path-length step."""
+    def g_loss_fn(fakes):
+      fakes = _augment(trainer, augment_keys[-1], fakes)
+      logits, d_stats = _apply_train(trainer.discriminator, state.d_params,
+                                     state.d_batch_stats, fakes)
+      return trainer.generator_loss(logits), d_stats
+
+    (g_loss, d_stats), grad_fakes = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
+    if fresh:
+      state = state.replace(d_batch_stats=d_stats)
+    (g_grads,) = pullback(grad_fakes)
+    g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
+                                       g_grads)
+    state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
+    metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(g_grads)}
+    if phases.path_length:
+      state, metrics['path_length'] = _path_length_update(trainer, state, batch_size, pl_key)
+    elif trainer.pl_weight:
+      metrics['path_length'] = jnp.zeros((), jnp.float32)
+    return state, metrics
+
+  if trainer.generator_first:
+    fakes, pullback, _ = generator_pass(state)  # G's statistics: from the D phase's passes
+    state, g_metrics = generator_phase(state, fakes, pullback, state.g_batch_stats)
+  for i in range(d_steps if fresh else d_steps - 1):
+    fakes, g_stats = generate(state.g_params, state.g_batch_stats, latents[i], noise_keys[i])
+    state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
+                                           real[i], fakes, augment_keys[i], phases.r1)
+  if not trainer.generator_first:
+    fakes, pullback, g_stats = generator_pass(state)
+    if not fresh:
+      state, metrics = _discriminator_update(trainer, state, real[-1],
+                                             jax.lax.stop_gradient(fakes), augment_keys[-2],
+                                             phases.r1)
+    state, g_metrics = generator_phase(state, fakes, pullback, g_stats)
+  metrics = dict(metrics, **g_metrics)
+  if trainer.ema_decay:
+    decay = (ema.ramped_decay(trainer.ema_decay, batch_size, trainer.ema_rampup,
+                              state.step * batch_size) if trainer.ema_rampup
+             else trainer.ema_decay)
+    state = state.replace(g_ema_params=ema.update(state.g_ema_params, state.g_params, decay))
+  state = state.replace(step=state.step + 1)
+  params_finite = divergence.all_finite(state.g_params, state.d_params, state.g_ema_params)
+  return state, dict(metrics, **{divergence.PARAMS_FINITE: params_finite})
+
+
+def sampling_variables(trainer: Trainer, state: TrainState):
+  """The generator variables that sample and evaluate (`generation.generate`'s)."""
+  return _variables(getattr(state, trainer.sampling_params_field), state.g_batch_stats)
+
+
+def generate_samples(trainer: Trainer, state: TrainState, latents):
+  """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim], as `generation` samples."""
+  return generation.generate(trainer.generator, sampling_variables(trainer, state), latents)
+
+
+def compile_functions(trainer: Trainer, mesh, image_shape):
+  """jit-compiled (init, step, sample) with the state replicated and the batch sharded; step
+  takes (state, batch, `lazy_phases(trainer, state.step)`) and compiles once per phases."""
+  replicated = parallel.replicated(mesh)
+  init = jax.jit(functools.partial(create_train_state, trainer, image_shape=image_shape),
+                 out_shardings=replicated)
+  step = jax.jit(functools.partial(train_step, trainer), static_argnums=2,
+                 in_shardings=(replicated, parallel.batch_sharding(mesh)),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+  sample = jax.jit(functools.partial(generate_samples, trainer), out_shardings=replicated)
+  return init, step, sample
