@@ -334,3 +334,118 @@ def _repo(generator: Module) -> str:
   if synthesis is not None and 'num_fp16_res' in synthesis.attributes:
     return STYLEGAN3
   return STYLEGAN2_ADA
+
+
+# Class defaults of the construction arguments that config.model needs, as each repo's code has
+# them: a file records only the arguments that were passed. The repos differ in fp16, clamping
+# and the w average's decay (stylegan3's train.py leaves num_fp16_res and conv_clamp to them).
+_DEFAULTS = {
+    STYLEGAN3: dict(
+        G=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256,
+               architecture='skip', resample_filter=[1, 3, 3, 1]),
+        mapping=dict(num_layers=8, lr_multiplier=0.01, w_avg_beta=0.998),
+        D=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256,
+               architecture='resnet', resample_filter=[1, 3, 3, 1], mbstd_group_size=4,
+               mbstd_num_channels=1)),
+    STYLEGAN2_ADA: dict(
+        G=dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None,
+               architecture='skip', resample_filter=[1, 3, 3, 1]),
+        mapping=dict(num_layers=8, lr_multiplier=0.01, w_avg_beta=0.995),
+        D=dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None,
+               architecture='resnet', resample_filter=[1, 3, 3, 1], mbstd_group_size=4,
+               mbstd_num_channels=1)),
+}
+
+
+def construction_kwargs(networks: NetworkPickle) -> dict[str, dict]:
+  """{'G': ..., 'mapping': ..., 'D': ...}: the arguments the StyleGAN2 networks were built with,
+  flat (ada's G nests its synthesis arguments, both repos nest the mapping's and D's epilogue's),
+  with the writing repo's class defaults for those not passed."""
+  defaults = _DEFAULTS[networks.repo]
+  g_kwargs = dict(networks.networks['G'].init_kwargs or {})
+  mapping = {**defaults['mapping'], **g_kwargs.pop('mapping_kwargs', {})}
+  g_kwargs = {**defaults['G'], **g_kwargs, **g_kwargs.pop('synthesis_kwargs', {})}
+  d_kwargs = dict(networks.networks['D'].init_kwargs or {}) if 'D' in networks.networks else {}
+  d_kwargs = {**defaults['D'], **d_kwargs, **d_kwargs.pop('epilogue_kwargs', {})}
+  return {'G': g_kwargs, 'mapping': mapping, 'D': d_kwargs}
+
+
+def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
+  """config.model fields of facegan_jax's StyleGAN2 that build the file's networks: name,
+  resolution, channels, latent_dim, w_dim, channel_base, channel_max, mapping_layers,
+  mapping_lr_multiplier, w_avg_beta, mbstd_group_size, mbstd_num_channels, conv_clamp (0.0:
+  none). NVIDIA's fp16 resolutions are not a field: the port computes in
+  config.train.compute_dtype.
+
+  UserError, one line, for what the port cannot build: R3GAN, StyleGAN3 (-T/-R), conditional
+  networks, architectures other than G 'skip' and D 'resnet', another resampling filter, a D
+  whose channels or clamping differ from G's, or layers that disagree with the arguments.
+  """
+  generator = networks.networks['G']
+  if networks.repo == R3GAN:
+    raise UserError('this is an R3GAN snapshot (brownvc/R3GAN), not a StyleGAN2: facegan_jax\'s '
+                    'StyleGAN2 cannot load its networks.')
+  classes = {module.class_name for _, module in generator.modules()}
+  if 'SynthesisInput' in classes:
+    raise UserError('this is a StyleGAN3 (-T/-R) generator (it has a SynthesisInput layer); '
+                    'facegan_jax builds StyleGAN2 only: use a stylegan2-*.pkl.')
+  if generator.class_name != 'Generator' or not {'mapping', 'synthesis'} <= set(
+      generator.children):
+    raise UserError(f'G is a {generator.class_name} with parts {sorted(generator.children)}, '
+                    'not a StyleGAN2 Generator with a mapping and a synthesis network.')
+  kwargs = construction_kwargs(networks)
+  g_kwargs, mapping, d_kwargs = kwargs['G'], kwargs['mapping'], kwargs['D']
+  if g_kwargs.get('c_dim', 0):
+    raise UserError(f'this is a conditional network (c_dim={g_kwargs["c_dim"]}); facegan_jax\'s '
+                    'StyleGAN2 is unconditional: use an unconditional pickle.')
+  for name, kwargs_, supported in (('G', g_kwargs, 'skip'), ('D', d_kwargs, 'resnet')):
+    if kwargs_['architecture'] != supported:
+      raise UserError(f'{name} has the {kwargs_["architecture"]!r} architecture; facegan_jax\'s '
+                      f'StyleGAN2 builds {name} {supported!r} only.')
+    if list(kwargs_['resample_filter']) != [1, 3, 3, 1]:
+      raise UserError(f'{name} resamples with the filter {kwargs_["resample_filter"]}; '
+                      'facegan_jax\'s StyleGAN2 uses [1, 3, 3, 1] only.')
+  if 'D' in networks.networks:
+    for field in ('channel_base', 'channel_max', 'conv_clamp', 'img_resolution',
+                  'img_channels'):
+      if d_kwargs[field] != g_kwargs[field]:
+        raise UserError(f'D was built with {field}={d_kwargs[field]!r} and G with '
+                        f'{g_kwargs[field]!r}; facegan_jax\'s StyleGAN2 has one {field} for '
+                        'both.')
+  if not isinstance(d_kwargs['mbstd_group_size'], int):
+    raise UserError(f'D\'s minibatch-stddev group size is {d_kwargs["mbstd_group_size"]!r}; '
+                    'facegan_jax\'s StyleGAN2 needs a fixed group size.')
+  _check_layers(networks, kwargs)
+  return dict(
+      name='stylegan2', resolution=g_kwargs['img_resolution'],
+      channels=g_kwargs['img_channels'], latent_dim=g_kwargs['z_dim'], w_dim=g_kwargs['w_dim'],
+      channel_base=g_kwargs['channel_base'], channel_max=g_kwargs['channel_max'],
+      mapping_layers=mapping['num_layers'],
+      mapping_lr_multiplier=float(mapping['lr_multiplier']),
+      w_avg_beta=float(mapping['w_avg_beta']), mbstd_group_size=d_kwargs['mbstd_group_size'],
+      mbstd_num_channels=d_kwargs['mbstd_num_channels'],
+      conv_clamp=float(g_kwargs['conv_clamp'] or 0))
+
+
+def _check_layers(networks, kwargs):
+  """UserError unless the layers' own attributes (what the code actually built) agree with the
+  construction arguments and class defaults: a file from a fork with other defaults."""
+  g_kwargs, mapping, d_kwargs = kwargs['G'], kwargs['mapping'], kwargs['D']
+  resolution = g_kwargs['img_resolution']
+  expected = [('G', 'mapping', 'num_layers', mapping['num_layers']),
+              ('G', 'mapping', 'w_avg_beta', mapping['w_avg_beta']),
+              ('G', 'mapping.fc0', 'bias_gain', mapping['lr_multiplier']),
+              ('G', f'synthesis.b{resolution}', 'architecture', g_kwargs['architecture']),
+              ('G', f'synthesis.b{resolution}.conv1', 'conv_clamp', g_kwargs['conv_clamp']),
+              ('D', f'b{resolution}', 'architecture', d_kwargs['architecture']),
+              ('D', 'b4.conv', 'conv_clamp', d_kwargs['conv_clamp']),
+              ('D', 'b4.mbstd', 'group_size', d_kwargs['mbstd_group_size']),
+              ('D', 'b4.mbstd', 'num_channels', d_kwargs['mbstd_num_channels'])]
+  modules = {name: dict(module.modules()) for name, module in networks.networks.items()}
+  for network, path, attribute, value in expected:
+    built = modules.get(network, {}).get(path)
+    if built is not None and attribute in built.attributes and (
+        built.attributes[attribute] != value):
+      raise UserError(f'{network}.{path}.{attribute} is {built.attributes[attribute]!r}, but the '
+                      f'construction arguments with {networks.repo}\'s class defaults give '
+                      f'{value!r}: the file comes from other code; set config.model by hand.')
