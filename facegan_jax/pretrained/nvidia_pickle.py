@@ -405,6 +405,7 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
     if list(kwargs_['resample_filter']) != [1, 3, 3, 1]:
       raise UserError(f'{name} resamples with the filter {kwargs_["resample_filter"]}; '
                       'facegan_jax\'s StyleGAN2 uses [1, 3, 3, 1] only.')
+  _check_layers(networks, kwargs)
   if 'D' in networks.networks:
     for field in ('channel_base', 'channel_max', 'conv_clamp', 'img_resolution',
                   'img_channels'):
@@ -415,7 +416,6 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
   if not isinstance(d_kwargs['mbstd_group_size'], int):
     raise UserError(f'D\'s minibatch-stddev group size is {d_kwargs["mbstd_group_size"]!r}; '
                     'facegan_jax\'s StyleGAN2 needs a fixed group size.')
-  _check_layers(networks, kwargs)
   return dict(
       name='stylegan2', resolution=g_kwargs['img_resolution'],
       channels=g_kwargs['img_channels'], latent_dim=g_kwargs['z_dim'], w_dim=g_kwargs['w_dim'],

@@ -88,37 +88,40 @@ def _contiguous_strides(shape):
   return strides
 
 
-def _as_written(value):
-  """A value the reader returned, as NVIDIA's code would have pickled it."""
+def _as_written(value, module_src='# source text left out'):
+  """A value the reader returned, as NVIDIA's code would have pickled it (Calls as they are)."""
   if isinstance(value, nvidia_pickle.Module):
-    return persistent_object(value)
+    return persistent_object(value, module_src)
   if isinstance(value, np.ndarray):
     return tensor(value, value.shape, _contiguous_strides(value.shape))
   if isinstance(value, nvidia_pickle.EasyDict):
-    return Global('dnnlib.util', 'EasyDict')([(key, _as_written(item))
+    return Global('dnnlib.util', 'EasyDict')([(key, _as_written(item, module_src))
                                               for key, item in value.items()])
   if isinstance(value, dict):
-    return {key: _as_written(item) for key, item in value.items()}
+    return {key: _as_written(item, module_src) for key, item in value.items()}
   if isinstance(value, (list, tuple)):
-    return type(value)(_as_written(item) for item in value)
+    return type(value)(_as_written(item, module_src) for item in value)
   return value
 
 
-def persistent_object(module, class_name=None):
-  """`module` (a read Module) as a torch_utils.persistence object with its state."""
+def persistent_object(module, module_src='# source text left out'):
+  """`module` (a read Module) as a torch_utils.persistence object with its state, and
+  `module_src` as the source text that NVIDIA's loader would execute."""
   state = {'training': False,
            '_parameters': _as_written(module.parameters),
            '_buffers': _as_written(module.buffers),
            '_non_persistent_buffers_set': set(module.non_persistent_buffers),
-           '_modules': _as_written(module.children),
+           '_modules': _as_written(module.children, module_src),
            **_as_written(module.attributes),
            '_init_args': _as_written(module.init_args),
            '_init_kwargs': _as_written(module.init_kwargs)}
-  meta = {'type': 'class', 'version': 6, 'module_src': '# source text left out',
-          'class_name': class_name or module.class_name, 'state': state}
+  meta = {'type': 'class', 'version': 6, 'module_src': module_src,
+          'class_name': module.class_name, 'state': state}
   return Global('torch_utils.persistence', '_reconstruct_persistent_obj')(meta)
 
 
-def network_pickle(networks, protocol=4):
-  """The bytes of a snapshot dict holding `networks` (a read NetworkPickle) again."""
-  return dumps({**_as_written(networks.networks), **_as_written(networks.extra)}, protocol)
+def network_pickle(networks, protocol=4, module_src='# source text left out'):
+  """The bytes of a snapshot dict holding `networks` (a read NetworkPickle) again, each module
+  with `module_src` as its source text."""
+  return dumps({**_as_written(networks.networks, module_src), **_as_written(networks.extra)},
+               protocol)
