@@ -1,6 +1,7 @@
 """NVIDIA StyleGAN2 weights -> facegan_jax variables and workdirs, without PyTorch.
 
-The input is a reference state_dict (NVlabs stylegan3 / stylegan2-ada-pytorch
+The input is NVIDIA's network pickle itself (.pkl, read by facegan_jax.pretrained.nvidia_pickle
+without running it), or a reference state_dict (NVlabs stylegan3 / stylegan2-ada-pytorch
 `networks_stylegan2.Generator` / `Discriminator`, c_dim 0, G 'skip', D 'resnet') as arrays keyed
 `G/<state_dict key>`, optionally `G_ema/<key>` and `D/<key>`, e.g. saved from the dict `data`
 of a network pickle with `np.savez(path, **{f'{name}/{k}': v.cpu().numpy() for name in ('G',
@@ -21,6 +22,7 @@ import numpy as np
 
 from facegan_jax import models
 from facegan_jax.models import stylegan2_ops
+from facegan_jax.pretrained import nvidia_pickle
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
 from facegan_jax.runs import workdir_lock
@@ -103,6 +105,20 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
     return dict(arrays)
 
 
+def read_weights(path: str, model: ml_collections.ConfigDict | None = None):
+  """The G/, G_ema/, D/ arrays of an .npz, or of an NVIDIA network pickle (.pkl). A pickle must
+  hold a network that `model` (config.model, if given) builds: UserError naming the first field
+  that differs from the network's (nvidia_pickle.stylegan2_model_fields)."""
+  if not path.endswith('.pkl'):
+    return read_npz(path)
+  networks = nvidia_pickle.read(path)
+  for field, value in nvidia_pickle.stylegan2_model_fields(networks).items():
+    if model is not None and model[field] != value:
+      raise UserError(f'config.model.{field}={model[field]!r}, but {path} holds a network '
+                      f'built with {value!r}; set --config.model.{field}={value!r}.')
+  return networks.state_dicts()
+
+
 def load_reference_npz(path, generator, discriminator, latent_dim, image_shape):
   """(generator variables, discriminator variables) from an .npz of G/ and D/ arrays."""
   return convert_networks(read_npz(path), generator, discriminator, latent_dim, image_shape)
@@ -142,7 +158,7 @@ def read_networks(config: ml_collections.ConfigDict, weights_path: str) -> Netwo
   if config.model.name != 'stylegan2':
     raise UserError(f'config.model.name is {config.model.name!r}; converting NVIDIA networks '
                     'needs a StyleGAN2 config such as configs/ffhq.py.')
-  state_dict = read_npz(weights_path)
+  state_dict = read_weights(weights_path, config.model)
   generator, discriminator = models.build_models(config.model)
   g_vars, d_vars = convert_networks(state_dict, generator, discriminator,
                                     config.model.latent_dim, models.image_shape(config.model))
