@@ -378,7 +378,7 @@ def module_path(network, reference_path):
   return (f'stage{stage}', transition) + ((_TRANSITION_PARTS[part],) if part else ())
 
 
-def _reference_leaf(network, name, value):
+def convert_reference_entry(network, name, value):
   """(our param path, value in our layout) of one reference entry `name` (after 'Model.'), or
   None for a resampling filter (checked to be the [1,3,3,1] one)."""
   owner, leaf = name.rsplit('.', 1) if '.' in name else ('', name)
@@ -417,7 +417,8 @@ def params_from_reference(arrays, network, prefix):
       continue
     value = np.asarray(value, np.float32)
     try:
-      converted = _reference_leaf(network, name[len(prefix):].removeprefix('Model.'), value)
+      converted = convert_reference_entry(network, name[len(prefix):].removeprefix('Model.'),
+                                          value)
     except KeyError:
       converted = (name,), None
     if converted is None:
