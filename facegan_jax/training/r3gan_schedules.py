@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 class Cosine(NamedTuple):
@@ -61,6 +62,21 @@ def ema_beta(ema_nimg, batch_size):
   if isinstance(ema_nimg, jax.Array):
     return 0.5 ** (batch_size / jnp.maximum(ema_nimg, 1e-8))
   return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+def adam():
+  """The reference's optimiser of either network: Adam with beta1 = 0, eps = 1e-8 (after the
+  bias-corrected square root), no weight decay; `with_values` sets its learning rate and beta2
+  before each step. Like torch's Adam, the bias correction 1 - beta2^t takes this step's beta2
+  with the full step count t, although earlier steps averaged with other values."""
+  return optax.inject_hyperparams(optax.adam)(learning_rate=2e-4, b1=0.0, b2=0.9, eps=1e-8)
+
+
+def with_values(opt_state, values: Values):
+  """`opt_state` of `adam()` whose next step uses the learning rate and beta2 of `values`."""
+  return opt_state._replace(hyperparams=dict(
+      opt_state.hyperparams, learning_rate=jnp.asarray(values.learning_rate, jnp.float32),
+      b2=jnp.asarray(values.beta2, jnp.float32)))
 
 
 def _preset(gamma, ema_nimg, augment_p, total_nimg):
