@@ -128,6 +128,7 @@ def check_gradients(network, grads, fixture, prefix):
   return len(names)
 
 
+@pytest.mark.slow  # compiles second-order gradients of grouped convolutions
 @pytest.mark.parametrize('config', sorted(CONFIGS))
 def test_generator_loss_and_its_gradients_equal_the_reference(config):
   fixture, generator, discriminator, g_params, d_params = reference(config)
@@ -155,6 +156,7 @@ def test_generator_loss_and_its_gradients_equal_the_reference(config):
   assert checked == {'uncond': 35, 'cond': 7}[config]
 
 
+@pytest.mark.slow  # compiles second-order gradients of grouped convolutions
 @pytest.mark.parametrize('config', sorted(CONFIGS))
 def test_discriminator_loss_and_its_gradients_equal_the_reference(config):
   fixture, _, discriminator, _, d_params = reference(config)
@@ -209,6 +211,7 @@ def test_tiny_networks_have_the_reference_parameter_counts():
     assert (count(g_params), count(d_params)) == (g_count, d_count)
 
 
+@pytest.mark.slow
 def test_initialisation_follows_the_reference_rule():
   """Our init against the official one (the fixture's loopA/G0, D0): the same zeros, and
   standard deviations that agree within sampling error."""
@@ -290,6 +293,17 @@ def test_converter_refuses_weights_of_another_configuration_and_another_filter()
   arrays = dict(fixture, **{'G/Model.MainLayers.1.Layers.0.Resampler.Kernel': np.eye(4)})
   with pytest.raises(UserError, match=r'Kernel is not the \[1,3,3,1\] filter'):
     r3gan.params_from_reference(arrays, generator, 'G/')
+
+
+def test_bfloat16_computes_the_convolutions_and_stays_close():
+  fixture, generator, discriminator, g_params, d_params = reference('uncond')
+  low_g, low_d = (network.clone(dtype=jnp.bfloat16) for network in (generator, discriminator))
+  images = jax.jit(lambda z: low_g.apply({'params': g_params}, z))(fixture['in/z'])
+  logits = jax.jit(lambda x: low_d.apply({'params': d_params}, x))(nhwc(fixture['in/real']))
+  assert images.dtype == logits.dtype == jnp.float32
+  for ours, expected in ((images, nhwc(fixture['out/G'])), (logits, fixture['out/D_real'])):
+    np.testing.assert_allclose(ours, expected, atol=0.05 * np.abs(expected).max())
+    assert not np.array_equal(ours, expected)
 
 
 def test_conditional_networks_need_labels():

@@ -269,7 +269,6 @@ class R3GANDiscriminator(nn.Module):
   expansion: int = 2
   c_dim: int = 0
   embedding_dim: int = 768
-
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -331,13 +330,14 @@ def resolution_of(network):
   return 4 * 2 ** (len(network.widths) - 1)
 
 
-def abstract_params(network):
-  """The shapes of `network`'s params (jax.ShapeDtypeStruct leaves), without materialising."""
+def abstract_params(network, channels=3):
+  """The shapes of `network`'s params (jax.ShapeDtypeStruct leaves), without materialising;
+  `channels` of the discriminator's images."""
   if isinstance(network, R3GANGenerator):
     inputs = (jax.ShapeDtypeStruct((1, network.latent_dim), jnp.float32),)
   else:
     side = resolution_of(network)
-    inputs = (jax.ShapeDtypeStruct((1, side, side, 3), jnp.float32),)
+    inputs = (jax.ShapeDtypeStruct((1, side, side, channels), jnp.float32),)
   if network.c_dim:
     inputs += (jax.ShapeDtypeStruct((1, network.c_dim), jnp.float32),)
   init = lambda *args: network.init(jax.random.key(0), args[0], False, *args[1:])
