@@ -358,6 +358,7 @@ def resumed_adam_state(params, step, mu, nu):
 
 
 def check_trees(ours, fixture, prefix, network, **tolerance):
+  """Our tree `ours` against the fixture's `prefix`Model.<name> arrays."""
   expected = flax.traverse_util.flatten_dict(fixture_tree(fixture, prefix, network))
   for path, value in flax.traverse_util.flatten_dict(ours).items():
     np.testing.assert_allclose(value, expected[path], err_msg=f'{prefix} {path}', **tolerance)
