@@ -37,7 +37,7 @@ class GeneratorTerms(NamedTuple):
 def logits_and_gradient_norms(logits_fn: LogitsFn, images):
   """(D(images) [N], ||d(sum D(images)) / d images_n||^2 [N]), the logits and one gradient
   computed in one pass. The norms are float32 whatever the images' dtype."""
-  logits, vjp = jax.vjp(lambda x: logits_fn(x), images)
+  logits, vjp = jax.vjp(logits_fn, images)
   (gradient,) = vjp(jnp.ones_like(logits))
   gradient = gradient.astype(jnp.float32)
   return logits, jnp.sum(jnp.square(gradient), axis=tuple(range(1, gradient.ndim)))
