@@ -56,6 +56,13 @@ def get_config():
   # 'grouped' (per-sample weights) or 'scaled' (activations scaled): the same function; 'auto'
   # takes the faster one on this backend (benchmarks/README.md).
   config.model.modconv_lowering = 'auto'
+  # R3GAN ('r3gan'): stages of widths min(channel_base / r, channel_max) at r = 4, 8, ...,
+  # resolution, each with blocks_per_stage residual blocks whose grouped 3x3 convolutions have
+  # group_width channels per group on expansion x width channels; unused by the others.
+  # models/r3gan.py, PRESET_FIELDS, has the reference's presets (channel_base 24576, max 768).
+  config.model.group_width = 16
+  config.model.blocks_per_stage = 2
+  config.model.expansion = 2
 
   config.loss = ml_collections.ConfigDict()
   config.loss.discriminator = 'logistic'  # J_D of the GAN paper, or 'hinge'

@@ -11,11 +11,12 @@ import ml_collections
 
 from facegan_jax.models import dcgan
 from facegan_jax.models import mlp
+from facegan_jax.models import r3gan
 from facegan_jax.models import sngan
 from facegan_jax.models import stylegan2
 from facegan_jax.system.errors import UserError
 
-FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'sngan': sngan, 'stylegan2': stylegan2}
+FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'r3gan': r3gan, 'sngan': sngan, 'stylegan2': stylegan2}
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 

@@ -1,0 +1,66 @@
+"""R3GAN's loss (Huang et al., 2024): the relativistic pairing GAN loss with R1 and R2.
+
+Sample n of the real batch is paired with sample n of the fake batch (the same labels). With
+s_r = D(real) and s_f = D(fake), [N] each:
+
+  L_G = mean_n softplus(s_r - s_f),  real images constant, gradients through D into the fakes;
+  L_D = mean_n [softplus(s_f - s_r) + gamma / 2 (R1_n + R2_n)],  real and fake images constant,
+
+with R1_n = ||d(sum_m s_r,m) / d real_n||^2 and R2_n the same on the fakes, both at every step.
+The parameter gradient of L_D includes the penalties' second-order terms. Everything here is a
+pure function of `logits_fn`, D's apply function closed over its parameters (and labels):
+images [N, H, W, C] -> logits [N]; the caller differentiates with respect to the parameters.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+LogitsFn = Callable[[jax.Array], jax.Array]
+
+
+class DiscriminatorTerms(NamedTuple):
+  """The per-sample terms of L_D, each [N]."""
+  adversarial: jax.Array  # softplus(s_f - s_r)
+  relativistic_logits: jax.Array  # s_r - s_f
+  r1: jax.Array
+  r2: jax.Array
+
+
+class GeneratorTerms(NamedTuple):
+  """The per-sample terms of L_G, each [N]."""
+  adversarial: jax.Array  # softplus(s_r - s_f)
+  relativistic_logits: jax.Array  # s_f - s_r
+
+
+def logits_and_gradient_norms(logits_fn: LogitsFn, images):
+  """(D(images) [N], ||d(sum D(images)) / d images_n||^2 [N]), the logits and one gradient
+  computed in one pass. The norms are float32 whatever the images' dtype."""
+  logits, vjp = jax.vjp(logits_fn, images)
+  (gradient,) = vjp(jnp.ones_like(logits))
+  gradient = gradient.astype(jnp.float32)
+  return logits, jnp.sum(jnp.square(gradient), axis=tuple(range(1, gradient.ndim)))
+
+
+def discriminator_terms(logits_fn: LogitsFn, real, fake) -> DiscriminatorTerms:
+  """L_D's per-sample terms on real and fake images [N, H, W, C] (both held constant)."""
+  real_logits, r1 = logits_and_gradient_norms(logits_fn, jax.lax.stop_gradient(real))
+  fake_logits, r2 = logits_and_gradient_norms(logits_fn, jax.lax.stop_gradient(fake))
+  relativistic = real_logits - fake_logits
+  return DiscriminatorTerms(jax.nn.softplus(-relativistic), relativistic, r1, r2)
+
+
+def discriminator_loss(logits_fn: LogitsFn, real, fake, gamma):
+  """(L_D scalar, DiscriminatorTerms): mean of softplus(s_f - s_r) + gamma / 2 (R1 + R2)."""
+  terms = discriminator_terms(logits_fn, real, fake)
+  per_sample = terms.adversarial + gamma / 2 * (terms.r1 + terms.r2)
+  return jnp.mean(per_sample), terms
+
+
+def generator_loss(logits_fn: LogitsFn, real, fake):
+  """(L_G scalar, GeneratorTerms): mean of softplus(s_r - s_f); the real images constant, the
+  fakes differentiable (D's parameters are whatever `logits_fn` closes over)."""
+  relativistic = logits_fn(fake) - logits_fn(jax.lax.stop_gradient(real))
+  adversarial = jax.nn.softplus(-relativistic)
+  return jnp.mean(adversarial), GeneratorTerms(adversarial, relativistic)
