@@ -16,6 +16,10 @@ def get_config():
   config.seed = 0
   # Bit-identical reruns on GPU too: main sets XLA's deterministic-ops flag (a little slower).
   config.deterministic = True
+  # Persistent XLA compilation cache: 'auto' ($JAX_COMPILATION_CACHE_DIR, else
+  # ~/.cache/facegan_jax/xla, or WORKDIR/compilation_cache for a gs:// workdir), a directory, or
+  # 'off'. A second run, a resume, `sample` and `evaluate` then start without compiling.
+  config.compilation_cache = 'auto'
 
   config.data = ml_collections.ConfigDict()
   config.data.source = 'celeb_a'  # TFDS, or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'

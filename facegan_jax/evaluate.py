@@ -27,12 +27,14 @@ from facegan_jax.metrics import inception
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
 from facegan_jax.system import parallel
+from facegan_jax.system import compile_cache
 from facegan_jax.system import quiet_log
 from facegan_jax.system.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoints/).')
 flags.DEFINE_integer('step', None, 'Checkpoint step to evaluate; default: the newest.')
+compile_cache.define_flag()
 flags.mark_flag_as_required('workdir')
 flags.DEFINE_integer('num_samples', None, 'Generated images; default: the run\'s '
                      'config.eval.num_samples (10,000 unless changed). Papers use 50,000.')
@@ -74,6 +76,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   quiet_log.install(FLAGS.verbosity)
+  compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
                                FLAGS.inception_weights, FLAGS.protocol,
                                FLAGS.truncation)

@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from facegan_jax.system import compile_cache
 from facegan_jax.system import distributed
 from facegan_jax.system import quiet_log
 from facegan_jax.system import xla_flags
@@ -97,6 +98,7 @@ def main(argv):
   if FLAGS.config.deterministic:
     xla_flags.add_xla_flags(xla_flags.GPU_DETERMINISM, 'config.deterministic')
   xla_flags.add_speed_flags()
+  compile_cache.enable(FLAGS.config.compilation_cache, FLAGS.workdir)
   settings = distributed.cluster_settings(FLAGS.coordinator_address, FLAGS.num_processes,
                                           FLAGS.process_id, FLAGS.distributed)
   if settings is not None:
@@ -106,7 +108,9 @@ def main(argv):
   logging.info('Config: %s (every field: %s)',
                ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
                os.path.join(FLAGS.workdir, loop.CONFIG_FILE))
-  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  with compile_cache.CacheCount() as count:
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info('Programs of this run: %s.', count.describe())
 
 
 if __name__ == '__main__':

@@ -17,6 +17,7 @@ from absl import flags
 from facegan_jax.data import images as images_lib
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
+from facegan_jax.system import compile_cache
 from facegan_jax.system import quiet_log
 from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import exit_on_user_error
@@ -42,6 +43,7 @@ flags.DEFINE_list('mixing_columns', None, 'StyleGAN2: column seeds, whose styles
 flags.DEFINE_string('mixing_styles', '0-3', 'Layers A-B (or A,B,...) taken from the column seeds; '
                     '0 is the coarsest (4x4). 0-3: pose, face shape, hair style.')
 flags.DEFINE_string('mixing_out', 'style_mixing.png', 'Path of the style-mixing PNG.')
+compile_cache.define_flag()
 flags.mark_flag_as_required('workdir')
 
 
@@ -81,6 +83,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   quiet_log.install(FLAGS.verbosity)
+  compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
   if FLAGS.num < 1 or FLAGS.frames < 2:
     raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
                     'least 2.')

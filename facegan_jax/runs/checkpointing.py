@@ -34,7 +34,8 @@ CHECKPOINTS = 'checkpoints'
 # equal to an uninterrupted run of either config), and metrics.jsonl records the rates in use.
 RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoint.', 'eval.',
                      'data.data_dir', 'data.cache_dir', 'data.threads', 'data.prefetch',
-                     'deterministic', 'optim.g_learning_rate', 'optim.d_learning_rate')
+                     'deterministic', 'compilation_cache', 'optim.g_learning_rate',
+                     'optim.d_learning_rate')
 
 # TrainState fields added since checkpoints were first written (StyleGAN2's path-length mean):
 # an older checkpoint lacks them, and resumes with their initial values, which it never changed.

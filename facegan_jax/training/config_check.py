@@ -71,7 +71,7 @@ _TEXT, _FLAG, _NONNEGATIVE = Spec(str), Spec(bool), Spec(float, 0.0)
 # Every field of configs/default.py (tests/test_config_check.py keeps them in step).
 FIELDS = {
     'seed': Spec(int, 0, SEED_LIMIT, high_open=True),
-    'deterministic': _FLAG,
+    'deterministic': _FLAG, 'compilation_cache': _TEXT,
     'data.source': _TEXT, 'data.split': _TEXT, 'data.path': _TEXT, 'data.data_dir': _TEXT,
     'data.cache_dir': _TEXT, 'data.crop': _count(0), 'data.max_examples': _count(0),
     'data.threads': _count(0), 'data.prefetch': _count(0), 'data.random_flip': _FLAG,

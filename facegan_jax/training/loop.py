@@ -8,6 +8,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import logging
@@ -22,6 +23,7 @@ from facegan_jax.runs import metric_writer
 from facegan_jax.runs import storage
 from facegan_jax.runs import workdir_lock
 from facegan_jax.sampling import generation
+from facegan_jax.system import compile_cache
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import Preempted
 from facegan_jax.training import config_check
@@ -87,6 +89,21 @@ def _write_samples(workdir, step, samples):
   return grid
 
 
+def _compile_steps(trainer, step_fn, state, config, mesh, image_shape):
+  """The run's train-step programs (`step_lib.compile_steps`), logging how long they took and
+  whether they came from the persistent compilation cache."""
+  phase_list = step_lib.phases_of_run(trainer, int(state.step), config.train.num_steps)
+  batch_spec = jax.ShapeDtypeStruct((config.train.d_steps, config.train.batch_size,
+                                     *image_shape), jnp.uint8,
+                                    sharding=parallel.batch_sharding(mesh))
+  start = time.perf_counter()
+  with compile_cache.CacheCount() as count:
+    programs = step_lib.compile_steps(step_fn, state, batch_spec, phase_list)
+  logging.info('The train step (%d lazy-phase program(s)) is ready in %.1f s: %s.',
+               len(phase_list), time.perf_counter() - start, count.describe())
+  return programs
+
+
 def write_config(workdir: str, config: ml_collections.ConfigDict):
   """Writes every field of `config` to workdir/config.json (the run's config, for people; the
   checkpoints hold their own copy)."""
@@ -143,12 +160,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                  config.model.name, start_step, config.train.num_steps, mesh.devices.size,
                  len(images), config.train.batch_size)
 
+    step_programs = _compile_steps(trainer, step_fn, state, config, mesh, images.shape[1:])
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
     saved_step = start_step or None  # the newest checkpoint, None if there is none
     unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged
     stop_signals = stack.enter_context(preemption.StopSignals())
     for step in range(start_step + 1, config.train.num_steps + 1):
-      state, metrics = step_fn(state, next(batches), step_lib.lazy_phases(trainer, step - 1))
+      state, metrics = step_programs[step_lib.lazy_phases(trainer, step - 1)](state, next(batches))
       unchecked.append(metrics)
       if len(unchecked) > MAX_STEPS_AHEAD:
         jax.block_until_ready(unchecked[-MAX_STEPS_AHEAD - 1])

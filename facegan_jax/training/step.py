@@ -5,7 +5,9 @@ Step t draws all its randomness from `fold_in(state.key, t)`, so a run is a pure
 config, the data and the device count.
 """
 
+import concurrent.futures
 import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -254,3 +256,30 @@ def compile_functions(trainer: Trainer, mesh, image_shape):
                  out_shardings=(replicated, replicated), donate_argnums=0)
   sample = jax.jit(functools.partial(generate_samples, trainer), out_shardings=replicated)
   return init, step, sample
+
+
+def phases_of_run(trainer: Trainer, start_step: int, num_steps: int) -> list[LazyPhases]:
+  """The lazy-phase combinations of the steps from state.step == `start_step` to `num_steps`,
+  in order of first use: a pattern that repeats every lcm(r1_every, pl_every) steps."""
+  period = math.lcm(trainer.r1_every, trainer.pl_every)
+  steps = range(start_step, min(num_steps, start_step + period))
+  return list(dict.fromkeys(lazy_phases(trainer, step) for step in steps))
+
+
+def compile_steps(step, state, batch_spec, phase_list) -> dict[LazyPhases, object]:
+  """`step` (of `compile_functions`) compiled ahead of time for each of `phase_list`: traced
+  one after the other, then compiled concurrently (XLA compiles without Python's lock).
+
+  Args:
+    step: the jitted step.
+    state: the TrainState the run starts from (its shapes and shardings).
+    batch_spec: jax.ShapeDtypeStruct of the global batch, with its sharding.
+    phase_list: the LazyPhases to compile.
+
+  Returns:
+    phases -> executable taking (state, batch).
+  """
+  lowered = {phases: step.lower(state, batch_spec, phases) for phases in phase_list}
+  with concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1)) as pool:
+    futures = {phases: pool.submit(program.compile) for phases, program in lowered.items()}
+  return {phases: future.result() for phases, future in futures.items()}
