@@ -312,13 +312,13 @@ def _downsample_along(x, taps, axis):
 
 
 def _base_grid(size):
-  """affine_grid's normalised pixel centres (align_corners=False), as torch computes them in
-  float32: linspace(-1, 1, size) * (size - 1) / size."""
-  step = np.float32(2) / np.float32(size - 1)
+  """affine_grid's normalised pixel centres (align_corners=False) as torch computes them in
+  float32: linspace(-1, 1, size) (from both ends with a float32 step, each value a fused
+  multiply-add, exact in float64 here) * (size - 1) / size."""
+  step = np.float64(np.float32(2 / (size - 1)))
   index = np.arange(size)
-  line = np.where(index < size // 2, np.float32(-1) + step * index.astype(np.float32),
-                  np.float32(1) - step * (size - 1 - index).astype(np.float32)).astype(np.float32)
-  return line * np.float32(size - 1) / np.float32(size)
+  line = np.where(index < size // 2, -1 + step * index, 1 - step * (size - 1 - index))
+  return line.astype(np.float32) * np.float32(size - 1) / np.float32(size)
 
 
 def geometric_transform(images, g_inv, margins, padding=None):
@@ -554,4 +554,5 @@ def augment(images, draws, p, settings: AugmentSettings):
 
 def augment_with_key(key, images, p, settings: AugmentSettings):
   """`augment` with draws from `key`: the same key gives the same images."""
+  check_images(images.shape, settings)
   return augment(images, draw_randomness(key, images.shape, settings), p, settings)
