@@ -17,6 +17,10 @@ Design:
   ceil()ed from float32 values, so one ulp can add a pixel); small matrix products are written as
   elementwise sums, exact float32 on every backend (no reduced-precision matmul), in the order
   of the reference's small-matrix kernel.
+* Bilinear sampling names its 4 neighbours by index parity and weighs them by distance: XLA
+  recomputes the sample positions in each fusion, not always to the same bits, and a floor taken
+  from one copy with a weight from another misread pixels by up to 0.1 under jit (caught on the
+  fixture's 64x64 case).
 * p = 0 is not an exact identity, as in the reference: the geometric stage resamples (error ~4e-6)
   whenever one of its transforms is enabled, and x-flips and 90-degree turns pass through the
   asymmetric sym6 filter (a ~0.1 px shift), like every other geometric transform.
