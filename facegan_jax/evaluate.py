@@ -26,8 +26,8 @@ from facegan_jax.metrics import fid
 from facegan_jax.metrics import inception
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
-from facegan_jax.system import parallel
 from facegan_jax.system import compile_cache
+from facegan_jax.system import parallel
 from facegan_jax.system import quiet_log
 from facegan_jax.system.errors import exit_on_user_error
 

@@ -5,10 +5,24 @@ Several processes (TPU pods, GPU clusters, launch/local_multihost.sh) join one r
 """
 
 import os
+import signal
 import sys
 import traceback
 
-import jax
+
+def _stop_while_starting(signum, frame):
+  """SIGINT/SIGTERM before main() runs (while Python imports JAX): nothing is written yet."""
+  del frame
+  print(f'stopped: {signal.Signals(signum).name} received while starting; nothing was written.',
+        file=sys.stderr, flush=True)
+  os._exit(75)  # pylint: disable=protected-access
+
+
+if __name__ == '__main__':  # from the first line: `main` takes over once the flags are read
+  for _signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signum, _stop_while_starting)
+
+import jax  # pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
@@ -23,6 +37,7 @@ from facegan_jax.system.errors import exit_on_user_error
 from facegan_jax.system.errors import exit_with
 from facegan_jax.training import config_check
 from facegan_jax.training import loop
+from facegan_jax.training import preemption
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -108,7 +123,7 @@ def main(argv):
   logging.info('Config: %s (every field: %s)',
                ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
                os.path.join(FLAGS.workdir, loop.CONFIG_FILE))
-  with compile_cache.CacheCount() as count:
+  with preemption.SignalsStopAtOnce(), compile_cache.CacheCount() as count:
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   logging.info('Programs of this run: %s.', count.describe())
 

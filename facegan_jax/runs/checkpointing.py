@@ -244,6 +244,22 @@ def damaged(workdir: str, steps: list[int], error: Exception,
   return UserError(message + '. Nothing was changed in the workdir.')
 
 
+def check_can_resume(manager: ocp.CheckpointManager, workdir: str,
+                     config: ml_collections.ConfigDict) -> int | None:
+  """The newest checkpoint's step (None if there is none) after checking, from its saved config
+  alone, that `config` can continue the run: cheap, so that it comes before anything compiles.
+  Raises UserError, changing nothing on disk, when it cannot or the checkpoint is damaged."""
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return None
+  try:
+    saved_config = restore_run(manager, steps[0])['config']
+  except Exception as error:  # pylint: disable=broad-except
+    raise damaged(workdir, steps, error) from error
+  check_resumable(workdir, saved_config, config)
+  return steps[0]
+
+
 def resume(manager: ocp.CheckpointManager, workdir: str, config: ml_collections.ConfigDict,
            state):
   """`state` restored from the newest checkpoint in `workdir`, or `state` itself if none.
@@ -254,11 +270,7 @@ def resume(manager: ocp.CheckpointManager, workdir: str, config: ml_collections.
   steps = sorted(manager.all_steps(), reverse=True)
   if not steps:
     return state
-  try:
-    saved_config = restore_run(manager, steps[0])['config']
-  except Exception as error:  # pylint: disable=broad-except
-    raise damaged(workdir, steps, error) from error
-  check_resumable(workdir, saved_config, config)
+  check_can_resume(manager, workdir, config)
   try:
     state = restore_state(manager, steps[0], state)
   except Exception as error:  # pylint: disable=broad-except

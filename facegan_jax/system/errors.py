@@ -1,7 +1,11 @@
 """How a run stops with one line: user mistakes, divergence, preemption; how entry points exit."""
 
 import functools
+import os
 import sys
+import threading
+
+from absl import logging
 
 
 class StopRun(Exception):
@@ -37,15 +41,38 @@ def check_at_least(config, field: str, minimum):
     raise UserError(f'config.{field}={value} must be at least {minimum}.')
 
 
+OUT_OF_MEMORY = ('lower config.train.batch_size, or the model\'s widths or resolution '
+                 '(config.model)')
+
+
 def exit_with(stop: StopRun):
-  """Prints `stop` as its one line on stderr and exits with its code."""
+  """Prints `stop` as its one line on stderr and exits with its code: at once if a worker
+  thread is still busy (an XLA compilation cannot be cancelled, and waiting for it would delay
+  the exit by minutes)."""
   print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
+  busy = [thread for thread in threading.enumerate()
+          if not thread.daemon and thread is not threading.main_thread()]
+  if busy:
+    logging.flush()
+    os._exit(stop.exit_code)  # pylint: disable=protected-access
   raise SystemExit(stop.exit_code) from None
 
 
-def exit_on_user_error(main):
+def out_of_memory(error: Exception, knob: str) -> UserError | None:
+  """A one-line UserError naming `knob` for XLA's RESOURCE_EXHAUSTED (any backend), else None."""
+  if 'RESOURCE_EXHAUSTED' not in str(error):
+    return None
+  detail = str(error).split('RESOURCE_EXHAUSTED:', 1)[-1].strip().splitlines()[0]
+  return UserError(f'out of memory on the device ({detail.rstrip(".")}); {knob}.')
+
+
+def exit_on_user_error(main=None, *, out_of_memory_knob: str = OUT_OF_MEMORY):
   """Wraps an absl `main(argv)`: a StopRun becomes 'PREFIX MESSAGE' on stderr and its exit code;
-  Ctrl-C outside the training loop exits 130 (128 + SIGINT) without a traceback."""
+  running out of device memory becomes one line naming `out_of_memory_knob`; Ctrl-C outside the
+  training loop exits 130 (128 + SIGINT) without a traceback. Use as `@exit_on_user_error` or
+  `@exit_on_user_error(out_of_memory_knob='lower --batch')`."""
+  if main is None:
+    return functools.partial(exit_on_user_error, out_of_memory_knob=out_of_memory_knob)
 
   @functools.wraps(main)
   def wrapped(argv):
@@ -56,6 +83,11 @@ def exit_on_user_error(main):
     except KeyboardInterrupt:
       print('stopped: interrupted.', file=sys.stderr, flush=True)
       raise SystemExit(130) from None
+    except Exception as error:  # pylint: disable=broad-except
+      stop = out_of_memory(error, out_of_memory_knob)
+      if stop is None:
+        raise
+      exit_with(stop)
 
   return wrapped
 

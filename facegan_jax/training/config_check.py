@@ -149,3 +149,17 @@ def check(config: ml_collections.ConfigDict):
   losses.get_generator_loss(config.loss.generator)
   augment.parse_policy(config.augment.policy)
   image_sources.check_data_config(config.data)
+  _check_minibatch_groups(config)
+
+
+def _check_minibatch_groups(config: ml_collections.ConfigDict):
+  """StyleGAN2's D splits every batch it sees (train.batch_size images) into groups of
+  min(mbstd_group_size, batch) for its minibatch standard deviation: the batch must divide."""
+  model, batch = config.model, config.train.batch_size
+  if model.name != 'stylegan2' or not model.mbstd_num_channels:
+    return
+  group = min(model.mbstd_group_size, batch)
+  if batch % group:
+    raise UserError(f'config.train.batch_size={batch} does not split into the discriminator\'s '
+                    f'minibatch-standard-deviation groups of config.model.mbstd_group_size='
+                    f'{model.mbstd_group_size}; use a multiple of {group}.')

@@ -26,6 +26,7 @@ from facegan_jax.sampling import generation
 from facegan_jax.system import compile_cache
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import Preempted
+from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
 from facegan_jax.training import divergence
 from facegan_jax.training import optimizers
@@ -134,11 +135,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
   images = image_sources.load_images(config)
+  if len(images) < config.train.batch_size:
+    raise UserError(f'the data have {len(images)} images, fewer than one batch '
+                    f'(config.train.batch_size={config.train.batch_size}); use a batch of at most '
+                    f'{len(images)} or more images.')
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
     manager = stack.enter_context(checkpointing.training_manager(workdir,
                                                                  config.checkpoint.keep))
+    newest = checkpointing.check_can_resume(manager, workdir, config)  # before any compile
+    if newest is not None and newest >= config.train.num_steps:
+      logging.warning('Nothing to train: the newest checkpoint in %s is of step %d, and '
+                      'config.train.num_steps=%d; raise train.num_steps to train further.',
+                      checkpointing.checkpoint_dir(workdir), newest, config.train.num_steps)
     init, step_fn, sample_fn = step_lib.compile_functions(trainer, mesh,
                                                           models.image_shape(config.model))
     state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))

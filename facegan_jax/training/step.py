@@ -280,6 +280,9 @@ def compile_steps(step, state, batch_spec, phase_list) -> dict[LazyPhases, objec
     phases -> executable taking (state, batch).
   """
   lowered = {phases: step.lower(state, batch_spec, phases) for phases in phase_list}
-  with concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1)) as pool:
+  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1))
+  try:
     futures = {phases: pool.submit(program.compile) for phases, program in lowered.items()}
-  return {phases: future.result() for phases, future in futures.items()}
+    return {phases: future.result() for phases, future in futures.items()}
+  finally:  # a signal that stops the run does not wait for the compilations to end
+    pool.shutdown(wait=False, cancel_futures=True)
