@@ -11,6 +11,8 @@ import jax
 from absl import flags
 from absl import logging
 
+from facegan_jax.system.errors import UserError
+
 AUTO, OFF = 'auto', ('', 'off')
 LOCAL_DEFAULT = '~/.cache/facegan_jax/xla'
 IN_GCS_WORKDIR = 'compilation_cache'  # a gs:// workdir's cache: preempted VMs start empty
@@ -55,7 +57,12 @@ def enable(setting: str, workdir: str) -> str | None:
     return None
   if not _is_gcs(directory):
     directory = os.path.abspath(os.path.expanduser(directory))
-    os.makedirs(directory, exist_ok=True)
+    try:
+      os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+      raise UserError(f'compilation cache {directory} cannot be used ({error.strerror}); set '
+                      "config.compilation_cache (or --compilation_cache) to a directory you can "
+                      "write to, or to 'off'.") from error
   jax.config.update('jax_enable_compilation_cache', True)
   jax.config.update('jax_compilation_cache_dir', directory)
   # Every program, however quick to compile: a warm start then compiles nothing at all.
