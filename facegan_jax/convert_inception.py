@@ -249,7 +249,7 @@ def _read_pth(path: str) -> dict:
   source = f'--pth={path!r}'
   try:
     state_dict = torch.load(path, map_location='cpu', weights_only=True)
-  except (EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
+  except (EOFError, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
     raise UserError(f'{source} is {command_line.describe_file(path)}, not a PyTorch state dict '
                     f'of the FID Inception; download {PYTORCH_FID_URL}') from error
   if not isinstance(state_dict, dict) or not all(

@@ -153,7 +153,7 @@ def foreign_files(folder):
                                                  'other.npz')}
   open(paths['empty.npz'], 'wb').close()
   with open(paths['text.npz'], 'w') as f:
-    f.write('weights: see the README\n')
+    f.write('hello: the weights are in the README\n')  # torch.load: a KeyError
   Image.fromarray(np.zeros((4, 4), np.uint8)).save(paths['image.png'])
   np.save(paths['array.npy'], np.zeros(3))
   np.savez(paths['objects.npz'], layers=np.array([{'conv': 1}], dtype=object))

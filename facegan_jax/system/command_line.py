@@ -21,7 +21,9 @@ def parse_flags(argv):
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
-    check_no_arguments([argv[0]] + [arg for arg in argv[1:] if not arg.startswith('-')])
+    positional = [arg for arg in argv[1:] if not arg.startswith('-')]
+    if positional:  # a missing --workdir is most likely this one, given without its flag
+      exit_with(_unexpected(positional[0]))
     missing = re.search(r'Flag --(\w+) must have a value other than None', str(error))
     message = (f'--{missing.group(1)} is required' if missing
                else str(error).splitlines()[0].rstrip('.'))
@@ -31,8 +33,12 @@ def parse_flags(argv):
 def check_no_arguments(argv):
   """UserError for positional arguments (the commands take only --flags)."""
   if len(argv) > 1:
-    raise UserError(f'unexpected argument {argv[1]!r}: this command takes only --flags, e.g. '
-                    f'--workdir={argv[1]}; see --help.')
+    raise _unexpected(argv[1])
+
+
+def _unexpected(argument: str) -> UserError:
+  return UserError(f'unexpected argument {argument!r}: this command takes only --flags, e.g. '
+                   f'--workdir={argument}; see --help.')
 
 
 def check_output_file(flag: str, location: str, suffixes: tuple[str, ...] = ('.png',),
