@@ -14,6 +14,7 @@ from absl import flags
 
 from facegan_jax import main as training_main
 from facegan_jax.pretrained import convert_stylegan2
+from facegan_jax.system import command_line
 from facegan_jax.system import quiet_log
 from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import exit_on_user_error
@@ -25,8 +26,7 @@ flags.DEFINE_string('weights', None, 'An .npz of NVIDIA StyleGAN2 arrays keyed G
 
 @exit_on_user_error
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  command_line.check_no_arguments(argv)
   quiet_log.install(FLAGS.verbosity)
   if not FLAGS.weights:
     raise UserError('--weights is required: the .npz of the NVIDIA networks to convert.')

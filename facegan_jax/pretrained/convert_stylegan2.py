@@ -26,6 +26,7 @@ from facegan_jax.pretrained import nvidia_pickle
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
 from facegan_jax.runs import workdir_lock
+from facegan_jax.system import command_line
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
@@ -75,8 +76,9 @@ def convert_state_dict(state_dict, prefix):
     target = buffers if path[-1] in _BUFFERS else params
     target[path] = _convert_array(path, value)
   if not params:
-    raise UserError(f'no arrays with keys starting {prefix!r}; export the state_dict with keys '
-                    'G/<name> and D/<name>.')
+    names = ', '.join(sorted(state_dict)[:2]) or 'no arrays'
+    raise UserError(f'the weights hold no arrays keyed {prefix}... ({names}, ...): they are not '
+                    'StyleGAN2 networks; export the state_dicts with keys G/<name> and D/<name>.')
   unflatten = lambda flat: flax.traverse_util.unflatten_dict(flat) if flat else {}
   return {'params': unflatten(params), 'batch_stats': unflatten(buffers)}
 
@@ -101,8 +103,9 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
   if not storage.path(path).is_file():
     raise UserError(f'--weights={path}: no such file; export the networks to .npz (see python '
                     '-m facegan_jax.import_stylegan2 --help).')
-  with np.load(io.BytesIO(storage.read_bytes(path))) as arrays:
-    return dict(arrays)
+  return command_line.read_npz(io.BytesIO(storage.read_bytes(path)), f'--weights={path}',
+                               'an .npz of StyleGAN2 networks (arrays keyed G/..., D/...) or '
+                               'an NVIDIA network pickle (.pkl)')
 
 
 def read_weights(path: str, model: ml_collections.ConfigDict | None = None):

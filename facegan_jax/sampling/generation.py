@@ -11,6 +11,8 @@ when the run keeps them (config.ema), else its trained ones: training's grids an
 `evaluate` command and the `sample` command all go through `generate` here.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,6 +20,7 @@ import numpy as np
 
 from facegan_jax import models
 from facegan_jax.data import images as images_lib
+from facegan_jax.models import stylegan2
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
 from facegan_jax.system.errors import UserError
@@ -64,9 +67,15 @@ def _no_checkpoint(workdir: str) -> UserError:
 
 class RestoredGenerator:
   """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
-  and the run's saved config are read."""
+  and the run's saved config are read. It generates at most `batch_size` images at a time
+  (default: all at once)."""
 
-  def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0):
+  def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0,
+               batch_size: int | None = None):
+    if not math.isfinite(truncation):
+      raise UserError(f'--truncation={truncation} is not a finite number; use e.g. '
+                      '--truncation=0.7 (1: no truncation).')
+    self.batch_size = batch_size
     storage.check_reachable(workdir, '--workdir')
     directory = checkpointing.checkpoint_dir(workdir)
     if not directory.is_dir():
@@ -116,7 +125,23 @@ class RestoredGenerator:
 
   def images(self, latent_batch) -> np.ndarray:
     """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
-    return images_lib.to_uint8(jax.device_get(self._generate(self.variables, latent_batch)))
+    return self._in_batches(self._generate, latent_batch)
+
+  def _in_batches(self, program, inputs) -> np.ndarray:
+    """uint8 images of `program(variables, rows)` over `inputs` [N, ...], `batch_size` rows at
+    a time; the last batch is padded to full size, so that one compiled program serves all."""
+    size = min(self.batch_size or len(inputs), len(inputs))
+    outputs = []
+    for start in range(0, len(inputs), size):
+      rows = jnp.asarray(inputs[start:start + size])
+      padding = jnp.zeros((size - len(rows),) + rows.shape[1:], rows.dtype)
+      images = program(self.variables, jnp.concatenate([rows, padding]))[:len(rows)]
+      outputs.append(images_lib.to_uint8(jax.device_get(images)))
+    return np.concatenate(outputs)
+
+  def num_styles(self) -> int:
+    """StyleGAN2: the layers (styles) of its synthesis network, 0 the coarsest."""
+    return stylegan2.num_ws(self.config.model.resolution)
 
   def check_style_based(self, what: str, instead: str):
     """UserError unless the run's generator is StyleGAN2's (it has a w space)."""
@@ -131,7 +156,7 @@ class RestoredGenerator:
   def images_of_styles(self, ws) -> np.ndarray:
     """StyleGAN2: ws [N, num_ws, w_dim] -> uint8 images [N, H, W, C] (constant noise, so
     `images_of_styles(styles(z))` equals `images(z)`)."""
-    return images_lib.to_uint8(jax.device_get(self._synthesize(self.variables, ws)))
+    return self._in_batches(self._synthesize, ws)
 
 
 def slerp(a, b, fractions):

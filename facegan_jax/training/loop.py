@@ -155,6 +155,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
     if is_chief:
       storage.makedirs(os.path.join(workdir, 'samples'))
       write_config(workdir, config)
+      logging.info('Every field of the config: %s', os.path.join(workdir, CONFIG_FILE))
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
     start_step = int(state.step)
