@@ -26,11 +26,7 @@ from facegan_jax.metrics import fid
 from facegan_jax.metrics import inception
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
-<<<<<<< HEAD
-=======
 from facegan_jax.system import command_line
-from facegan_jax.system import parallel
->>>>>>> fail
 from facegan_jax.system import compile_cache
 from facegan_jax.system import parallel
 from facegan_jax.system import quiet_log

@@ -120,15 +120,8 @@ def main(argv):
     distributed.initialize(settings, FLAGS.coordinator_timeout)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)  # one log for the run, from process 0
-<<<<<<< HEAD
-  logging.info('Config: %s (every field: %s)',
-               ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
-               os.path.join(FLAGS.workdir, loop.CONFIG_FILE))
-  with preemption.SignalsStopAtOnce(), compile_cache.CacheCount() as count:
-=======
   logging.info('Config: %s', ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')))
-  with compile_cache.CacheCount() as count:
->>>>>>> fail
+  with preemption.SignalsStopAtOnce(), compile_cache.CacheCount() as count:
     loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   logging.info('Programs of this run: %s.', count.describe())
 
