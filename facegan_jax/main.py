@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.system import distributed
 from facegan_jax.system import quiet_log
 from facegan_jax.system import xla_flags
@@ -106,7 +107,10 @@ def main(argv):
   logging.info('Config: %s (every field: %s)',
                ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
                os.path.join(FLAGS.workdir, loop.CONFIG_FILE))
-  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  # Read and checked against config.model before anything is written or compiled.
+  initial_networks = (convert_stylegan2.read_initial_networks(FLAGS.config)
+                      if FLAGS.config.init.from_pkl else None)
+  loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, initial_networks)
 
 
 if __name__ == '__main__':

@@ -42,6 +42,8 @@ flags.DEFINE_list('mixing_columns', None, 'StyleGAN2: column seeds, whose styles
 flags.DEFINE_string('mixing_styles', '0-3', 'Layers A-B (or A,B,...) taken from the column seeds; '
                     '0 is the coarsest (4x4). 0-3: pose, face shape, hair style.')
 flags.DEFINE_string('mixing_out', 'style_mixing.png', 'Path of the style-mixing PNG.')
+flags.DEFINE_integer('class', None, 'Conditional StyleGAN2: the class K (0 to c_dim - 1) of every '
+                     'sample (one-hot label).')
 flags.mark_flag_as_required('workdir')
 
 
@@ -90,7 +92,8 @@ def main(argv):
     mixing = (parse_seeds(FLAGS.mixing_rows or [], 'mixing_rows', 1),
               parse_seeds(FLAGS.mixing_columns or [], 'mixing_columns', 1),
               parse_layers(FLAGS.mixing_styles))
-  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation)
+  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation,
+                                          FLAGS['class'].value)
   write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
   print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
   if seeds:

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
+from facegan_jax.models import stylegan2
 from facegan_jax.runs import storage
 from facegan_jax.system.errors import UserError
 
@@ -374,12 +375,13 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
   """config.model fields of facegan_jax's StyleGAN2 that build the file's networks: name,
   resolution, channels, latent_dim, w_dim, channel_base, channel_max, mapping_layers,
   mapping_lr_multiplier, w_avg_beta, mbstd_group_size, mbstd_num_channels, conv_clamp (0.0:
-  none). NVIDIA's fp16 resolutions are not a field: the port computes in
+  none), c_dim (0: unconditional). NVIDIA's fp16 resolutions are not a field: the port computes in
   config.train.compute_dtype.
 
-  UserError, one line, for what the port cannot build: R3GAN, StyleGAN3 (-T/-R), conditional
-  networks, architectures other than G 'skip' and D 'resnet', another resampling filter, a D
-  whose channels or clamping differ from G's, or layers that disagree with the arguments.
+  UserError, one line, for what the port cannot build: R3GAN, StyleGAN3 (-T/-R),
+  architectures other than G 'skip' and D 'resnet', another resampling filter, a D whose
+  channels, clamping or classes differ from G's, a D label mapping other than NVIDIA's default,
+  or layers that disagree with the arguments.
   """
   generator = networks.networks['G']
   if networks.repo == R3GAN:
@@ -395,9 +397,6 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
                     'not a StyleGAN2 Generator with a mapping and a synthesis network.')
   kwargs = construction_kwargs(networks)
   g_kwargs, mapping, d_kwargs = kwargs['G'], kwargs['mapping'], kwargs['D']
-  if g_kwargs.get('c_dim', 0):
-    raise UserError(f'this is a conditional network (c_dim={g_kwargs["c_dim"]}); facegan_jax\'s '
-                    'StyleGAN2 is unconditional: use an unconditional pickle.')
   for name, kwargs_, supported in (('G', g_kwargs, 'skip'), ('D', d_kwargs, 'resnet')):
     if kwargs_['architecture'] != supported:
       raise UserError(f'{name} has the {kwargs_["architecture"]!r} architecture; facegan_jax\'s '
@@ -408,7 +407,7 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
   _check_layers(networks, kwargs)
   if 'D' in networks.networks:
     for field in ('channel_base', 'channel_max', 'conv_clamp', 'img_resolution',
-                  'img_channels'):
+                  'img_channels', 'c_dim'):
       if d_kwargs[field] != g_kwargs[field]:
         raise UserError(f'D was built with {field}={d_kwargs[field]!r} and G with '
                         f'{g_kwargs[field]!r}; facegan_jax\'s StyleGAN2 has one {field} for '
@@ -424,7 +423,7 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
       mapping_lr_multiplier=float(mapping['lr_multiplier']),
       w_avg_beta=float(mapping['w_avg_beta']), mbstd_group_size=d_kwargs['mbstd_group_size'],
       mbstd_num_channels=d_kwargs['mbstd_num_channels'],
-      conv_clamp=float(g_kwargs['conv_clamp'] or 0))
+      conv_clamp=float(g_kwargs['conv_clamp'] or 0), c_dim=g_kwargs.get('c_dim', 0))
 
 
 def _check_layers(networks, kwargs):
@@ -440,7 +439,14 @@ def _check_layers(networks, kwargs):
               ('D', f'b{resolution}', 'architecture', d_kwargs['architecture']),
               ('D', 'b4.conv', 'conv_clamp', d_kwargs['conv_clamp']),
               ('D', 'b4.mbstd', 'group_size', d_kwargs['mbstd_group_size']),
-              ('D', 'b4.mbstd', 'num_channels', d_kwargs['mbstd_num_channels'])]
+              ('D', 'b4.mbstd', 'num_channels', d_kwargs['mbstd_num_channels']),
+              # A conditional D's label mapping: NVIDIA's MappingNetwork defaults, which
+              # facegan_jax's StyleGAN2 builds (models.stylegan2.D_MAPPING_LAYERS).
+              ('D', 'mapping', 'num_layers', stylegan2.D_MAPPING_LAYERS),
+              ('D', 'mapping.fc0', 'bias_gain', stylegan2.D_MAPPING_LR_MULTIPLIER),
+              ('D', 'b4', 'cmap_dim', stylegan2.channels_at(
+                  4, d_kwargs['channel_base'], d_kwargs['channel_max']) if d_kwargs.get(
+                      'c_dim') else 0)]
   modules = {name: dict(module.modules()) for name, module in networks.networks.items()}
   for network, path, attribute, value in expected:
     built = modules.get(network, {}).get(path)
