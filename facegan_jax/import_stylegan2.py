@@ -62,7 +62,8 @@ def fine_tune_command(config, workdir: str) -> str:
                    f'--workdir={workdir}'])
 
 
-# Set by parse_flags: whether --config was given, and the config.model fields set on the command line.
+# Set by parse_flags: whether --config was given, and the config.model fields that the command
+# line sets.
 _COMMAND_LINE = {'config_given': True, 'model_fields': ()}
 
 

@@ -235,15 +235,16 @@ def _load_storage(blob):
       raise UserError(f'a tensor storage of the file holds storages {keys!r:.80} (view '
                       f'{view!r:.40}); only one whole storage per stream is read.')
     count = int(np.frombuffer(stream.read(8), '<i8')[0])
-    data = stream.read(count * dtype.itemsize)
   except (pickle.UnpicklingError, EOFError, IndexError, TypeError, ValueError,
           AttributeError) as error:
     raise UserError(f'a tensor storage of the file is corrupt ({type(error).__name__}: '
                     f'{error}).') from None
-  if count != numel or len(data) != numel * dtype.itemsize:
-    raise UserError(f'a tensor storage of the file holds {len(data)} bytes, not the '
+  size = len(blob) - stream.tell()
+  if count != numel or size != numel * dtype.itemsize:
+    raise UserError(f'a tensor storage of the file holds {size} bytes, not the '
                     f'{numel} elements of {dtype} it declares.')
-  return np.frombuffer(data, dtype).copy()
+  # A read-only view of the blob: each tensor copies its elements out (_rebuild_tensor).
+  return np.frombuffer(blob, dtype, numel, stream.tell())
 
 
 def _module_class(qualified_name):
@@ -294,16 +295,24 @@ class _NetworkUnpickler(pickle.Unpickler):
 def loads(data: bytes, name: str = 'the file') -> NetworkPickle:
   """The networks of a network pickle's bytes; UserError, naming `name`, for anything that is
   not one (an empty, text, image or truncated file, another pickle, a refused global)."""
-  if not data:
+  return load(io.BytesIO(data), name)
+
+
+def load(stream, name: str = 'the file') -> NetworkPickle:
+  """`loads` of a seekable binary file object, read as the unpickler goes (no copy of the
+  whole file)."""
+  head = stream.read(8)
+  stream.seek(0)
+  if not head:
     raise UserError(f'{name} is empty; expected an NVIDIA network pickle (.pkl).')
-  if data[:1] != pickle.PROTO or not 2 <= data[1] <= 5:
-    kind = ('a PNG image' if data.startswith(b'\x89PNG') else
-            'a zip archive (torch.save?)' if data.startswith(b'PK') else
-            f'starts with {data[:8]!r}')
+  if head[:1] != pickle.PROTO or not 2 <= head[1] <= 5:
+    kind = ('a PNG image' if head.startswith(b'\x89PNG') else
+            'a zip archive (torch.save?)' if head.startswith(b'PK') else
+            f'starts with {head!r}')
     raise UserError(f'{name} is not a pickle of protocol 2 to 5 ({kind}); expected an '
                     'NVIDIA network pickle (.pkl).')
   try:
-    top = _NetworkUnpickler(io.BytesIO(data)).load()
+    top = _NetworkUnpickler(stream).load()
   except UserError as error:
     raise UserError(f'{name}: {error}') from None
   except (pickle.UnpicklingError, EOFError, IndexError, KeyError, TypeError, ValueError,
@@ -320,10 +329,13 @@ def loads(data: bytes, name: str = 'the file') -> NetworkPickle:
 
 
 def read(path: str) -> NetworkPickle:
-  """`loads` of the file at `path` (local or gs://)."""
+  """`load` of the file at `path`: streamed from a local file, whole from gs://."""
   if not storage.path(path).is_file():
     raise UserError(f'{path}: no such file; give the path of an NVIDIA network pickle (.pkl).')
-  return loads(storage.read_bytes(path), path)
+  if storage.is_gcs(path):
+    return loads(storage.read_bytes(path), path)
+  with open(path, 'rb') as file:
+    return load(file, path)
 
 
 def _repo(generator: Module) -> str:

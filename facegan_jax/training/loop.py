@@ -119,7 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     'sample a conditional run with python -m facegan_jax.sample --class=K.')
   if config.init.from_pkl and initial_networks is None:
     raise UserError(f'config.init.from_pkl={config.init.from_pkl} is read by python -m '
-                    'facegan_jax.main; pass its networks (convert_stylegan2.read_initial_networks).')
+                    'facegan_jax.main; pass its networks '
+                    '(convert_stylegan2.read_initial_networks).')
   trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
