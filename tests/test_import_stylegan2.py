@@ -2,6 +2,7 @@
 a --config that disagrees refused with one line, and `sample`, `evaluate` and `main` on the
 imported run as on any, in processes where torch cannot be imported."""
 
+import json
 import shlex
 
 import jax.numpy as jnp
@@ -10,7 +11,6 @@ import pytest
 from PIL import Image
 
 from configs import ffhq
-from facegan_jax import evaluate
 from facegan_jax.data import images as images_lib
 from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.sampling import generation
@@ -67,8 +67,10 @@ def test_a_pickle_becomes_a_run_to_sample_evaluate_and_fine_tune(tmp_path, tiny_
       expected['sg3_stylegan2_res32/G_ema_img_psi1'].transpose(0, 2, 3, 1))
   assert np.abs(ours.astype(int) - reference).max() <= 1
 
-  scores = evaluate.evaluate_checkpoint(str(workdir), num_samples=8,
-                                        inception_weights=tiny_weights)
+  evaluated = run_without_torch('evaluate', f'--workdir={workdir}', '--num_samples=8',
+                                f'--inception_weights={tiny_weights}')
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  scores = json.loads((workdir / 'eval' / 'step_0000000.json').read_text())
   assert scores['step'] == 0 and scores['num_real'] == 8 and np.isfinite(scores['fid'])
 
   trained = multidevice.run_python(
@@ -122,6 +124,7 @@ def test_a_conditional_run_samples_the_class_asked_for(tmp_path):
       'config.model.c_dim=4: training a conditional StyleGAN2 needs the labels')
 
 
+@pytest.mark.slow
 def test_class_on_an_unconditional_run_is_refused(tmp_path):
   import_without_config(path('sg3_stylegan2_res32'), tmp_path)
   assert refusal(generation.RestoredGenerator, str(tmp_path), None, 1.0, 0) == (
@@ -129,6 +132,7 @@ def test_class_on_an_unconditional_run_is_refused(tmp_path):
       'leave --class out.')
 
 
+@pytest.mark.slow
 def test_a_config_that_disagrees_with_the_pickle_is_one_line_naming_both_values(tmp_path):
   result = run_without_torch('import_stylegan2', f'--weights={path("sg3_stylegan2_res64")}',
                              '--config=configs/ffhq.py', f'--workdir={tmp_path}')
