@@ -51,6 +51,9 @@ def get_config():
   config.model.channel_base = 16384  # channels at resolution r: min(channel_base / r, max)
   config.model.channel_max = 512
   config.model.mapping_layers = 2
+  # Classes of a conditional StyleGAN2 (NVIDIA's c_dim: G embeds one-hot labels into its mapping,
+  # D projects on its label map); 0: unconditional.
+  config.model.c_dim = 0
   config.model.mapping_lr_multiplier = 0.01
   config.model.w_avg_beta = 0.998  # decay of the tracked average w (for truncation), per step
   config.model.style_mixing_prob = 0.9  # in training, per batch
@@ -89,6 +92,17 @@ def get_config():
   config.ema = ml_collections.ConfigDict()
   config.ema.halflife_images = 0.0  # EMA generator whose weight halves every N images; 0: off
   config.ema.rampup = 0.0  # half-life at most rampup * images seen so far (StyleGAN2-ADA); 0: off
+
+  # Transfer learning, as stylegan2-ada's --resume: a new run starts from the G, G_ema and D of
+  # an NVIDIA StyleGAN2 network pickle (`ffhq.pkl`, `stylegan2-ffhq-256x256.pkl`, a snapshot),
+  # with fresh optimiser states and the run's own step 0, key and data order. config.model must
+  # be the file's (python -m facegan_jax.import_stylegan2 prints it). Read by the main command,
+  # without running anything from the file (docs/checkpoints.md, "Pretrained networks").
+  config.init = ml_collections.ConfigDict()
+  config.init.from_pkl = ''  # local or gs:// path of the .pkl; '': start from random weights
+  # sha256 of that file: main records it here (and so in config.json and the checkpoints); if
+  # set beforehand, the file must have this digest.
+  config.init.from_pkl_sha256 = ''
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_learning_rate = 2e-4

@@ -28,6 +28,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.system import compile_cache
 from facegan_jax.system import distributed
 from facegan_jax.system import quiet_log
@@ -121,8 +122,11 @@ def main(argv):
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)  # one log for the run, from process 0
   logging.info('Config: %s', ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')))
+  # Read and checked against config.model before anything is written or compiled.
+  initial_networks = (convert_stylegan2.read_initial_networks(FLAGS.config)
+                      if FLAGS.config.init.from_pkl else None)
   with preemption.SignalsStopAtOnce(), compile_cache.CacheCount() as count:
-    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, initial_networks)
   logging.info('Programs of this run: %s.', count.describe())
 
 

@@ -48,6 +48,8 @@ flags.DEFINE_string('mixing_styles', '0-3', 'Layers A-B (or A,B,...) taken from 
                     '0 is the coarsest (4x4). 0-3: pose, face shape, hair style.')
 flags.DEFINE_string('mixing_out', 'style_mixing.png', 'Path of the style-mixing PNG.')
 compile_cache.define_flag()
+flags.DEFINE_integer('class', None, 'Conditional StyleGAN2: the class K (0 to c_dim - 1) of every '
+                     'sample (one-hot label).')
 flags.mark_flag_as_required('workdir')
 
 
@@ -131,7 +133,7 @@ def main(argv):
   seeds, mixing = check_flags()
   compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
   restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation,
-                                          FLAGS.batch)
+                                          FLAGS.batch, FLAGS['class'].value)
   check_model(restored, seeds, mixing)
   write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
   print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')

@@ -48,14 +48,18 @@ def sampling_params_field(ema: ml_collections.ConfigDict) -> str:
   return 'g_ema_params' if uses_ema(ema) else 'g_params'
 
 
-def generate(generator, variables, latent_batch, truncation: float = 1.0) -> jax.Array:
+def generate(generator, variables, latent_batch, truncation: float = 1.0,
+             labels=None) -> jax.Array:
   """Images [N, H, W, C] in [-1, 1] from `latent_batch` [N, latent_dim], inference mode.
 
   `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}; `truncation`
   < 1 (StyleGAN2 only) pulls every w towards the run's tracked average w (the truncation trick:
-  better-looking, less varied faces).
+  better-looking, less varied faces); `labels` [N, c_dim] (conditional StyleGAN2 only) are the
+  classes, one-hot.
   """
   kwargs = {'truncation_psi': truncation} if truncation != 1 else {}
+  if labels is not None:
+    kwargs['c'] = labels
   return generator.apply(variables, latent_batch, train=False, **kwargs)
 
 
@@ -71,7 +75,7 @@ class RestoredGenerator:
   (default: all at once)."""
 
   def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0,
-               batch_size: int | None = None):
+               batch_size: int | None = None, class_index: int | None = None):
     if not math.isfinite(truncation):
       raise UserError(f'--truncation={truncation} is not a finite number; use e.g. '
                       '--truncation=0.7 (1: no truncation).')
@@ -99,8 +103,13 @@ class RestoredGenerator:
         raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
     if truncation != 1:
       self.check_style_based(f'--truncation={truncation}', '(leave --truncation at 1)')
-    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation))
-    self._map = jax.jit(lambda v, z: self.generator.apply(v, z, truncation, method='map'))
+    labels = self._check_class(class_index)
+    batch_labels = lambda z: None if labels is None else jnp.broadcast_to(
+        labels, (z.shape[0], labels.size))
+    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation,
+                                                   batch_labels(z)))
+    self._map = jax.jit(lambda v, z: self.generator.apply(v, z, truncation, batch_labels(z),
+                                                          method='map'))
     self._synthesize = jax.jit(lambda v, ws: self.generator.apply(v, ws, method='synthesize'))
 
   def _restore(self, manager, step: int):
@@ -114,6 +123,22 @@ class RestoredGenerator:
         manager, step, {params: abstract['params'],
                         'g_batch_stats': abstract.get('batch_stats', {})})
     self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
+
+  def _check_class(self, class_index: int | None):
+    """The one-hot labels [c_dim] of `class_index` (the `sample` command's --class), None for an
+    unconditional run; UserError for a class out of range, a class for an unconditional run
+    and none for a conditional one."""
+    c_dim = self.config.model.get('c_dim', 0)
+    if class_index is None and c_dim:
+      raise UserError(f'this run is conditional ({c_dim} classes): choose one with --class=K, K '
+                      f'in 0..{c_dim - 1}.')
+    if class_index is not None and not c_dim:
+      raise UserError(f'--class={class_index} needs a conditional run; this one is '
+                      'unconditional (config.model.c_dim=0): leave --class out.')
+    if class_index is not None and not 0 <= class_index < c_dim:
+      raise UserError(f'--class={class_index} is not a class of this run; use 0 to '
+                      f'{c_dim - 1}.')
+    return None if class_index is None else jax.nn.one_hot(class_index, c_dim)
 
   def seed_latents(self, seed: int, count: int) -> jax.Array:
     """[count, latent_dim] latents of `seed` (the `sample` command's --seed)."""

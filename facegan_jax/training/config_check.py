@@ -80,6 +80,7 @@ FIELDS = {
     'model.g_norm': _TEXT, 'model.d_norm': _TEXT, 'model.hidden': _count(0),
     'model.w_dim': _count(), 'model.channel_base': _count(), 'model.channel_max': _count(),
     'model.mapping_layers': _count(), 'model.mapping_lr_multiplier': _positive(),
+    'model.c_dim': _count(0),
     'model.w_avg_beta': Spec(float, 0.0, 1.0), 'model.style_mixing_prob': Spec(float, 0.0, 1.0),
     'model.mbstd_group_size': _count(0), 'model.mbstd_num_channels': _count(),
     'model.conv_clamp': _NONNEGATIVE, 'model.modconv_lowering': _TEXT,
@@ -88,6 +89,7 @@ FIELDS = {
     'loss.r1_every': _count(), 'loss.pl_weight': _NONNEGATIVE, 'loss.pl_every': _count(),
     'loss.pl_batch_shrink': _count(), 'loss.pl_decay': Spec(float, 0.0, 1.0),
     'augment.policy': _TEXT, 'augment.strength': _NONNEGATIVE,
+    'init.from_pkl': _TEXT, 'init.from_pkl_sha256': _TEXT,
     'ema.halflife_images': _NONNEGATIVE, 'ema.rampup': _NONNEGATIVE,
     'optim.g_learning_rate': _positive(), 'optim.d_learning_rate': _positive(),
     'optim.b1': Spec(float, 0.0, 1.0, high_open=True),
@@ -140,15 +142,17 @@ def check_fields(config: ml_collections.ConfigDict):
       raise UserError(f'config.{name}={values[name]!r} {problem}.')
 
 
-def check(config: ml_collections.ConfigDict):
-  """Raises UserError (one line) for the first problem of `config`; touches no file."""
+def check(config: ml_collections.ConfigDict, data: bool = True):
+  """Raises UserError (one line) for the first problem of `config` (of config.data too if
+  `data`); touches no file."""
   check_fields(config)
   models.check_model_config(config.model)
   models.compute_dtype(config.train.compute_dtype)
   losses.get_discriminator_loss(config.loss.discriminator)
   losses.get_generator_loss(config.loss.generator)
   augment.parse_policy(config.augment.policy)
-  image_sources.check_data_config(config.data)
+  if data:
+    image_sources.check_data_config(config.data)
   _check_minibatch_groups(config)
 
 

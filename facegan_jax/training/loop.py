@@ -31,6 +31,7 @@ from facegan_jax.training import config_check
 from facegan_jax.training import divergence
 from facegan_jax.training import optimizers
 from facegan_jax.training import preemption
+from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
 from facegan_jax.training.state import TrainState
@@ -111,8 +112,11 @@ def write_config(workdir: str, config: ml_collections.ConfigDict):
   storage.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(config.to_dict(), indent=1))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       initial_networks: state_lib.InitialNetworks | None = None) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
+  A new run starts from `initial_networks` if given (those of config.init.from_pkl, which the
+  main command reads: facegan_jax.pretrained.convert_stylegan2.read_initial_networks).
 
   Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
   metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
@@ -126,6 +130,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   (`preemption`).
   """
   config_check.check(config)
+  if config.model.get('c_dim'):
+    raise UserError(f'config.model.c_dim={config.model.c_dim}: training a conditional StyleGAN2 '
+                    'needs the labels of the images, which the input pipeline does not give yet; '
+                    'sample a conditional run with python -m facegan_jax.sample --class=K.')
+  if config.init.from_pkl and initial_networks is None:
+    raise UserError(f'config.init.from_pkl={config.init.from_pkl} is read by python -m '
+                    'facegan_jax.main; pass its networks '
+                    '(convert_stylegan2.read_initial_networks).')
   trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
@@ -151,7 +163,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
                       checkpointing.checkpoint_dir(workdir), newest, config.train.num_steps)
     init, step_fn, sample_fn = step_lib.compile_functions(trainer, mesh,
                                                           models.image_shape(config.model))
-    state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
+    state = init(jax.random.key(config.seed))
+    if initial_networks is not None:  # replicated as the state that the step takes
+      state = jax.jit(functools.partial(state_lib.start_from, trainer),
+                      out_shardings=parallel.replicated(mesh))(state, initial_networks)
+    state = checkpointing.resume(manager, workdir, config, state)
     if is_chief:
       storage.makedirs(os.path.join(workdir, 'samples'))
       write_config(workdir, config)

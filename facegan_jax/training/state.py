@@ -1,7 +1,8 @@
 """The train state: one pytree with everything a run needs to continue bit-exactly, and its
-creation from the run's root key (`generation`'s key streams)."""
+creation from the run's root key (`generation`'s key streams), optionally starting from
+networks trained elsewhere (`start_from`)."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -24,6 +25,28 @@ class TrainState:
   d_opt_state: Any
   g_ema_params: Any  # moving average of g_params; {} when config.ema is off
   pl_mean: jax.Array  # float32 scalar: decaying mean of the path lengths (StyleGAN2); 0 if off
+
+
+class InitialNetworks(NamedTuple):
+  """Networks a run starts from (facegan_jax.pretrained reads them from NVIDIA's files): the
+  generator's {'params', 'batch_stats'}, the EMA generator's params, and the discriminator's
+  {'params'} ({} when there is none to start from)."""
+  generator: dict
+  ema_params: dict
+  discriminator: dict
+
+
+def start_from(trainer: Trainer, state: TrainState, networks: InitialNetworks) -> TrainState:
+  """`state` (a new run's step 0) holding `networks`: their weights and statistics (the EMA's
+  only if the run keeps an EMA; D stays `state`'s without one), with fresh optimiser states.
+  The step, the key and the path-length mean stay `state`'s, as for a run from scratch."""
+  g_params = networks.generator['params']
+  d_params = networks.discriminator['params'] if networks.discriminator else state.d_params
+  return state.replace(
+      g_params=g_params, g_batch_stats=networks.generator['batch_stats'],
+      g_opt_state=trainer.g_optimizer.init(g_params), d_params=d_params,
+      d_opt_state=trainer.d_optimizer.init(d_params),
+      g_ema_params=networks.ema_params if trainer.ema_decay else {})
 
 
 def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainState:
