@@ -18,9 +18,10 @@ def get_config():
   config.deterministic = True
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'celeb_a'  # TFDS, or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'
+  # TFDS, or 'folder' / 'zip' (config.data.path: a folder, a dataset .zip), 'lfw_subset', 'toy2x2'
+  config.data.source = 'celeb_a'
   config.data.split = 'train'  # of celeb_a: 'train', 'validation', 'test', 'all', 'train+test'...
-  config.data.path = ''  # 'folder' source: every .jpg/.jpeg/.png under it, recursively
+  config.data.path = ''  # 'folder': every .jpg/.jpeg/.png under it, recursively; 'zip': the .zip
   config.data.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.cache_dir = ''  # prepared-image caches; '' = <data_dir>/facegan_jax_cache
   # Side of the centered square crop in source pixels (0: min(H, W)). 140 keeps the face of
@@ -30,12 +31,18 @@ def get_config():
   config.data.threads = 0  # threads that decode and resize into the cache (0: one per core)
   config.data.prefetch = 2  # batches made ready ahead of the step by a background thread
   config.data.random_flip = True
+  # Labels that travel with the images: 'none', 'dataset_json' (the class id or vector of each
+  # image in the folder's or zip's dataset.json) or 'celeba_attributes' (CelebA's binary
+  # attributes: config.data.attributes, comma-separated names, '' for all 40).
+  config.data.labels = 'none'
+  config.data.attributes = ''
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'dcgan'  # or 'mlp' (the toy's dense pair)
   config.model.resolution = 64
   config.model.channels = 3
   config.model.latent_dim = 100
+  config.model.c_dim = 0  # label values per image (config.data.labels); 0: unconditional
   config.model.g_width = 64  # ngf: generator channels at full resolution / 2
   config.model.d_width = 64  # ndf: discriminator channels of its first layer
   config.model.g_norm = 'batch'

@@ -75,6 +75,7 @@ FIELDS = {
     'data.source': _TEXT, 'data.split': _TEXT, 'data.path': _TEXT, 'data.data_dir': _TEXT,
     'data.cache_dir': _TEXT, 'data.crop': _count(0), 'data.max_examples': _count(0),
     'data.threads': _count(0), 'data.prefetch': _count(0), 'data.random_flip': _FLAG,
+    'data.labels': _TEXT, 'data.attributes': _TEXT, 'model.c_dim': _count(0),
     'model.name': _TEXT, 'model.resolution': _count(), 'model.channels': Spec(int, choices=(1, 3)),
     'model.latent_dim': _count(), 'model.g_width': _count(), 'model.d_width': _count(),
     'model.g_norm': _TEXT, 'model.d_norm': _TEXT, 'model.hidden': _count(0),
