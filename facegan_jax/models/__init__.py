@@ -17,6 +17,8 @@ from facegan_jax.models import stylegan2
 from facegan_jax.system.errors import UserError
 
 FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'r3gan': r3gan, 'sngan': sngan, 'stylegan2': stylegan2}
+# The families that config.model.c_dim > 0 makes label-conditional (models/conditional.py).
+CONDITIONAL_FAMILIES = ('dcgan', 'sngan')
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -25,6 +27,9 @@ def check_model_config(model: ml_collections.ConfigDict):
   if model.name not in FAMILIES:
     raise UserError(f'config.model.name={model.name!r} is unknown; use one of '
                     f'{tuple(FAMILIES)}.')
+  if model.c_dim and model.name not in CONDITIONAL_FAMILIES:
+    raise UserError(f'config.model.c_dim={model.c_dim}: {model.name} is not conditional here; '
+                    f'use one of {CONDITIONAL_FAMILIES} or set config.model.c_dim=0.')
   FAMILIES[model.name].check_config(model)
 
 
