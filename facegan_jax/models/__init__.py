@@ -27,8 +27,9 @@ def check_model_config(model: ml_collections.ConfigDict):
   if model.name not in FAMILIES:
     raise UserError(f'config.model.name={model.name!r} is unknown; use one of '
                     f'{tuple(FAMILIES)}.')
-  if model.c_dim and model.name not in CONDITIONAL_FAMILIES:
-    raise UserError(f'config.model.c_dim={model.c_dim}: {model.name} is not conditional here; '
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
+  if c_dim and model.name not in CONDITIONAL_FAMILIES:
+    raise UserError(f'config.model.c_dim={c_dim}: {model.name} is not conditional here; '
                     f'use one of {CONDITIONAL_FAMILIES} or set config.model.c_dim=0.')
   FAMILIES[model.name].check_config(model)
 

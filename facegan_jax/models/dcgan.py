@@ -138,13 +138,15 @@ def check_config(model):
     if model[field] not in allowed:
       raise UserError(f'config.model.{field}={model[field]!r} is unknown; '
                       f'use one of {allowed}.')
-  if model.c_dim and model.g_norm != 'batch':
-    raise UserError(f"config.model.c_dim={model.c_dim} conditions DCGAN's generator through "
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
+  if c_dim and model.g_norm != 'batch':
+    raise UserError(f"config.model.c_dim={c_dim} conditions DCGAN's generator through "
                     f"its BatchNorms; set config.model.g_norm='batch' (not {model.g_norm!r}).")
 
 
 def build(model, dtype):
   """(generator, discriminator) of a DCGAN `config.model`, computing in `dtype`."""
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
   return (DCGANGenerator(model.resolution, model.channels, model.g_width, model.g_norm, dtype,
-                         model.c_dim),
-          DCGANDiscriminator(model.resolution, model.d_width, model.d_norm, dtype, model.c_dim))
+                         c_dim),
+          DCGANDiscriminator(model.resolution, model.d_width, model.d_norm, dtype, c_dim))

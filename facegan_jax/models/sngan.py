@@ -281,5 +281,6 @@ def check_config(model):
 
 def build(model, dtype):
   """(generator, discriminator) of an SNGAN `config.model`, computing in `dtype`."""
-  return (SNGANGenerator(model.resolution, model.channels, model.g_width, dtype, model.c_dim),
-          SNGANDiscriminator(model.resolution, model.d_width, dtype, model.c_dim))
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
+  return (SNGANGenerator(model.resolution, model.channels, model.g_width, dtype, c_dim),
+          SNGANDiscriminator(model.resolution, model.d_width, dtype, c_dim))

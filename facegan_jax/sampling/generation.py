@@ -35,6 +35,13 @@ def latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
   return jax.random.normal(key, (count, latent_dim))
 
 
+def draw_labels(key: jax.Array, training_labels: np.ndarray, count: int) -> np.ndarray:
+  """Labels [count, c_dim] of generated images for grids and FID: rows of the training labels
+  [N, c_dim] drawn uniformly with replacement from `key`, as NVIDIA's code draws them."""
+  rows = np.asarray(jax.random.randint(key, (count,), 0, len(training_labels)))
+  return np.asarray(training_labels[rows], np.float32)
+
+
 def uses_ema(ema: ml_collections.ConfigDict) -> bool:
   """Whether a run of config.ema keeps an EMA generator (and samples with it)."""
   return ema.halflife_images > 0
@@ -45,14 +52,17 @@ def sampling_params_field(ema: ml_collections.ConfigDict) -> str:
   return 'g_ema_params' if uses_ema(ema) else 'g_params'
 
 
-def generate(generator, variables, latent_batch, truncation: float = 1.0) -> jax.Array:
+def generate(generator, variables, latent_batch, truncation: float = 1.0,
+             labels=None) -> jax.Array:
   """Images [N, H, W, C] in [-1, 1] from `latent_batch` [N, latent_dim], inference mode.
 
   `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}; `truncation`
   < 1 (StyleGAN2 only) pulls every w towards the run's tracked average w (the truncation trick:
-  better-looking, less varied faces).
+  better-looking, less varied faces); `labels` [N, c_dim] condition a conditional generator.
   """
   kwargs = {'truncation_psi': truncation} if truncation != 1 else {}
+  if labels is not None:
+    kwargs['c'] = labels
   return generator.apply(variables, latent_batch, train=False, **kwargs)
 
 
