@@ -13,10 +13,12 @@ from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax.sampling import generation
+from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
+from tests.conftest import TINY
 
 
 def labelled_zip(path, count=32, size=32):
@@ -49,12 +51,20 @@ def test_generated_labels_are_each_updates_real_labels_in_another_order():
 
 @pytest.mark.slow
 @pytest.mark.parametrize('variant', ['test', 'sngan_test'])
-def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant):
+def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weights):
   config = lfw_demo.get_config(variant)
   config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
                      labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
   config.model.c_dim = 2
+  if variant == 'test':  # FID of generated images whose labels are drawn from the data's
+    config.eval.update(every=4, num_samples=24, batch_size=8, inception_weights=tiny_weights,
+                       inception_width_multiplier=TINY, stats_dir=str(tmp_path / 'stats'),
+                       kid_subsets=2, kid_subset_size=16)
   state = loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  if variant == 'test':
+    logged = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text()
+              .splitlines()]
+    assert [np.isfinite(line['fid']) for line in logged if 'fid' in line] == [True]
   assert int(state.step) == config.train.num_steps
   embedding = 'projection' if variant == 'test' else 'l_y'
   assert state.d_params[embedding]['kernel'].shape[0] == 2
@@ -64,3 +74,16 @@ def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant):
                                          jax.random.key(config.seed), (32, 32, 1))
   assert not np.allclose(state.d_params[embedding]['kernel'],
                          initial.d_params[embedding]['kernel'])
+
+
+@pytest.mark.slow
+def test_restoring_a_conditional_runs_generator_is_a_one_line_error(tmp_path):
+  config = lfw_demo.get_config('test')
+  config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
+                     labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
+  config.model.c_dim = 2
+  config.train.num_steps = 1
+  loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  with pytest.raises(UserError, match=r'^this run is conditional \(config.model.c_dim=2\); '
+                     'sampling or evaluating a conditional run outside training is not supported'):
+    generation.RestoredGenerator(str(tmp_path / 'run'))

@@ -107,6 +107,10 @@ class RestoredGenerator:
   def _restore(self, manager, step: int):
     """Reads the run's config and the generator's sampling variables of `step`."""
     self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
+    if self.config.model.get('c_dim', 0):  # its generator needs labels drawn from its data
+      raise UserError(f'this run is conditional (config.model.c_dim={self.config.model.c_dim});'
+                      ' sampling or evaluating a conditional run outside training is not '
+                      'supported yet: use its sample grids and the FID of its training log.')
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
     abstract = jax.eval_shape(lambda z: self.generator.init(jax.random.key(0), z, train=False), z)
