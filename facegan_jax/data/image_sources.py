@@ -501,10 +501,10 @@ def model_labels(raw: np.ndarray) -> np.ndarray:
 def _check_c_dim(config: ml_collections.ConfigDict, labels: Optional[np.ndarray]):
   """UserError unless config.model.c_dim is the labels' width (0 without labels)."""
   c_dim = 0 if labels is None else labels.shape[1]
-  if config.model.c_dim != c_dim:
+  if config.model.get('c_dim', 0) != c_dim:  # 0 in a model config without the field
     given = (f"config.data.labels={config.data.labels!r} gives {c_dim} label values per image"
              if labels is not None else "config.data.labels='none' gives no labels")
-    raise UserError(f'{given}, but config.model.c_dim={config.model.c_dim}; set '
+    raise UserError(f'{given}, but config.model.c_dim={config.model.get("c_dim", 0)}; set '
                     f'config.model.c_dim={c_dim}.')
 
 
