@@ -22,9 +22,10 @@ def get_config():
   config.compilation_cache = 'auto'
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'celeb_a'  # TFDS, or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'
+  # TFDS, or 'folder' / 'zip' (config.data.path: a folder, a dataset .zip), 'lfw_subset', 'toy2x2'
+  config.data.source = 'celeb_a'
   config.data.split = 'train'  # of celeb_a: 'train', 'validation', 'test', 'all', 'train+test'...
-  config.data.path = ''  # 'folder' source: every .jpg/.jpeg/.png under it, recursively
+  config.data.path = ''  # 'folder': every .jpg/.jpeg/.png under it, recursively; 'zip': the .zip
   config.data.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.cache_dir = ''  # prepared-image caches; '' = <data_dir>/facegan_jax_cache
   # Side of the centered square crop in source pixels (0: min(H, W)). 140 keeps the face of
@@ -34,12 +35,21 @@ def get_config():
   config.data.threads = 0  # threads that decode and resize into the cache (0: one per core)
   config.data.prefetch = 2  # batches made ready ahead of the step by a background thread
   config.data.random_flip = True
+  # Labels that travel with the images: 'none', 'dataset_json' (the class id or vector of each
+  # image in the folder's or zip's dataset.json) or 'celeba_attributes' (CelebA's binary
+  # attributes: config.data.attributes, comma-separated names, '' for all 40).
+  config.data.labels = 'none'
+  config.data.attributes = ''
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'dcgan'  # or 'mlp' (the toy's dense pair)
   config.model.resolution = 64
   config.model.channels = 3
   config.model.latent_dim = 100
+  # Label values per image (config.data.labels); 0: unconditional. DCGAN/SNGAN: conditional
+  # BatchNorm in G and a projection D; StyleGAN2: NVIDIA's (G embeds the labels into its mapping,
+  # D projects on its label map).
+  config.model.c_dim = 0
   config.model.g_width = 64  # ngf: generator channels at full resolution / 2
   config.model.d_width = 64  # ndf: discriminator channels of its first layer
   config.model.g_norm = 'batch'
@@ -51,9 +61,6 @@ def get_config():
   config.model.channel_base = 16384  # channels at resolution r: min(channel_base / r, max)
   config.model.channel_max = 512
   config.model.mapping_layers = 2
-  # Classes of a conditional StyleGAN2 (NVIDIA's c_dim: G embeds one-hot labels into its mapping,
-  # D projects on its label map); 0: unconditional.
-  config.model.c_dim = 0
   config.model.mapping_lr_multiplier = 0.01
   config.model.w_avg_beta = 0.998  # decay of the tracked average w (for truncation), per step
   config.model.style_mixing_prob = 0.9  # in training, per batch

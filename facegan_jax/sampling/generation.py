@@ -38,6 +38,13 @@ def latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
   return jax.random.normal(key, (count, latent_dim))
 
 
+def draw_labels(key: jax.Array, training_labels: np.ndarray, count: int) -> np.ndarray:
+  """Labels [count, c_dim] of generated images for grids and FID: rows of the training labels
+  [N, c_dim] drawn uniformly with replacement from `key`, as NVIDIA's code draws them."""
+  rows = np.asarray(jax.random.randint(key, (count,), 0, len(training_labels)))
+  return np.asarray(training_labels[rows], np.float32)
+
+
 def uses_ema(ema: ml_collections.ConfigDict) -> bool:
   """Whether a run of config.ema keeps an EMA generator (and samples with it)."""
   return ema.halflife_images > 0
@@ -54,8 +61,8 @@ def generate(generator, variables, latent_batch, truncation: float = 1.0,
 
   `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}; `truncation`
   < 1 (StyleGAN2 only) pulls every w towards the run's tracked average w (the truncation trick:
-  better-looking, less varied faces); `labels` [N, c_dim] (conditional StyleGAN2 only) are the
-  classes, one-hot.
+  better-looking, less varied faces); `labels` [N, c_dim] condition a conditional generator
+  (one-hot classes, or 0/1 attributes).
   """
   kwargs = {'truncation_psi': truncation} if truncation != 1 else {}
   if labels is not None:
@@ -115,6 +122,10 @@ class RestoredGenerator:
   def _restore(self, manager, step: int):
     """Reads the run's config and the generator's sampling variables of `step`."""
     self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
+    if self.config.model.get('c_dim', 0):  # its generator needs labels drawn from its data
+      raise UserError(f'this run is conditional (config.model.c_dim={self.config.model.c_dim});'
+                      ' sampling or evaluating a conditional run outside training is not '
+                      'supported yet: use its sample grids and the FID of its training log.')
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
     abstract = jax.eval_shape(lambda z: self.generator.init(jax.random.key(0), z, train=False), z)

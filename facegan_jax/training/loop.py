@@ -130,10 +130,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   (`preemption`).
   """
   config_check.check(config)
-  if config.model.get('c_dim'):
+  if config.model.get('c_dim') and config.model.name == 'stylegan2':
     raise UserError(f'config.model.c_dim={config.model.c_dim}: training a conditional StyleGAN2 '
-                    'needs the labels of the images, which the input pipeline does not give yet; '
-                    'sample a conditional run with python -m facegan_jax.sample --class=K.')
+                    'is not tested yet (DCGAN and SNGAN train on labels); sample a conditional '
+                    'StyleGAN2 run with python -m facegan_jax.sample --class=K.')
   if config.init.from_pkl and initial_networks is None:
     raise UserError(f'config.init.from_pkl={config.init.from_pkl} is read by python -m '
                     'facegan_jax.main; pass its networks '
@@ -146,7 +146,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
-  images = image_sources.load_images(config)
+  dataset = image_sources.load_dataset(config)  # labels: None unless the run is conditional
+  images = dataset.images
   if len(images) < config.train.batch_size:
     raise UserError(f'the data have {len(images)} images, fewer than one batch '
                     f'(config.train.batch_size={config.train.batch_size}); use a batch of at most '
@@ -174,15 +175,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       logging.info('Every field of the config: %s', os.path.join(workdir, CONFIG_FILE))
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
+    grid_labels = (None if dataset.labels is None else generation.draw_labels(
+        jax.random.fold_in(generation.stream_key(config.seed, generation.SAMPLE_STREAM), 1),
+        dataset.labels, config.samples.count))
     start_step = int(state.step)
     evaluator = (fid.make_evaluator(config, functools.partial(generation.generate,
                                                               trainer.generator),
-                                    extractor, images) if extractor else None)
+                                    extractor, images, dataset.labels) if extractor else None)
     writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
         batch_size=config.train.batch_size, d_steps=config.train.d_steps,
-        prefetch_size=config.data.prefetch)))
+        prefetch_size=config.data.prefetch, labels=dataset.labels)))
     logging.info('Training %s from step %d to %d on %d device(s), %d images, global batch %d.',
                  config.model.name, start_step, config.train.num_steps, mesh.devices.size,
                  len(images), config.train.batch_size)
@@ -218,7 +222,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         writer.write_scalars(step, dict(summary, images_per_second=images_per_second,
                                         **optimizers.learning_rates(config, step)))
       if samples:
-        grid = jax.device_get(sample_fn(state, latents))  # every process joins the computation
+        grid = jax.device_get(sample_fn(state, latents, grid_labels))  # every process joins in
         if is_chief:
           writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
       if evaluates:

@@ -53,8 +53,11 @@ def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainSt
   """Initial state from the run's root key; `image_shape` is (H, W, C)."""
   g_key, d_key = jax.random.split(jax.random.fold_in(key, generation.INIT_STREAM))
   z = jnp.zeros((1, trainer.latent_dim), jnp.float32)
-  g_vars = trainer.generator.init(g_key, z, train=False)
-  d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False)
+  c_dim = getattr(trainer.generator, 'c_dim', 0)
+  labels = {'c': jnp.zeros((1, c_dim), jnp.float32)} if c_dim else {}  # a conditional run's
+  g_vars = trainer.generator.init(g_key, z, train=False, **labels)
+  d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False,
+                                      **labels)
   g_params, d_params = g_vars['params'], d_vars['params']
   return TrainState(
       step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(key, generation.TRAIN_STREAM),
