@@ -194,7 +194,7 @@ def test_evaluate_writes_its_result_to_the_bucket(killed_and_resumed, whole, tin
                                    '--num_samples=16'])
   assert result.returncode == 0, result.stderr[-3000:]
   steps = killed_and_resumed['steps']
-  written = json.loads(storage.read_bytes(f'{whole}/eval/step_{steps:07d}.json'))
+  written = json.loads(storage.read_bytes(f'{whole}/eval/step_{steps:07d}-clean-n16.json'))
   assert written['step'] == steps and written['num_generated'] == 16
   assert f'step {steps}: FID {written["fid"]:.4f}' in result.stdout
 

@@ -70,7 +70,7 @@ def test_a_pickle_becomes_a_run_to_sample_evaluate_and_fine_tune(tmp_path, tiny_
   evaluated = run_without_torch('evaluate', f'--workdir={workdir}', '--num_samples=8',
                                 f'--inception_weights={tiny_weights}')
   assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-  scores = json.loads((workdir / 'eval' / 'step_0000000.json').read_text())
+  scores = json.loads((workdir / 'eval' / 'step_0000000-clean-n8.json').read_text())
   assert scores['step'] == 0 and scores['num_real'] == 8 and np.isfinite(scores['fid'])
 
   trained = multidevice.run_python(

@@ -41,17 +41,19 @@ def check_at_least(config, field: str, minimum):
     raise UserError(f'config.{field}={value} must be at least {minimum}.')
 
 
+# The name prefix of the threads that compile XLA programs (training.step.compile_steps).
+COMPILE_THREADS = 'facegan-compile'
 OUT_OF_MEMORY = ('lower config.train.batch_size, or the model\'s widths or resolution '
                  '(config.model)')
 
 
 def exit_with(stop: StopRun):
-  """Prints `stop` as its one line on stderr and exits with its code: at once if a worker
-  thread is still busy (an XLA compilation cannot be cancelled, and waiting for it would delay
-  the exit by minutes)."""
+  """Prints `stop` as its one line on stderr and exits with its code: at once if a compile
+  thread (COMPILE_THREADS) is still busy (an XLA compilation cannot be cancelled, and waiting
+  for it would delay the exit by minutes)."""
   print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
   busy = [thread for thread in threading.enumerate()
-          if not thread.daemon and thread is not threading.main_thread()]
+          if thread.name.startswith(COMPILE_THREADS) and thread.is_alive()]
   if busy:
     logging.flush()
     os._exit(stop.exit_code)  # pylint: disable=protected-access

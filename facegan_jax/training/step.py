@@ -22,6 +22,7 @@ import optax
 
 from facegan_jax.data import images as images_lib
 from facegan_jax.sampling import generation
+from facegan_jax.system import errors
 from facegan_jax.system import parallel
 from facegan_jax.training import augment
 from facegan_jax.training import divergence
@@ -311,7 +312,8 @@ def compile_steps(step, state, batch_spec, phase_list) -> dict[LazyPhases, objec
     phases -> executable taking (state, batch).
   """
   lowered = {phases: step.lower(state, batch_spec, phases) for phases in phase_list}
-  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1))
+  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1),
+                                               thread_name_prefix=errors.COMPILE_THREADS)
   try:
     futures = {phases: pool.submit(program.compile) for phases, program in lowered.items()}
     return {phases: future.result() for phases, future in futures.items()}
