@@ -11,9 +11,9 @@ import pytest
 
 from tests.helpers import multidevice
 
-DCGAN = ['--config=configs/lfw_demo.py:test', '--config.train.num_steps=100000',
+DCGAN = ['--config=configs/lfw_demo.py:test', '--config.train.num_steps=3000',
          '--config.train.log_every=1000', '--config.samples.every=100000']
-STYLEGAN2 = ['--config=configs/lfw_demo.py:stylegan2_test', '--config.train.num_steps=100000',
+STYLEGAN2 = ['--config=configs/lfw_demo.py:stylegan2_test', '--config.train.num_steps=3000',
              '--config.train.log_every=1000', '--config.samples.every=100000']
 
 
