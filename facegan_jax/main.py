@@ -31,6 +31,7 @@ from ml_collections import config_flags
 from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.system import compile_cache
 from facegan_jax.system import distributed
+from facegan_jax.system import errors
 from facegan_jax.system import quiet_log
 from facegan_jax.system import xla_flags
 from facegan_jax.system.errors import UserError
@@ -131,4 +132,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  errors.EXIT_AT_ONCE = True
   app.run(main, flags_parser=parse_flags)

@@ -41,20 +41,21 @@ def check_at_least(config, field: str, minimum):
     raise UserError(f'config.{field}={value} must be at least {minimum}.')
 
 
-# The name prefix of the threads that compile XLA programs (training.step.compile_steps).
-COMPILE_THREADS = 'facegan-compile'
+# Set by a command run as a program (main.py's __main__): a stop then leaves the process at
+# once when other threads are still busy (an XLA compilation cannot be cancelled, a prefetch
+# thread may be blocked), rather than waiting for them; a command called in-process returns.
+EXIT_AT_ONCE = False
 OUT_OF_MEMORY = ('lower config.train.batch_size, or the model\'s widths or resolution '
                  '(config.model)')
 
 
 def exit_with(stop: StopRun):
-  """Prints `stop` as its one line on stderr and exits with its code: at once if a compile
-  thread (COMPILE_THREADS) is still busy (an XLA compilation cannot be cancelled, and waiting
-  for it would delay the exit by minutes)."""
+  """Prints `stop` as its one line on stderr and exits with its code (at once, see
+  EXIT_AT_ONCE, if other threads are still busy)."""
   print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
   busy = [thread for thread in threading.enumerate()
-          if thread.name.startswith(COMPILE_THREADS) and thread.is_alive()]
-  if busy:
+          if not thread.daemon and thread is not threading.main_thread()]
+  if busy and EXIT_AT_ONCE:
     logging.flush()
     os._exit(stop.exit_code)  # pylint: disable=protected-access
   raise SystemExit(stop.exit_code) from None

@@ -22,7 +22,6 @@ import optax
 
 from facegan_jax.data import images as images_lib
 from facegan_jax.sampling import generation
-from facegan_jax.system import errors
 from facegan_jax.system import parallel
 from facegan_jax.training import augment
 from facegan_jax.training import divergence
@@ -312,8 +311,7 @@ def compile_steps(step, state, batch_spec, phase_list) -> dict[LazyPhases, objec
     phases -> executable taking (state, batch).
   """
   lowered = {phases: step.lower(state, batch_spec, phases) for phases in phase_list}
-  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1),
-                                               thread_name_prefix=errors.COMPILE_THREADS)
+  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1))
   try:
     futures = {phases: pool.submit(program.compile) for phases, program in lowered.items()}
     return {phases: future.result() for phases, future in futures.items()}
