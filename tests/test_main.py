@@ -35,7 +35,7 @@ def test_demo_test_variant_writes_sample_grids(tmp_path):
      "['hinge', 'minimax', 'non_saturating']."),
     ('--config.data.source=mnist',
      "config.data.source='mnist' is unknown; use one of ('toy2x2', 'lfw_subset', 'celeb_a', "
-     "'folder')."),
+     "'folder', 'zip')."),
 ])
 def test_config_mistakes_are_one_line_errors(tmp_path, override, message):
   result = run_main('--config=configs/lfw_demo.py:test', f'--workdir={tmp_path}', override)
