@@ -22,23 +22,18 @@ from jax.experimental import multihost_utils
 from facegan_jax.system.errors import Preempted
 
 
-def _signals(multiprocess: bool):
-  """The signals we handle: with several processes SIGTERM belongs to JAX's preemption service."""
-  return (signal.SIGINT,) if multiprocess else (signal.SIGINT, signal.SIGTERM)
-
-
-class SignalsStopAtOnce:
-  """Context manager for a run's life outside its train steps (loading, compiling, restoring):
-  SIGTERM/SIGINT raise errors.Preempted at once, so that the run unwinds (releasing its workdir)
-  and exits 75; no step has been trained since the newest checkpoint, so nothing is lost.
-  `StopSignals` takes over while the steps run."""
+class _SignalHandlers:
+  """Context manager installing `_handle` for SIGINT, and SIGTERM unless several processes run
+  (then SIGTERM belongs to JAX's preemption service); the previous handlers come back on exit."""
 
   def __init__(self):
     self._previous = {}
+    self._multiprocess = jax.process_count() > 1
 
   def __enter__(self):
-    if threading.current_thread() is threading.main_thread():
-      for signum in _signals(jax.process_count() > 1):
+    if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
+      signums = (signal.SIGINT,) if self._multiprocess else (signal.SIGINT, signal.SIGTERM)
+      for signum in signums:
         self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
@@ -48,29 +43,27 @@ class SignalsStopAtOnce:
     self._previous = {}
 
   def _handle(self, signum, frame):
+    raise NotImplementedError
+
+
+class SignalsStopAtOnce(_SignalHandlers):
+  """For a run's life outside its train steps (loading, compiling, restoring): SIGTERM/SIGINT
+  raise errors.Preempted at once, so that the run unwinds (releasing its workdir) and exits 75;
+  no step has been trained since the newest checkpoint, so nothing is lost. `StopSignals` takes
+  over while the steps run."""
+
+  def _handle(self, signum, frame):
     del frame
     raise Preempted(f'{signal.Signals(signum).name} received outside the train steps: nothing '
                     'was trained since the newest checkpoint; run the same command to continue.')
 
 
-class StopSignals:
-  """Context manager: SIGTERM/SIGINT ask `should_stop` to say True after the current step."""
+class StopSignals(_SignalHandlers):
+  """SIGTERM/SIGINT ask `should_stop` to say True after the current step."""
 
   def __init__(self):
+    super().__init__()
     self.received = None  # the name of the first signal, e.g. 'SIGTERM'
-    self._previous = {}
-    self._multiprocess = jax.process_count() > 1
-
-  def __enter__(self):
-    if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
-      for signum in _signals(self._multiprocess):
-        self._previous[signum] = signal.signal(signum, self._handle)
-    return self
-
-  def __exit__(self, *exc_info):
-    for signum, handler in self._previous.items():
-      signal.signal(signum, handler)
-    self._previous = {}
 
   def _handle(self, signum, frame):
     del frame
