@@ -30,6 +30,7 @@ from facegan_jax.system import command_line
 from facegan_jax.system import compile_cache
 from facegan_jax.system import parallel
 from facegan_jax.system import quiet_log
+from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -55,7 +56,12 @@ def restore(workdir: str, step: int | None = None, num_samples: int | None = Non
   that are not None. UserError for a non-finite `truncation` or fewer than 2 samples."""
   if num_samples is not None:
     command_line.check_range('num_samples', num_samples, 2)
-  restored = generation.RestoredGenerator(workdir, step, truncation)
+  try:
+    restored = generation.RestoredGenerator(workdir, step, truncation)
+  except generation.ClassNeeded as error:
+    raise UserError(f'{workdir} is a conditional run: evaluate does not draw its labels yet; '
+                    'its FID during training (config.eval.every) draws them from the data.'
+                    ) from error
   overrides = {'num_samples': num_samples, 'inception_weights': inception_weights,
                'protocol': protocol}
   restored.config.eval.update({field: value for field, value in overrides.items()

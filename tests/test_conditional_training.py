@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from configs import lfw_demo
+from facegan_jax import evaluate
 from facegan_jax.sampling import generation
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
@@ -77,13 +78,20 @@ def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weigh
 
 
 @pytest.mark.slow
-def test_restoring_a_conditional_runs_generator_is_a_one_line_error(tmp_path):
+def test_a_conditional_runs_generator_samples_a_class_and_evaluate_refuses_it(tmp_path):
   config = lfw_demo.get_config('test')
   config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
                      labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
   config.model.c_dim = 2
   config.train.num_steps = 1
-  loop.train_and_evaluate(config, str(tmp_path / 'run'))
-  with pytest.raises(UserError, match=r'^this run is conditional \(config.model.c_dim=2\); '
-                     'sampling or evaluating a conditional run outside training is not supported'):
-    generation.RestoredGenerator(str(tmp_path / 'run'))
+  workdir = str(tmp_path / 'run')
+  loop.train_and_evaluate(config, workdir)
+  dark, light = (generation.RestoredGenerator(workdir, class_index=k) for k in (0, 1))
+  z = dark.seed_latents(0, 4)
+  assert not np.array_equal(dark.images(z), light.images(z))  # the label reaches the images
+  with pytest.raises(UserError, match=r'^this run is conditional \(2 classes\): choose one with '
+                     r'--class=K, K in 0..1.$'):
+    generation.RestoredGenerator(workdir)
+  with pytest.raises(UserError, match=r'is a conditional run: evaluate does not draw its labels '
+                     r'yet; its FID during training \(config.eval.every\) draws them'):
+    evaluate.restore(workdir)

@@ -76,6 +76,10 @@ def _no_checkpoint(workdir: str) -> UserError:
                    'of a run.')
 
 
+class ClassNeeded(UserError):
+  """A conditional run restored without a class."""
+
+
 class RestoredGenerator:
   """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
   and the run's saved config are read. It generates at most `batch_size` images at a time
@@ -122,13 +126,13 @@ class RestoredGenerator:
   def _restore(self, manager, step: int):
     """Reads the run's config and the generator's sampling variables of `step`."""
     self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
-    if self.config.model.get('c_dim', 0):  # its generator needs labels drawn from its data
-      raise UserError(f'this run is conditional (config.model.c_dim={self.config.model.c_dim});'
-                      ' sampling or evaluating a conditional run outside training is not '
-                      'supported yet: use its sample grids and the FID of its training log.')
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
-    abstract = jax.eval_shape(lambda z: self.generator.init(jax.random.key(0), z, train=False), z)
+    c_dim = self.config.model.get('c_dim', 0)
+    labels = {'c': jax.ShapeDtypeStruct((1, c_dim), jnp.float32)} if c_dim else {}
+    abstract = jax.eval_shape(
+        lambda z, labels: self.generator.init(jax.random.key(0), z, train=False, **labels), z,
+        labels)
     params = sampling_params_field(self.config.ema)
     restored = checkpointing.restore_fields(
         manager, step, {params: abstract['params'],
@@ -141,7 +145,7 @@ class RestoredGenerator:
     and none for a conditional one."""
     c_dim = self.config.model.get('c_dim', 0)
     if class_index is None and c_dim:
-      raise UserError(f'this run is conditional ({c_dim} classes): choose one with --class=K, K '
+      raise ClassNeeded(f'this run is conditional ({c_dim} classes): choose one with --class=K, K '
                       f'in 0..{c_dim - 1}.')
     if class_index is not None and not c_dim:
       raise UserError(f'--class={class_index} needs a conditional run; this one is '

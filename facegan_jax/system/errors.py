@@ -32,6 +32,15 @@ class Preempted(StopRun):
   prefix = 'stopped: '
 
 
+class StoppedBySignal(BaseException):
+  """SIGTERM or SIGINT outside the train steps, raised by the signal handler wherever Python
+  is: a BaseException, like KeyboardInterrupt, so that no `except Exception` on the way (a
+  logging handler, a reader that reports damaged files) swallows or renames it. Exits 75 as
+  Preempted does."""
+  exit_code = 75
+  prefix = 'stopped: '
+
+
 def check_at_least(config, field: str, minimum):
   """UserError unless `config.<field>` (dotted, e.g. 'train.num_steps') is at least `minimum`."""
   value = config
@@ -49,7 +58,7 @@ OUT_OF_MEMORY = ('lower config.train.batch_size, or the model\'s widths or resol
                  '(config.model)')
 
 
-def exit_with(stop: StopRun):
+def exit_with(stop: StopRun | StoppedBySignal):
   """Prints `stop` as its one line on stderr and exits with its code (at once, see
   EXIT_AT_ONCE, if other threads are still busy)."""
   print(f'{stop.prefix}{stop}', file=sys.stderr, flush=True)
@@ -81,7 +90,7 @@ def exit_on_user_error(main=None, *, out_of_memory_knob: str = OUT_OF_MEMORY):
   def wrapped(argv):
     try:
       return main(argv)
-    except StopRun as stop:
+    except (StopRun, StoppedBySignal) as stop:
       exit_with(stop)
     except KeyboardInterrupt:
       print('stopped: interrupted.', file=sys.stderr, flush=True)

@@ -91,13 +91,17 @@ def _write_samples(workdir, step, samples):
   return grid
 
 
-def _compile_steps(trainer, step_fn, state, config, mesh, image_shape):
-  """The run's train-step programs (`step_lib.compile_steps`), logging how long they took and
-  whether they came from the persistent compilation cache."""
+def _compile_steps(trainer, step_fn, state, config, mesh, image_shape, c_dim):
+  """The run's train-step programs (`step_lib.compile_steps`) for batches as
+  `input_pipeline.global_batches` makes them (with labels [.., c_dim] if `c_dim`), logging how
+  long they took and whether they came from the persistent compilation cache."""
   phase_list = step_lib.phases_of_run(trainer, int(state.step), config.train.num_steps)
-  batch_spec = jax.ShapeDtypeStruct((config.train.d_steps, config.train.batch_size,
-                                     *image_shape), jnp.uint8,
-                                    sharding=parallel.batch_sharding(mesh))
+  leading = (config.train.d_steps, config.train.batch_size)
+  sharding = parallel.batch_sharding(mesh)
+  batch_spec = jax.ShapeDtypeStruct((*leading, *image_shape), jnp.uint8, sharding=sharding)
+  if c_dim:
+    batch_spec = (batch_spec,
+                  jax.ShapeDtypeStruct((*leading, c_dim), jnp.float32, sharding=sharding))
   start = time.perf_counter()
   with compile_cache.CacheCount() as count:
     programs = step_lib.compile_steps(step_fn, state, batch_spec, phase_list)
@@ -191,7 +195,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                  config.model.name, start_step, config.train.num_steps, mesh.devices.size,
                  len(images), config.train.batch_size)
 
-    step_programs = _compile_steps(trainer, step_fn, state, config, mesh, images.shape[1:])
+    step_programs = _compile_steps(trainer, step_fn, state, config, mesh, images.shape[1:],
+                                   0 if dataset.labels is None else dataset.labels.shape[1])
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
     saved_step = start_step or None  # the newest checkpoint, None if there is none
     unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged

@@ -19,7 +19,7 @@ import jax
 from absl import logging
 from jax.experimental import multihost_utils
 
-from facegan_jax.system.errors import Preempted
+from facegan_jax.system.errors import StoppedBySignal
 
 
 class _SignalHandlers:
@@ -48,13 +48,13 @@ class _SignalHandlers:
 
 class SignalsStopAtOnce(_SignalHandlers):
   """For a run's life outside its train steps (loading, compiling, restoring): SIGTERM/SIGINT
-  raise errors.Preempted at once, so that the run unwinds (releasing its workdir) and exits 75;
+  raise errors.StoppedBySignal at once, so that the run unwinds (releasing its workdir) and exits 75;
   no step has been trained since the newest checkpoint, so nothing is lost. `StopSignals` takes
   over while the steps run."""
 
   def _handle(self, signum, frame):
     del frame
-    raise Preempted(f'{signal.Signals(signum).name} received outside the train steps: nothing '
+    raise StoppedBySignal(f'{signal.Signals(signum).name} received outside the train steps: nothing '
                     'was trained since the newest checkpoint; run the same command to continue.')
 
 
