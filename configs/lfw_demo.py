@@ -22,10 +22,12 @@ seconds.
 from configs import celeba
 from configs import default
 
-VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test')
+VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test', 'r3gan',
+            'r3gan_test')
 # What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
 # on the LFW demo's budget').
 STYLEGAN2_STEPS = 350
+R3GAN_STEPS = 300
 
 
 def get_config(variant=None):
@@ -60,7 +62,39 @@ def get_config(variant=None):
     config.train.log_every, config.samples.every = 50, 100
     if variant == 'stylegan2_test':
       shrink_stylegan2_for_tests(config)
+  elif variant in ('r3gan', 'r3gan_test'):
+    use_r3gan_demo(config)
+    if variant == 'r3gan_test':
+      shrink_r3gan_for_tests(config)
   return config
+
+
+def use_r3gan_demo(config):
+  """A small R3GAN-32 (width 16 in every stage, one block per stage, z of 64) with R3GAN's
+  recipe (configs/celeba.py, use_r3gan) at CIFAR-10's gamma (0.05 -> 0.005), its schedules
+  ending with the demo's R3GAN_STEPS steps of batch 32. One group per convolution: XLA:CPU
+  differentiates grouped convolutions with respect to their weights about 15x slower than an
+  ungrouped one of 8x the work (docs/training.md, "R3GAN's recipe")."""
+  celeba.use_r3gan(config, 'FFHQ-64')
+  config.model.update(resolution=32, channels=1, channel_base=512, channel_max=16,
+                      group_width=32, blocks_per_stage=1)
+  config.train.update(batch_size=32, num_steps=R3GAN_STEPS, log_every=50)
+  config.loss.r1_gamma, config.r3gan.final_gamma = 0.05, 0.005
+  config.r3gan.schedule_images = float(R3GAN_STEPS * config.train.batch_size)
+  config.ema.halflife_images = 500.0
+  config.samples.every = 100
+
+
+def shrink_r3gan_for_tests(config):
+  """The `r3gan` demo shrunk to seconds: 8x8 with widths 16 and 8 in groups of 8, z of 16,
+  batch 8, 2 steps whose schedules end after 16 images (the two steps see different values)."""
+  config.model.update(resolution=8, channel_base=64, channel_max=16, group_width=8,
+                      latent_dim=16)
+  config.train.update(batch_size=8, num_steps=2, log_every=1)
+  config.r3gan.schedule_images = 16.0
+  config.ema.halflife_images = 16.0
+  config.samples.update(every=2, count=4)
+  config.checkpoint.every = 2
 
 
 def shrink_stylegan2_for_tests(config):
