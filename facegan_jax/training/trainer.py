@@ -58,33 +58,33 @@ class Trainer:
 
 def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
   """Builds models, optimisers, losses and regularisers from a config that passed
-  `config_check.check`."""
+  `config_check.check`; an R3GAN config's with R3GAN's optimisers and schedules."""
   generator, discriminator = models.build_models(config.model, config.train.compute_dtype)
   loss, halflife = config.loss, config.ema.halflife_images
   if loss.pl_weight and not hasattr(generator, 'styles'):
     raise UserError(f'config.loss.pl_weight={loss.pl_weight} needs a style-based generator '
                     "(config.model.name='stylegan2'); set it to 0 for this model.")
   trainer = Trainer(generator=generator, discriminator=discriminator,
-                 g_optimizer=optimizers.make_adam(config, config.optim.g_learning_rate, 1,
-                                                  loss.pl_every if loss.pl_weight else 1),
-                 d_optimizer=optimizers.make_adam(config, config.optim.d_learning_rate,
-                                                  config.train.d_steps,
-                                                  loss.r1_every if loss.r1_gamma else 1),
-                 discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
-                 generator_loss=losses.get_generator_loss(config.loss.generator),
-                 latent_dim=config.model.latent_dim,
-                 random_flip=config.data.random_flip,
-                 r1_gamma=config.loss.r1_gamma, r1_every=config.loss.r1_every,
-                 augment_policy=augment.parse_policy(config.augment.policy),
-                 augment_strength=config.augment.strength,
-                 ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
-                            if generation.uses_ema(config.ema) else 0.0),
-                 sampling_params_field=generation.sampling_params_field(config.ema),
-                 fresh_generator_pass=config.train.fresh_generator_pass,
-                 generator_first=config.train.generator_first,
-                 ema_rampup=config.ema.rampup, pl_weight=loss.pl_weight,
-                 pl_every=loss.pl_every, pl_batch_shrink=loss.pl_batch_shrink,
-                 pl_decay=loss.pl_decay, real_batches=config.train.d_steps)
+                    g_optimizer=optimizers.make_adam(config, config.optim.g_learning_rate, 1,
+                                                     loss.pl_every if loss.pl_weight else 1),
+                    d_optimizer=optimizers.make_adam(config, config.optim.d_learning_rate,
+                                                     config.train.d_steps,
+                                                     loss.r1_every if loss.r1_gamma else 1),
+                    discriminator_loss=losses.get_discriminator_loss(config.loss.discriminator),
+                    generator_loss=losses.get_generator_loss(config.loss.generator),
+                    latent_dim=config.model.latent_dim,
+                    random_flip=config.data.random_flip,
+                    r1_gamma=config.loss.r1_gamma, r1_every=config.loss.r1_every,
+                    augment_policy=augment.parse_policy(config.augment.policy),
+                    augment_strength=config.augment.strength,
+                    ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
+                               if generation.uses_ema(config.ema) else 0.0),
+                    sampling_params_field=generation.sampling_params_field(config.ema),
+                    fresh_generator_pass=config.train.fresh_generator_pass,
+                    generator_first=config.train.generator_first,
+                    ema_rampup=config.ema.rampup, pl_weight=loss.pl_weight,
+                    pl_every=loss.pl_every, pl_batch_shrink=loss.pl_batch_shrink,
+                    pl_decay=loss.pl_decay, real_batches=config.train.d_steps)
   if config.model.name != 'r3gan':
     return trainer
   adam = r3gan_schedules.adam(config.optim.b1)
