@@ -47,7 +47,7 @@ def compile_step(config, batch_size: int, compute_dtype: str = 'float32'):
   init, step, _ = step_lib.compile_functions(trainer, mesh, image_shape)
   state = init(jax.random.key(config.seed))
   images = np.random.default_rng(0).integers(
-      0, 256, (config.train.d_steps, batch_size) + image_shape, np.uint8)
+      0, 256, (trainer.real_batches, batch_size) + image_shape, np.uint8)
   batch = parallel.host_batch_to_global(images, mesh)
 
   start = time.perf_counter()

@@ -10,8 +10,10 @@ few minutes); later runs read the cache. The `test` variant trains a tiny model 
 """
 
 from configs import default
+from facegan_jax.models import r3gan
+from facegan_jax.training import r3gan_schedules
 
-VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'stylegan2', 'stylegan2_128')
+VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'stylegan2', 'stylegan2_128', 'r3gan')
 
 
 def get_config(variant=None):
@@ -20,7 +22,8 @@ def get_config(variant=None):
   generator), 'sngan' and 'sngan128' (Mimicry's SNGAN recipe at 64 and 128), 'stylegan2' and
   'stylegan2_128' (NVIDIA's StyleGAN2 at 64x64 and 128x128, stylegan2-ada-pytorch's 'auto'
   settings for one GPU: batch 32, 2 mapping layers, R1 gamma 0.0002 * res^2 / 32, EMA 10 kimg
-  with ramp-up 0.05; about 6.4M images, where NVIDIA trains 25M)."""
+  with ramp-up 0.05; about 6.4M images, where NVIDIA trains 25M), 'r3gan' (R3GAN at 64x64 with
+  its FFHQ-64 preset: `use_r3gan`)."""
   default.check_variant('configs/celeba.py', variant, VARIANTS)
   config = default.get_config()
   if variant == 'test':
@@ -42,7 +45,33 @@ def get_config(variant=None):
     config.train.num_steps = 200_000
     config.train.log_every = 500
     config.samples.every = config.checkpoint.every = 5000
+  elif variant == 'r3gan':
+    use_r3gan(config, 'FFHQ-64')
+    config.train.log_every = 500
+    config.samples.every = config.checkpoint.every = 5000
   return config
+
+
+def use_r3gan(config, preset):
+  """R3GAN's paper preset `preset` ('FFHQ-64' or 'FFHQ-256', brownvc/R3GAN's train.py --preset
+  with the README's --batch=256 --mirror=1): its networks (models/r3gan.py, PRESET_FIELDS),
+  float32 throughout (the reference computes some stages in bfloat16), and its recipe with the
+  schedules of r3gan_schedules.PRESETS over 20M images, for 20M images (the reference trains
+  until stopped, at the schedules' end values after 20M). The reference's --aug=1 (NVIDIA's
+  augmentation, p from 0 to 0.3) is not part of it here."""
+  schedules = r3gan_schedules.PRESETS[preset]
+  total = schedules.learning_rate.total_nimg
+  config.model.update(name='r3gan', **r3gan.PRESET_FIELDS[preset])
+  config.optim.update(g_learning_rate=schedules.learning_rate.base,
+                      d_learning_rate=schedules.learning_rate.base, b1=0.0,
+                      b2=schedules.beta2.base)
+  config.loss.r1_gamma = schedules.gamma.base
+  config.ema.halflife_images = schedules.ema_nimg.final
+  config.r3gan.update(schedule_images=total, final_learning_rate=schedules.learning_rate.final,
+                      final_b2=schedules.beta2.final, final_gamma=schedules.gamma.final)
+  config.data.random_flip = True
+  config.train.batch_size = 256
+  config.train.num_steps = int(total) // config.train.batch_size
 
 
 def stylegan2_model(resolution, channel_base=16384, **fields):

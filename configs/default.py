@@ -119,6 +119,19 @@ def get_config():
   config.optim.schedule = 'constant'  # or 'linear': decays to 0 at step optim.decay_steps
   config.optim.decay_steps = 0  # length of the 'linear' decay (SNGAN: train.num_steps)
 
+  # R3GAN's recipe (model.name='r3gan' trains with training/r3gan_step.py; unused by the others):
+  # each step a D phase on RpGAN + gamma / 2 (R1 + R2), then a G phase on a real batch and
+  # latents of its own; both Adams with beta1 optim.b1 and eps 1e-8. Cosine schedules of the
+  # images seen go over schedule_images images, then stay at their end: the learning rate of
+  # both networks from optim.g_learning_rate (= d_learning_rate) to final_learning_rate, beta2
+  # from optim.b2 to final_b2, gamma from loss.r1_gamma to final_gamma, and the EMA half-life
+  # from 0 to ema.halflife_images. configs/ffhq.py:r3gan64 / r3gan256 are the paper's presets.
+  config.r3gan = ml_collections.ConfigDict()
+  config.r3gan.schedule_images = 2e7
+  config.r3gan.final_learning_rate = 5e-5
+  config.r3gan.final_b2 = 0.99
+  config.r3gan.final_gamma = 0.0
+
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128  # global, over all devices and hosts
   config.train.num_steps = 8000  # generator updates

@@ -1,5 +1,5 @@
-"""StyleGAN2 on FFHQ from a folder of PNGs: NVIDIA's 'paper256' configuration at 256x256, and
-NVIDIA's other FFHQ configurations as variants.
+"""StyleGAN2 on FFHQ from a folder of PNGs: NVIDIA's 'paper256' configuration at 256x256;
+NVIDIA's other FFHQ configurations and R3GAN's FFHQ presets as variants.
 
   python -m facegan_jax.main --config=configs/ffhq.py --config.data.path=/data/ffhq256 \
       --workdir=/tmp/ffhq
@@ -15,6 +15,9 @@ gamma 1 every 16 steps, path length weight 2 every 4 steps, EMA 20 kimg, 25,000 
   EMA 20 kimg;
 - 'paper1024': `cfg_specs['paper1024']` at 1024: batch 32, groups of 4, Adam(0.002), gamma 2,
   EMA 10 kimg.
+'r3gan64' and 'r3gan256' are R3GAN's FFHQ-64 and FFHQ-256 presets (configs/celeba.py,
+use_r3gan): batch 256, Adam(2e-4 -> 5e-5, 0, 0.9 -> 0.99), gamma 2 -> 0.2 and 150 -> 15, EMA
+half-life 0 -> 500k images, cosine schedules over 20M images.
 The folder holds the aligned FFHQ images at the resolution (every .png under it); they are
 mirrored at random.
 """
@@ -31,19 +34,24 @@ SPECS = {
     'paper1024': (1024, 32, 4, 32768, 0.002, 2.0, 10),
 }
 TRAINING_IMAGES = 25_000_000
+R3GAN_PRESETS = {'r3gan64': 'FFHQ-64', 'r3gan256': 'FFHQ-256'}
 
 
 def get_config(variant=None):
   variant = variant or None
-  default.check_variant('configs/ffhq.py', variant, tuple(name for name in SPECS if name))
-  resolution, batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[variant]
+  default.check_variant('configs/ffhq.py', variant,
+                        tuple(name for name in SPECS if name) + tuple(R3GAN_PRESETS))
   config = default.get_config()
   config.data.source = 'folder'
   config.data.crop = 0  # FFHQ is aligned and square
-  config.model.update(channel_base=channel_base, mapping_layers=8, mbstd_group_size=group)
-  celeba.use_stylegan2(config, resolution, batch_size=batch, learning_rate=learning_rate,
-                       r1_gamma=gamma, ema_kimg=ema_kimg)
-  config.train.num_steps = TRAINING_IMAGES // batch
+  if variant in R3GAN_PRESETS:
+    celeba.use_r3gan(config, R3GAN_PRESETS[variant])
+  else:
+    resolution, batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[variant]
+    config.model.update(channel_base=channel_base, mapping_layers=8, mbstd_group_size=group)
+    celeba.use_stylegan2(config, resolution, batch_size=batch, learning_rate=learning_rate,
+                         r1_gamma=gamma, ema_kimg=ema_kimg)
+    config.train.num_steps = TRAINING_IMAGES // batch
   config.train.log_every = 1000
   config.samples.every = config.checkpoint.every = 10_000
   config.eval.batch_size = 64

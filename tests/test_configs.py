@@ -7,6 +7,9 @@ from configs import default
 from configs import ffhq
 from configs import lfw_demo
 from configs import toy2x2
+from facegan_jax.training import config_check
+from facegan_jax.training import r3gan_step
+from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
 
 
@@ -15,7 +18,9 @@ from facegan_jax.training import trainer as trainer_lib
     (celeba, 'sngan'), (celeba, 'sngan128'), (lfw_demo, None), (lfw_demo, 'test'),
     (lfw_demo, 'best'), (lfw_demo, 'sngan'), (lfw_demo, 'sngan_test'), (toy2x2, None),
     (celeba, 'stylegan2'), (celeba, 'stylegan2_128'), (lfw_demo, 'stylegan2'), (ffhq, None),
-    (ffhq, 'stylegan2'), (ffhq, 'stylegan2_1024'), (ffhq, 'paper512'), (ffhq, 'paper1024')])
+    (ffhq, 'stylegan2'), (ffhq, 'stylegan2_1024'), (ffhq, 'paper512'), (ffhq, 'paper1024'),
+    (ffhq, 'r3gan64'), (ffhq, 'r3gan256'), (celeba, 'r3gan'), (lfw_demo, 'r3gan'),
+    (lfw_demo, 'r3gan_test')])
 def test_every_variant_is_a_valid_config(module, variant):
   trainer_lib.make_trainer(module.get_config(variant))
 
@@ -48,7 +53,7 @@ def field_names(config, prefix=''):
 @pytest.mark.parametrize('module, variant', [
     (celeba, None), (celeba, 'test'), (celeba, 'best_3k'), (celeba, 'sngan'),
     (celeba, 'stylegan2'), (lfw_demo, 'best'), (lfw_demo, 'sngan'), (lfw_demo, 'stylegan2'),
-    (toy2x2, None), (ffhq, None)])
+    (toy2x2, None), (ffhq, None), (ffhq, 'r3gan256'), (lfw_demo, 'r3gan_test')])
 def test_configs_override_the_defaults_and_add_no_field(module, variant):
   assert field_names(module.get_config(variant)) == field_names(default.get_config())
 def test_sngan_variants_are_mimicrys_recipe():
@@ -96,3 +101,26 @@ def test_stylegan2_variants_follow_the_reference_tables():
   for config in (paper256, stylegan2, celeba64):
     assert (config.loss.r1_every, config.loss.pl_every, config.loss.pl_weight) == (16, 4, 2.0)
     assert (config.optim.b1, config.optim.b2) == (0.0, 0.99)
+
+
+def test_r3gan_variants_train_with_r3gans_step_and_schedules():
+  for config in (ffhq.get_config('r3gan64'), ffhq.get_config('r3gan256'),
+                 celeba.get_config('r3gan'), lfw_demo.get_config('r3gan'),
+                 lfw_demo.get_config('r3gan_test')):
+    config_check.check(config, data=False)
+    trainer = trainer_lib.make_trainer(config)
+    assert step_lib.step_function(trainer) is r3gan_step.train_step
+    assert trainer.real_batches == 2 and trainer.ema_decay > 0
+    assert (config.model.name, config.optim.b1, config.loss.r1_every) == ('r3gan', 0.0, 1)
+  # The paper's presets: FFHQ-64's gamma 2 -> 0.2, FFHQ-256's 150 -> 15, over 20M images.
+  for variant, resolution, gamma in (('r3gan64', 64, (2.0, 0.2)),
+                                     ('r3gan256', 256, (150.0, 15.0))):
+    config = ffhq.get_config(variant)
+    assert (config.model.resolution, config.loss.r1_gamma, config.r3gan.final_gamma) == (
+        resolution, *gamma)
+  assert celeba.get_config('r3gan').model == ffhq.get_config('r3gan64').model
+  # The demo's schedules end with the run; the test variant's after its first 16 images.
+  demo = lfw_demo.get_config('r3gan')
+  assert demo.r3gan.schedule_images == demo.train.num_steps * demo.train.batch_size
+  small = lfw_demo.get_config('r3gan_test')
+  assert small.r3gan.schedule_images == 16 and small.train.num_steps == 2

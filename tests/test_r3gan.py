@@ -12,7 +12,6 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from configs import default
@@ -20,7 +19,6 @@ from facegan_jax import models
 from facegan_jax.models import r3gan
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
-from facegan_jax.training import ema
 from facegan_jax.training import r3gan_loss
 from facegan_jax.training import r3gan_schedules
 from tests.helpers import reference_arrays
@@ -310,108 +308,3 @@ def test_conditional_networks_need_labels():
   fixture, generator, _, g_params, _ = reference('cond')
   with pytest.raises(ValueError, match=r'pass labels c of shape \[N, 4\]'):
     generator.apply({'params': g_params}, fixture['in/z'])
-
-
-def fixture_tree(fixture, prefix, network):
-  """Our param tree of the fixture's arrays named `prefix`Model.<name>."""
-  return r3gan.params_from_reference(fixture, network, prefix)
-
-
-def training_iteration(generator, discriminator, state, fixture, run, values):
-  """One iteration of the reference's loop (README section 3): D's Adam step on two chunks of
-  2 (each loss x 0.5), then G's on two chunks with the updated D, then the EMA. Returns the
-  new state, the gradients each step received and each chunk's loss terms."""
-  g_params, d_params, g_ema, g_opt, d_opt = state
-  d_real, d_z = nhwc(fixture[f'{run}/D_phase/real']), fixture[f'{run}/D_phase/z']
-  g_real, g_z = nhwc(fixture[f'{run}/G_phase/real']), fixture[f'{run}/G_phase/z']
-  generate = lambda params, z: generator.apply({'params': params}, z)
-  logits_fn = lambda params: lambda x: discriminator.apply({'params': params}, x)
-
-  def d_loss(params):
-    chunks = [r3gan_loss.discriminator_loss(logits_fn(params), d_real[r:r + 2],
-                                            generate(g_params, d_z[r:r + 2]), values.gamma)
-              for r in (0, 2)]
-    return sum(0.5 * loss for loss, _ in chunks), [terms for _, terms in chunks]
-
-  def g_loss(params, d_params):
-    chunks = [r3gan_loss.generator_loss(logits_fn(d_params), g_real[r:r + 2],
-                                        generate(params, g_z[r:r + 2])) for r in (0, 2)]
-    return sum(0.5 * loss for loss, _ in chunks), [terms for _, terms in chunks]
-
-  adam = r3gan_schedules.adam()
-  d_grads, d_terms = jax.grad(d_loss, has_aux=True)(d_params)
-  updates, d_opt = adam.update(d_grads, r3gan_schedules.with_values(d_opt, values))
-  d_params = optax.apply_updates(d_params, updates)
-  g_grads, g_terms = jax.grad(g_loss, has_aux=True)(g_params, d_params)
-  updates, g_opt = adam.update(g_grads, r3gan_schedules.with_values(g_opt, values))
-  g_params = optax.apply_updates(g_params, updates)
-  beta = r3gan_schedules.ema_beta(values.ema_nimg, 4)
-  g_ema = ema.update(g_ema, g_params, beta)
-  return (g_params, d_params, g_ema, g_opt, d_opt), (g_grads, d_grads), (g_terms, d_terms)
-
-
-def resumed_adam_state(params, step, mu, nu):
-  """`adam()`'s state after `step` steps with first and second moments `mu`, `nu`."""
-  state = r3gan_schedules.adam().init(params)
-  moments = state.inner_state[0]._replace(count=jnp.asarray(step, jnp.int32), mu=mu, nu=nu)
-  return state._replace(inner_state=(moments,) + tuple(state.inner_state[1:]))
-
-
-def check_trees(ours, fixture, prefix, network, **tolerance):
-  """Our tree `ours` against the fixture's `prefix`Model.<name> arrays."""
-  expected = flax.traverse_util.flatten_dict(fixture_tree(fixture, prefix, network))
-  for path, value in flax.traverse_util.flatten_dict(ours).items():
-    np.testing.assert_allclose(value, expected[path], err_msg=f'{prefix} {path}', **tolerance)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('run', ['loopA', 'loopB'])
-def test_training_iterations_equal_the_reference(run):
-  """Run A: a fresh start at 0 images; run B: the resume at 2,000,000 images from the
-  section-1 weights, with run A's Adam moments (step 1) and G_ema = run A's initial G."""
-  fixture, generator, discriminator, g_params, d_params = reference('uncond')
-  with open(FACTS) as file:
-    nimg = json.load(file)['loop'][{'loopA': 'runA', 'loopB': 'runB'}[run]]['cur_nimg_before']
-  values = r3gan_schedules.values_at(r3gan_schedules.PRESETS['FFHQ-256'], nimg)
-  g_init = fixture_tree(fixture, 'loopA/G0/', generator)
-  if run == 'loopA':
-    g_params, d_params, g_ema = g_init, fixture_tree(fixture, 'loopA/D0/', discriminator), g_init
-    g_opt, d_opt = r3gan_schedules.adam().init(g_params), r3gan_schedules.adam().init(d_params)
-  else:
-    g_ema = g_init
-    g_opt, d_opt = (resumed_adam_state(
-        params, 1, fixture_tree(fixture, f'loopA/grad/{name}/', network),
-        fixture_tree(fixture, f'loopA/{name}opt/exp_avg_sq/', network))
-                    for params, name, network in ((g_params, 'G', generator),
-                                                  (d_params, 'D', discriminator)))
-  state, (g_grads, d_grads), (g_terms, d_terms) = jax.jit(functools.partial(
-      training_iteration, generator, discriminator, fixture=fixture, run=run, values=values))(
-          (g_params, d_params, g_ema, g_opt, d_opt))
-  for chunk in (0, 1):
-    terms = d_terms[chunk]
-    for name, ours in (('adv', terms.adversarial), ('rel', terms.relativistic_logits),
-                       ('R1', terms.r1), ('R2', terms.r2)):
-      np.testing.assert_allclose(ours, fixture[f'{run}/D_round{chunk}/{name}'], rtol=1e-5,
-                                 atol=1e-6)
-    np.testing.assert_allclose(g_terms[chunk].adversarial, fixture[f'{run}/G_round{chunk}/adv'],
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(g_terms[chunk].relativistic_logits,
-                               fixture[f'{run}/G_round{chunk}/rel'], rtol=1e-5, atol=1e-6)
-  # The gradients Adam received and its second moments, relative to each tensor's largest entry.
-  for grads, name, network in ((g_grads, 'G', generator), (d_grads, 'D', discriminator)):
-    expected = fixture_tree(fixture, f'{run}/grad/{name}/', network)
-    for ours, theirs in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(expected)):
-      np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5 * np.abs(theirs).max())
-  g_params, d_params, g_ema, g_opt, d_opt = state
-  for opt, name, network in ((g_opt, 'G', generator), (d_opt, 'D', discriminator)):
-    nu = opt.inner_state[0].nu
-    expected = fixture_tree(fixture, f'{run}/{name}opt/exp_avg_sq/', network)
-    for ours, theirs in zip(jax.tree_util.tree_leaves(nu), jax.tree_util.tree_leaves(expected)):
-      np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3 * np.abs(theirs).max())
-  # Post-step parameters: Adam's normalised step amplifies float32 round-off where v is tiny
-  # (README section 6), so to 1 % of the learning rate.
-  atol = 1e-2 * values.learning_rate
-  check_trees(g_params, fixture, f'{run}/G1/', generator, atol=atol, rtol=0)
-  check_trees(d_params, fixture, f'{run}/D1/', discriminator, atol=atol, rtol=0)
-  check_trees(g_ema, fixture, f'{run}/G1/' if run == 'loopA' else 'loopB/G_ema1/', generator,
-              atol=atol, rtol=0)

@@ -95,6 +95,8 @@ FIELDS = {
     'optim.b1': Spec(float, 0.0, 1.0, high_open=True),
     'optim.b2': Spec(float, 0.0, 1.0, high_open=True),
     'optim.schedule': _TEXT, 'optim.decay_steps': _count(0),
+    'r3gan.schedule_images': _positive(), 'r3gan.final_learning_rate': _positive(),
+    'r3gan.final_b2': Spec(float, 0.0, 1.0, high_open=True), 'r3gan.final_gamma': _NONNEGATIVE,
     'train.batch_size': _count(), 'train.num_steps': _count(), 'train.d_steps': _count(),
     'train.fresh_generator_pass': _FLAG,
     'train.generator_first': _FLAG,
@@ -107,6 +109,15 @@ FIELDS = {
     'eval.protocol': _TEXT, 'eval.precision_recall_k': _count(),
     'eval.density_coverage_k': _count(),
 }
+
+
+# Fields that R3GAN's step (model.name='r3gan') does not read, at the one value that describes
+# it: one D phase per G phase, D's phase first, the RpGAN loss (logistic in s_real - s_fake), R1
+# and R2 at every step, no DiffAugment, its own schedules of the learning rate and EMA.
+R3GAN_RECIPE = {'train.d_steps': 1, 'train.fresh_generator_pass': False,
+                'train.generator_first': False, 'loss.discriminator': 'logistic',
+                'loss.generator': 'non_saturating', 'loss.r1_every': 1, 'augment.policy': '',
+                'ema.rampup': 0.0, 'optim.schedule': 'constant'}
 
 
 def flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
@@ -154,6 +165,7 @@ def check(config: ml_collections.ConfigDict, data: bool = True):
   if data:
     image_sources.check_data_config(config.data)
   _check_minibatch_groups(config)
+  _check_r3gan_recipe(config)
 
 
 def _check_minibatch_groups(config: ml_collections.ConfigDict):
@@ -167,3 +179,19 @@ def _check_minibatch_groups(config: ml_collections.ConfigDict):
     raise UserError(f'config.train.batch_size={batch} does not split into the discriminator\'s '
                     f'minibatch-standard-deviation groups of config.model.mbstd_group_size='
                     f'{model.mbstd_group_size}; use a multiple of {group}.')
+
+
+def _check_r3gan_recipe(config: ml_collections.ConfigDict):
+  """An R3GAN config sets none of what its step would ignore (R3GAN_RECIPE), and one learning
+  rate for both networks."""
+  if config.model.name != 'r3gan':
+    return
+  values = flatten(config.to_dict())
+  for field, value in R3GAN_RECIPE.items():
+    if values[field] != value:
+      raise UserError(f'config.{field}={values[field]!r} does not apply to R3GAN, whose step has '
+                      f'its own loss, phases and schedules (docs/training.md); use {value!r}.')
+  if config.optim.d_learning_rate != config.optim.g_learning_rate:
+    raise UserError(f'config.optim.d_learning_rate={config.optim.d_learning_rate} differs from '
+                    f'config.optim.g_learning_rate={config.optim.g_learning_rate}: R3GAN '
+                    'schedules one learning rate for both networks; set them equal.')

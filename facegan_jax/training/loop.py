@@ -96,7 +96,7 @@ def _compile_steps(trainer, step_fn, state, config, mesh, image_shape, c_dim):
   `input_pipeline.global_batches` makes them (with labels [.., c_dim] if `c_dim`), logging how
   long they took and whether they came from the persistent compilation cache."""
   phase_list = step_lib.phases_of_run(trainer, int(state.step), config.train.num_steps)
-  leading = (config.train.d_steps, config.train.batch_size)
+  leading = (trainer.real_batches, config.train.batch_size)
   sharding = parallel.batch_sharding(mesh)
   batch_spec = jax.ShapeDtypeStruct((*leading, *image_shape), jnp.uint8, sharding=sharding)
   if c_dim:
@@ -189,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
-        batch_size=config.train.batch_size, d_steps=config.train.d_steps,
+        batch_size=config.train.batch_size, d_steps=trainer.real_batches,
         prefetch_size=config.data.prefetch, labels=dataset.labels)))
     logging.info('Training %s from step %d to %d on %d device(s), %d images, global batch %d.',
                  config.model.name, start_step, config.train.num_steps, mesh.devices.size,

@@ -5,6 +5,7 @@ import optax
 
 from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import check_at_least
+from facegan_jax.training import r3gan_schedules
 
 
 SCHEDULES = ('constant', 'linear')
@@ -45,8 +46,19 @@ def make_adam(config, base, updates_per_step, lazy_every=1):
   return optax.adam(schedule, b1=config.optim.b1**ratio, b2=config.optim.b2**ratio)
 
 
+def apply_step(optimizer, params, opt_state, grads):
+  """(new params, new optimiser state) of one step of `optimizer` on `grads`."""
+  updates, opt_state = optimizer.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state
+
+
 def learning_rates(config: ml_collections.ConfigDict, step: int) -> dict[str, float]:
-  """g_learning_rate and d_learning_rate of train step `step` (1-based, as logged)."""
+  """g_learning_rate and d_learning_rate of train step `step` (1-based, as logged); R3GAN's
+  cosine at the images seen before the step."""
+  if config.model.name == 'r3gan':
+    rate = r3gan_schedules.from_config(config).learning_rate(
+        (step - 1) * config.train.batch_size)
+    return {'g_learning_rate': rate, 'd_learning_rate': rate}
   rates = {}
   for name in ('g_learning_rate', 'd_learning_rate'):
     schedule = learning_rate_schedule(config, config.optim[name])

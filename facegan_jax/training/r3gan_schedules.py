@@ -4,8 +4,8 @@ Each quantity goes from `base` to `final` over the first `total_nimg` images see
 value(n) = base + (1 - d)(final - base) with d = (1 + cos(pi n / total_nimg)) / 2, and stays at
 `final` after (the reference's `cosine_decay_with_warmup` without warm-up or hold, which the
 presets use). n is the number of images seen before the step. Python numbers give the
-reference's float64 values exactly; jax arrays (e.g. inside jit) give the same formula in their
-dtype.
+reference's float64 values exactly; jax arrays (e.g. inside jit) give the same function in their
+dtype, with 1 - d computed as sin(pi n / 2T)^2 (no cancellation in float32 early on).
 """
 
 import math
@@ -24,9 +24,8 @@ class Cosine(NamedTuple):
 
   def __call__(self, nimg):
     if isinstance(nimg, jax.Array):
-      decay = 0.5 * (1 + jnp.cos(jnp.pi * nimg / self.total_nimg))
-      value = self.base + (1 - decay) * (self.final - self.base)
-      return jnp.where(nimg > self.total_nimg, self.final, value)
+      rise = jnp.sin(jnp.pi / 2 * jnp.minimum(nimg / self.total_nimg, 1)) ** 2
+      return self.base + rise * (self.final - self.base)
     if nimg > self.total_nimg:
       return self.final
     decay = 0.5 * (1 + math.cos(math.pi * nimg / self.total_nimg))
@@ -64,12 +63,13 @@ def ema_beta(ema_nimg, batch_size):
   return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
 
 
-def adam():
-  """The reference's optimiser of either network: Adam with beta1 = 0, eps = 1e-8 (after the
-  bias-corrected square root), no weight decay; `with_values` sets its learning rate and beta2
-  before each step. Like torch's Adam, the bias correction 1 - beta2^t takes this step's beta2
-  with the full step count t, although earlier steps averaged with other values."""
-  return optax.inject_hyperparams(optax.adam)(learning_rate=2e-4, b1=0.0, b2=0.9, eps=1e-8)
+def adam(b1=0.0):
+  """The reference's optimiser of either network: Adam with beta1 = `b1` (the reference's: 0),
+  eps = 1e-8 (after the bias-corrected square root), no weight decay; `with_values` sets its
+  learning rate and beta2 before each step. Like torch's Adam, the bias correction 1 - beta2^t
+  takes this step's beta2 with the full step count t, although earlier steps averaged with other
+  values."""
+  return optax.inject_hyperparams(optax.adam)(learning_rate=2e-4, b1=b1, b2=0.9, eps=1e-8)
 
 
 def with_values(opt_state, values: Values):
@@ -77,6 +77,18 @@ def with_values(opt_state, values: Values):
   return opt_state._replace(hyperparams=dict(
       opt_state.hyperparams, learning_rate=jnp.asarray(values.learning_rate, jnp.float32),
       b2=jnp.asarray(values.beta2, jnp.float32)))
+
+
+def from_config(config) -> Schedules:
+  """The schedules of an R3GAN run's config, over config.r3gan.schedule_images images: the
+  learning rate from optim.g_learning_rate (= d_learning_rate) to r3gan.final_learning_rate,
+  beta2 from optim.b2 to r3gan.final_b2, gamma from loss.r1_gamma to r3gan.final_gamma, the EMA
+  half-life from 0 to ema.halflife_images; p stays 0 (our R3GAN runs do not augment)."""
+  total = config.r3gan.schedule_images
+  return Schedules(Cosine(config.optim.g_learning_rate, config.r3gan.final_learning_rate, total),
+                   Cosine(config.optim.b2, config.r3gan.final_b2, total),
+                   Cosine(config.loss.r1_gamma, config.r3gan.final_gamma, total),
+                   Cosine(0, config.ema.halflife_images, total), Cosine(0, 0, total))
 
 
 def _preset(gamma, ema_nimg, augment_p, total_nimg):

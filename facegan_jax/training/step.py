@@ -27,6 +27,8 @@ from facegan_jax.training import augment
 from facegan_jax.training import divergence
 from facegan_jax.training import ema
 from facegan_jax.training import losses
+from facegan_jax.training import optimizers
+from facegan_jax.training import r3gan_step
 from facegan_jax.training.state import TrainState
 from facegan_jax.training.state import create_train_state
 from facegan_jax.training.trainer import Trainer
@@ -51,12 +53,6 @@ def _augment(trainer, key, images):
   return augment.augment(key, images, trainer.augment_policy, trainer.augment_strength)
 
 
-def _adam_step(optimizer, params, opt_state, grads):
-  """(new params, new optimiser state) of one optimiser step."""
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state
-
-
 def _r1_loss(trainer, d_params, stats, real, augment_key, labels=None):
   """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C], D seeing them
   augmented with `augment_key`: the gradient is taken with respect to the images before
@@ -72,8 +68,8 @@ def _lazy_r1_update(trainer, state, real, augment_key, labels=None):
   (_, r1), grads = jax.value_and_grad(
       lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key, labels),
       has_aux=True)(state.d_params)
-  d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
-                                     grads)
+  d_params, d_opt_state = optimizers.apply_step(trainer.d_optimizer, state.d_params,
+                                                state.d_opt_state, grads)
   return state.replace(d_params=d_params, d_opt_state=d_opt_state), r1
 
 
@@ -121,8 +117,8 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(Non
     return loss, (stats, metrics)
 
   (_, (stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
-  d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
-                                     grads)
+  d_params, d_opt_state = optimizers.apply_step(trainer.d_optimizer, state.d_params,
+                                                state.d_opt_state, grads)
   state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
   if lazy_r1:
     state, metrics['r1'] = _lazy_r1_update(trainer, state, real, real_key, real_labels)
@@ -149,8 +145,8 @@ def _path_length_update(trainer, state, batch_size, key):
     return trainer.pl_every * trainer.pl_weight * penalty.mean(), (pl_mean, lengths.mean())
 
   (_, (pl_mean, length)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.g_params)
-  g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
-                                     grads)
+  g_params, g_opt_state = optimizers.apply_step(trainer.g_optimizer, state.g_params,
+                                                state.g_opt_state, grads)
   return state.replace(g_params=g_params, g_opt_state=g_opt_state, pl_mean=pl_mean), length
 
 
@@ -227,8 +223,8 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
     if fresh:
       state = state.replace(d_batch_stats=d_stats)
     (g_grads,) = pullback(grad_fakes)
-    g_params, g_opt_state = _adam_step(trainer.g_optimizer, state.g_params, state.g_opt_state,
-                                       g_grads)
+    g_params, g_opt_state = optimizers.apply_step(trainer.g_optimizer, state.g_params,
+                                                  state.g_opt_state, g_grads)
     state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
     metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(g_grads)}
     if phases.path_length:
@@ -276,13 +272,19 @@ def generate_samples(trainer: Trainer, state: TrainState, latents, labels=None):
                              labels=labels)
 
 
+def step_function(trainer: Trainer):
+  """The train step of `trainer`'s recipe: R3GAN's (training/r3gan_step.py) or `train_step`;
+  both take (trainer, state, batch [trainer.real_batches, B, H, W, C], phases)."""
+  return r3gan_step.train_step if trainer.r3gan_schedules else train_step
+
+
 def compile_functions(trainer: Trainer, mesh, image_shape):
   """jit-compiled (init, step, sample) with the state replicated and the batch sharded; step
   takes (state, batch, `lazy_phases(trainer, state.step)`) and compiles once per phases."""
   replicated = parallel.replicated(mesh)
   init = jax.jit(functools.partial(create_train_state, trainer, image_shape=image_shape),
                  out_shardings=replicated)
-  step = jax.jit(functools.partial(train_step, trainer), static_argnums=2,
+  step = jax.jit(functools.partial(step_function(trainer), trainer), static_argnums=2,
                  in_shardings=(replicated, parallel.batch_sharding(mesh)),
                  out_shardings=(replicated, replicated), donate_argnums=0)
   sample = jax.jit(functools.partial(generate_samples, trainer), out_shardings=replicated)

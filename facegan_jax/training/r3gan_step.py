@@ -1,0 +1,87 @@
+"""R3GAN's train step (Huang et al., 2024): one iteration of brownvc/R3GAN's training loop.
+
+At n = state.step * B images seen before the step (B the global batch):
+1. every hyper-parameter at n (`trainer.r3gan_schedules`): the learning rate, Adam's beta2,
+   gamma and the EMA half-life;
+2. D's phase: fakes of the current G on latents of their own, then one Adam step of D on
+   mean softplus(D(fake) - D(real)) + gamma / 2 (R1 + R2), both penalties at every step with
+   their second-order terms (r3gan_loss);
+3. G's phase, on a real batch and latents of its own: one Adam step of G on
+   mean softplus(D(real) - D(G(z))) through the updated D;
+4. G_ema <- beta G_ema + (1 - beta) G with beta = 0.5^(B / half-life): 0 at n = 0, where the EMA
+   becomes G.
+Both optimisers are `r3gan_schedules.adam()`, given this step's learning rate and beta2 before
+their update; nothing is clipped, scaled or lazy. Step t draws its flips and latents from
+fold_in(state.key, t), so a run is a pure function of the config and the data.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from facegan_jax.data import images as images_lib
+from facegan_jax.training import augment
+from facegan_jax.training import divergence
+from facegan_jax.training import ema
+from facegan_jax.training import optimizers
+from facegan_jax.training import r3gan_loss
+from facegan_jax.training import r3gan_schedules
+from facegan_jax.training.state import TrainState
+from facegan_jax.training.trainer import Trainer
+
+
+def update(trainer: Trainer, state: TrainState, real, latents):
+  """One iteration from `state` on real images [2, B, H, W, C] in [-1, 1] and latents
+  [2, B, latent_dim], slice 0 for D's phase and 1 for G's.
+
+  Returns (new state, metrics): d_loss (mean of D's adversarial term), r1, r2 (means), g_loss,
+  d_grad_norm, g_grad_norm (global L2 norms of the gradients each Adam step received) and
+  params_finite (`divergence`).
+  """
+  batch_size = real.shape[1]
+  values = r3gan_schedules.values_at(trainer.r3gan_schedules,
+                                     state.step.astype(jnp.float32) * batch_size)
+  generate = lambda params, z: trainer.generator.apply({'params': params}, z)
+  logits_fn = lambda params: lambda x: trainer.discriminator.apply({'params': params}, x)
+
+  fakes = generate(state.g_params, latents[0])
+  (_, d_terms), d_grads = jax.value_and_grad(
+      lambda p: r3gan_loss.discriminator_loss(logits_fn(p), real[0], fakes, values.gamma),
+      has_aux=True)(state.d_params)
+  d_params, d_opt_state = optimizers.apply_step(
+      trainer.d_optimizer, state.d_params,
+      r3gan_schedules.with_values(state.d_opt_state, values), d_grads)
+
+  (g_loss, _), g_grads = jax.value_and_grad(
+      lambda p: r3gan_loss.generator_loss(logits_fn(d_params), real[1], generate(p, latents[1])),
+      has_aux=True)(state.g_params)
+  g_params, g_opt_state = optimizers.apply_step(
+      trainer.g_optimizer, state.g_params,
+      r3gan_schedules.with_values(state.g_opt_state, values), g_grads)
+
+  g_ema_params = state.g_ema_params
+  if trainer.ema_decay:  # the run keeps an EMA generator
+    beta = r3gan_schedules.ema_beta(values.ema_nimg, batch_size)
+    g_ema_params = ema.update(g_ema_params, g_params, beta)
+  state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params,
+                        g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+                        g_ema_params=g_ema_params)
+  metrics = {'d_loss': d_terms.adversarial.mean(), 'r1': d_terms.r1.mean(),
+             'r2': d_terms.r2.mean(), 'g_loss': g_loss,
+             'd_grad_norm': optax.tree.norm(d_grads), 'g_grad_norm': optax.tree.norm(g_grads),
+             divergence.PARAMS_FINITE: divergence.all_finite(g_params, d_params, g_ema_params)}
+  return state, metrics
+
+
+def train_step(trainer: Trainer, state: TrainState, batch, phases):
+  """`update` on batch [2, B, H, W, C] uint8 (D's real images, then G's), each image flipped
+  with probability 1/2 if trainer.random_flip (the reference's --mirror), with standard normal
+  latents, all drawn from fold_in(state.key, state.step). `phases` is `step.lazy_phases`'s,
+  always empty here: R3GAN regularises at every step."""
+  del phases
+  flip_key, latent_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+  real = images_lib.to_model_range(batch)
+  if trainer.random_flip:
+    real = augment.random_flip(flip_key, real)
+  latents = jax.random.normal(latent_key, batch.shape[:2] + (trainer.latent_dim,))
+  return update(trainer, state, real, latents)
