@@ -1,0 +1,97 @@
+"""Perceptual path length (Karras et al. 2019, StyleGAN; as stylegan2-ada-pytorch measures it).
+
+For each sample: two latents z0, z1 ~ N(0, I) and t (0 for sampling 'end', U(0, 1) for 'full').
+In W: w(t) = lerp(w(z0), w(z1), t), the images of w(t) and w(t + epsilon); in Z: slerp(z0, z1, t)
+and slerp(z0, z1, t + epsilon), mapped to w (StyleGAN2) or drawn (DCGAN, SNGAN). StyleGAN2's
+constant noise maps are redrawn for each batch (the pair of a sample shares them). The images
+are cropped to the face (rows 3/8 to 7/8, columns 2/8 to 6/8 of the side, when `crop`),
+box-downsampled to 256 when larger, repeated to RGB when grayscale, and the sample's path length
+is LPIPS(image(t), image(t + epsilon)) / epsilon**2. PPL is the mean of the lengths between their
+1st percentile (numpy's 'lower') and their 99th ('higher'), both included.
+"""
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from facegan_jax.metrics import lpips
+
+LPIPS_SIZE = 256
+
+
+def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
+  """Spherical interpolation between rows of a, b [N, D] at t [N] (any norms: the directions
+  are interpolated on the unit sphere, as StyleGAN's PPL does)."""
+  a = a / jnp.linalg.norm(a, axis=-1, keepdims=True)
+  b = b / jnp.linalg.norm(b, axis=-1, keepdims=True)
+  d = jnp.sum(a * b, axis=-1, keepdims=True)
+  p = t[:, None] * jnp.arccos(jnp.clip(d, -1.0, 1.0))
+  c = b - d * a
+  c = c / jnp.linalg.norm(c, axis=-1, keepdims=True)
+  return a * jnp.cos(p) + c * jnp.sin(p)
+
+
+def face_crop(images: jax.Array) -> jax.Array:
+  """[N, H, H, C] -> the face's [N, H / 2, H / 2, C]: rows 3/8..7/8, columns 2/8..6/8."""
+  c = images.shape[1] // 8
+  return images[:, 3 * c:7 * c, 2 * c:6 * c]
+
+
+def lpips_input(images: jax.Array) -> jax.Array:
+  """RGB, box-downsampled to 256 when larger."""
+  factor = images.shape[1] // LPIPS_SIZE
+  if factor > 1:
+    n, h, w, c = images.shape
+    images = images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
+  return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
+
+
+def path_lengths(key: jax.Array, batch: int, latent_dim: int, *, space: str, sampling: str,
+                 epsilon: float, crop: bool, map_fn: Callable | None,
+                 synthesize_fn: Callable, distance_fn: Callable) -> jax.Array:
+  """[batch] path lengths of one batch (traceable: jit it with its static arguments bound).
+
+  map_fn(z [M, latent_dim]) -> w [M, ...] (None when the generator has no w space);
+  synthesize_fn(latents [2 * batch, ...], noise_key) -> images [2 * batch, H, W, C] in [-1, 1]
+  from w (space 'w', or 'z' with map_fn) or z (no map_fn); distance_fn(a, b) -> [batch].
+  """
+  t_key, z_key, noise_key = jax.random.split(key, 3)
+  t = jax.random.uniform(t_key, (batch,)) * (1.0 if sampling == 'full' else 0.0)
+  z0, z1 = jnp.split(jax.random.normal(z_key, (2 * batch, latent_dim)), 2)
+  if space == 'w':
+    w0, w1 = jnp.split(map_fn(jnp.concatenate([z0, z1])), 2)
+    weight = t.reshape((batch,) + (1,) * (w0.ndim - 1))
+    latents = jnp.concatenate([w0 + (w1 - w0) * weight, w0 + (w1 - w0) * (weight + epsilon)])
+  else:
+    latents = jnp.concatenate([slerp(z0, z1, t), slerp(z0, z1, t + epsilon)])
+    if map_fn is not None:
+      latents = map_fn(latents)
+  images = synthesize_fn(latents, noise_key)
+  if crop:
+    images = face_crop(images)
+  first, second = jnp.split(lpips_input(images), 2)
+  return distance_fn(first, second) / epsilon**2
+
+
+def filtered_mean(lengths: np.ndarray) -> float:
+  """The mean of the lengths between their 1st ('lower') and 99th ('higher') percentiles."""
+  lengths = np.asarray(lengths, np.float64)
+  low = np.percentile(lengths, 1, method='lower')
+  high = np.percentile(lengths, 99, method='higher')
+  return float(lengths[(lengths >= low) & (lengths <= high)].mean())
+
+
+def lpips_distance(params) -> Callable:
+  """distance_fn of LPIPS with `params` (lpips.load's)."""
+  return lambda a, b: lpips.distance(params, a, b)
+
+
+def compute(key: jax.Array, num_samples: int, batch: int, latent_dim: int, **kwargs) -> float:
+  """PPL over num_samples samples (batches of `batch`, the last one cut) with `path_lengths`'s
+  keyword arguments."""
+  step = jax.jit(lambda key: path_lengths(key, batch, latent_dim, **kwargs))
+  lengths = [step(jax.random.fold_in(key, index))
+             for index in range(-(-num_samples // batch))]
+  return filtered_mean(np.concatenate(jax.device_get(lengths))[:num_samples])
