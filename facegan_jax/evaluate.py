@@ -24,10 +24,12 @@ from absl import logging
 from facegan_jax.data import image_sources
 from facegan_jax.metrics import fid
 from facegan_jax.metrics import inception
+from facegan_jax.metrics import ppl
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
 from facegan_jax.system import parallel
 from facegan_jax.system import quiet_log
+from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import exit_on_user_error
 
 FLAGS = flags.FLAGS
@@ -41,31 +43,49 @@ flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the
 flags.DEFINE_enum('protocol', None, list(inception.PROTOCOLS), 'Resizing to 299x299; default: '
                   'the run\'s config.eval.protocol (README, "Evaluation" says which published '
                   'numbers each one compares with).')
+flags.DEFINE_bool('ppl', False, 'Also the perceptual path length under the run\'s '
+                  'config.eval.ppl_* fields (StyleGAN\'s definition; needs the LPIPS weights).')
+flags.DEFINE_integer('ppl_samples', None, 'Path lengths; default: config.eval.ppl_samples.')
+flags.DEFINE_enum('ppl_space', None, ['w', 'z'], 'Default: config.eval.ppl_space.')
+flags.DEFINE_enum('ppl_sampling', None, ['end', 'full'], 'Default: config.eval.ppl_sampling.')
+flags.DEFINE_bool('fid', True, 'FID, KID, precision/recall, density/coverage (--nofid with '
+                  '--ppl: PPL alone, without the Inception weights).')
 flags.DEFINE_float('truncation', 1.0, 'StyleGAN2: truncation psi of the generated images (1: '
                    'none); written with the result.')
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int | None = None,
                         inception_weights: str | None = None,
-                        protocol: str | None = None, truncation: float = 1.0) -> dict:
+                        protocol: str | None = None, truncation: float = 1.0,
+                        with_fid: bool = True, with_ppl: bool = False,
+                        ppl_overrides: dict | None = None) -> dict:
   """{'step', 'fid', 'kid', 'precision', 'recall', 'density', 'coverage'} of a checkpoint in
   `workdir`, with what they were computed on (fid.Evaluator.context: 'protocol',
   'num_generated', 'num_real', 'source', 'split', 'inception'; and 'truncation').
 
   The generator samples as in training (`generation`): the EMA one when the run kept it;
   `truncation` < 1 (StyleGAN2 only, else UserError) pulls its w towards the tracked average.
+  `with_ppl` adds ppl.of_generator's fields (the untruncated generator, config.eval.ppl_*);
+  `with_fid` False leaves out the Inception metrics; `ppl_overrides` {'ppl_samples': ...}
+  replace config.eval's fields where not None.
   """
   restored = generation.RestoredGenerator(workdir, step, truncation)
   config = restored.config
   overrides = {'num_samples': num_samples, 'inception_weights': inception_weights,
-               'protocol': protocol}
+               'protocol': protocol, **(ppl_overrides or {})}
   config.eval.update({field: value for field, value in overrides.items() if value is not None})
+  result = dict(step=restored.step)
+  if with_ppl:
+    result.update(ppl.of_generator(restored.generator, restored.variables, config.model,
+                                   config.eval, config.seed))
+  if not with_fid:
+    return result
   extractor = fid.make_extractor(config.eval, parallel.make_mesh())
   evaluator = fid.make_evaluator(config, functools.partial(generation.generate,
                                                            restored.generator,
                                                            truncation=truncation),
                                  extractor, image_sources.load_images(config))
-  return dict(step=restored.step, **evaluator(restored.variables), **evaluator.context,
+  return dict(result, **evaluator(restored.variables), **evaluator.context,
               truncation=truncation)
 
 
@@ -74,17 +94,26 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
   quiet_log.install(FLAGS.verbosity)
+  if not (FLAGS.fid or FLAGS.ppl):
+    raise UserError('--nofid without --ppl leaves nothing to evaluate; add --ppl.')
   result = evaluate_checkpoint(FLAGS.workdir, FLAGS.step, FLAGS.num_samples,
                                FLAGS.inception_weights, FLAGS.protocol,
-                               FLAGS.truncation)
+                               FLAGS.truncation, FLAGS.fid, FLAGS.ppl,
+                               dict(ppl_samples=FLAGS.ppl_samples, ppl_space=FLAGS.ppl_space,
+                                    ppl_sampling=FLAGS.ppl_sampling))
   path = os.path.join(FLAGS.workdir, 'eval', f'step_{result["step"]:07d}.json')
   storage.makedirs(os.path.dirname(path))
   storage.write_text(path, json.dumps(result, indent=2))
   logging.info('Wrote %s', path)
-  print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
-        f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '
-        f'density {result["density"]:.4f} coverage {result["coverage"]:.4f} '
-        f'({fid.describe(result)}, truncation {result["truncation"]:g})')
+  if FLAGS.fid:
+    print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
+          f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '
+          f'density {result["density"]:.4f} coverage {result["coverage"]:.4f} '
+          f'({fid.describe(result)}, truncation {result["truncation"]:g})')
+  if FLAGS.ppl:
+    print(f'step {result["step"]}: PPL {result["ppl"]:.2f} ({result["ppl_samples"]} samples, '
+          f'space {result["ppl_space"]}, sampling {result["ppl_sampling"]}, epsilon '
+          f'{result["ppl_epsilon"]:g}, crop {result["ppl_crop"]})')
 
 
 if __name__ == '__main__':

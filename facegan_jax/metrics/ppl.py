@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from facegan_jax.metrics import lpips
+from facegan_jax.system.errors import UserError
 
 LPIPS_SIZE = 256
 
@@ -95,3 +96,36 @@ def compute(key: jax.Array, num_samples: int, batch: int, latent_dim: int, **kwa
   lengths = [step(jax.random.fold_in(key, index))
              for index in range(-(-num_samples // batch))]
   return filtered_mean(np.concatenate(jax.device_get(lengths))[:num_samples])
+
+
+def of_generator(generator, variables, model, eval_config, seed: int) -> dict:
+  """{'ppl', 'ppl_space', 'ppl_sampling', 'ppl_samples', 'ppl_epsilon', 'ppl_crop'} of a
+  restored generator (`variables` its sampling variables, `model` config.model) under
+  config.eval's ppl fields, the latents drawn from `seed`. UserError when the weights of LPIPS
+  are missing, or space 'w' is asked of a generator without one."""
+  from facegan_jax.sampling import projector  # pylint: disable=g-import-not-at-top
+  params = lpips.load(eval_config.lpips_weights)
+  space = eval_config.ppl_space
+  if model.name != 'stylegan2':
+    if space == 'w':
+      raise UserError(f'config.eval.ppl_space=\'w\' needs a StyleGAN2 run; this one is '
+                      f'{model.name!r}: set --config.eval.ppl_space=z.')
+    # Slerp stays on the unit sphere: z of a prior without a normalising mapping is put back
+    # on the shell of radius sqrt(latent_dim) where N(0, I) puts it.
+    map_fn = None
+    synthesize_fn = lambda z, _: generator.apply(
+        variables, z * np.sqrt(model.latent_dim), train=False)
+  else:
+    map_fn = lambda z: generator.apply(variables, z, method='map')
+
+    def synthesize_fn(ws, noise_key):
+      maps = projector.random_noise(variables['batch_stats'], noise_key)
+      return generator.apply(projector.with_noise(variables, maps), ws, method='synthesize')
+  settings = dict(space=space, sampling=eval_config.ppl_sampling,
+                  epsilon=eval_config.ppl_epsilon, crop=eval_config.ppl_crop)
+  value = compute(jax.random.key(seed), eval_config.ppl_samples,
+                  min(eval_config.batch_size, eval_config.ppl_samples), model.latent_dim,
+                  map_fn=map_fn, synthesize_fn=synthesize_fn, distance_fn=lpips_distance(params),
+                  **settings)
+  return dict(ppl=value, ppl_samples=eval_config.ppl_samples,
+              **{f'ppl_{key}': item for key, item in settings.items()})

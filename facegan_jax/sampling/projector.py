@@ -116,10 +116,13 @@ def normalize_noise(noise_maps: dict[str, jax.Array]) -> dict[str, jax.Array]:
   return {name: normalize(noise) for name, noise in noise_maps.items()}
 
 
-def noise_paths(batch_stats) -> list[tuple[str, ...]]:
-  """The paths of the 'noise_const' maps in a StyleGAN2 generator's batch_stats, in order."""
+def random_noise(batch_stats, key: jax.Array) -> dict[str, jax.Array]:
+  """Standard normal draws of `key` in place of each 'noise_const' map [R, R] of a StyleGAN2
+  generator's batch_stats, keyed by their '/'-joined paths."""
   flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(batch_stats))
-  return sorted(path for path in flat if path[-1] == 'noise_const')
+  paths = sorted(path for path in flat if path[-1] == 'noise_const')
+  keys = jax.random.split(key, len(paths))
+  return {'/'.join(path): jax.random.normal(k, flat[path].shape) for path, k in zip(paths, keys)}
 
 
 def with_noise(variables, noise_maps: dict[str, jax.Array]):
@@ -157,12 +160,8 @@ def make_space(generator, variables, model, space: str, seed: int) -> Space:
                       f'{model.name!r} (it projects into z).')
     return Space('z', jnp.zeros((1, model.latent_dim)), 1.0, {},
                  lambda z, _: generator.apply(variables, z, train=False))
-  stats = variables['batch_stats']
   noise_key, z_key = jax.random.split(key)
-  paths = noise_paths(stats)
-  keys = jax.random.split(noise_key, len(paths))
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(stats))
-  noise = {'/'.join(path): jax.random.normal(k, flat[path].shape) for path, k in zip(paths, keys)}
+  noise = random_noise(variables['batch_stats'], noise_key)
   if space == 'z':
     return Space('z', generation.latents(z_key, 1, model.latent_dim), 1.0, noise,
                  lambda z, maps: generator.apply(with_noise(variables, maps), z, train=False))
@@ -268,8 +267,10 @@ def read_target(path: str, crop: int, resolution: int, channels: int) -> np.ndar
 
 
 def pixel_mse(a, b) -> float:
-  """Mean squared difference of two images in [-1, 1], on the [0, 1] scale."""
-  return float(np.mean(((np.asarray(a, np.float64) - np.asarray(b, np.float64)) / 2)**2))
+  """Mean squared difference of two images on the [0, 1] scale, each clipped to [-1, 1] first
+  (the pixels a PNG shows)."""
+  a, b = (np.clip(np.asarray(x, np.float64), -1, 1) for x in (a, b))
+  return float(np.mean(((a - b) / 2)**2))
 
 
 def target_array(target_uint8: np.ndarray) -> jax.Array:
