@@ -85,8 +85,9 @@ def test_first_step_keeps_the_latent_and_normalises_the_noise(stylegan2_workdir,
                                  'synthesis/b8/conv0/noise_const',
                                  'synthesis/b8/conv1/noise_const']
   target = jnp.zeros((1, 16, 16, 1))
-  step = projector.make_step(space, lpips.load(lpips_weights), target, SETTINGS, seed=0)
-  state, loss = step(projector.initial_state(space), jnp.int32(0))
+  step = projector.make_step(space, SETTINGS)
+  state, loss = step(projector.initial_state(space), jnp.int32(0), target,
+                     lpips.load(lpips_weights), jnp.int32(0))
   np.testing.assert_array_equal(state.latent, space.start)  # learning rate 0 at step 0
   assert np.isfinite(float(loss))
   for noise in state.noise.values():
@@ -117,6 +118,22 @@ def test_command_writes_its_outputs_byte_identically_and_lpips_falls(
   before, after = (float(text) for text in
                    result.stdout.split('LPIPS ')[1].split(',')[0].split(' -> '))
   assert after < before
+  # Morph from the projection to itself mapped from z: a strip of 3 and the mixing figure.
+  restored = generation.RestoredGenerator(str(stylegan2_workdir))
+  z_file = tmp_path / 'z.npz'
+  np.savez(z_file, z=np.ones(16, np.float32), space='z', step=4, seed=0)
+  result = multidevice.run_python([
+      '-m', 'facegan_jax.sample', f'--workdir={stylegan2_workdir}', '--num=1',
+      f'--out={tmp_path / "grid.png"}', f'--from={tmp_path / "a" / "projected.npz"}',
+      f'--to={z_file}', '--frames=3', f'--interpolation_out={tmp_path / "morph.png"}',
+      f'--mixing_out={tmp_path / "mix.png"}'])
+  assert result.returncode == 0, result.stderr[-3000:]
+  strip = np.asarray(Image.open(tmp_path / 'morph.png'))
+  ends = restored.images_of_styles(np.stack([
+      np.broadcast_to(latent['w'], (6, 16)), restored.styles(np.ones((1, 16), np.float32))[0]]))
+  np.testing.assert_array_equal(strip[2:18, 2:18], ends[0, :, :, 0])
+  np.testing.assert_array_equal(strip[2:18, 38:54], ends[1, :, :, 0])
+  assert np.asarray(Image.open(tmp_path / 'mix.png')).shape == (38, 38)
 
 
 def test_bad_targets_are_refused_with_one_line(tmp_path):

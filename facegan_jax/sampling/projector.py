@@ -190,24 +190,25 @@ def initial_state(space: Space) -> ProjectionState:
   return ProjectionState(space.start, space.noise, ADAM.init(trainable))
 
 
-def make_step(space: Space, lpips_params, target: jax.Array, settings: Settings, seed: int):
-  """The jitted step(state, step) -> (state, loss): one Adam update of the latent and the noise
-  maps. `target` [1, H, W, C] in [-1, 1]."""
-  target_input = lpips_input(target)
-  step_key = jax.random.fold_in(jax.random.key(seed), STEP_STREAM)
+def make_step(space: Space, settings: Settings):
+  """The jitted step(state, step, target, lpips_params, seed) -> (state, loss): one Adam update
+  of the latent and the noise maps towards `target` [1, H, W, C] in [-1, 1]. The target, the
+  LPIPS weights and the seed are arguments, so one compilation serves every projection into
+  `space`."""
 
-  def loss_fn(trainable, step):
+  def loss_fn(trainable, step, target, lpips_params, seed):
     latent, noise = trainable
     scale = latent_noise_scale(settings, step, space.latent_std)
-    jitter = jax.random.normal(jax.random.fold_in(step_key, step), latent.shape) * scale
+    step_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), STEP_STREAM), step)
+    jitter = jax.random.normal(step_key, latent.shape) * scale
     images = space.synthesize(latent + jitter, noise)
-    distance = lpips.distance(lpips_params, target_input, lpips_input(images))[0]
+    distance = lpips.distance(lpips_params, lpips_input(target), lpips_input(images))[0]
     return distance + settings.regularize_noise_weight * noise_regularization(noise)
 
   @jax.jit
-  def step_fn(state: ProjectionState, step):
+  def step_fn(state: ProjectionState, step, target, lpips_params, seed):
     trainable = (state.latent, state.noise)
-    loss, grads = jax.value_and_grad(loss_fn)(trainable, step)
+    loss, grads = jax.value_and_grad(loss_fn)(trainable, step, target, lpips_params, seed)
     updates, adam = ADAM.update(grads, state.adam, trainable)
     rate = learning_rate(settings, step)
     latent, noise = jax.tree.map(lambda p, u: p - rate * u, trainable, updates)
@@ -216,11 +217,11 @@ def make_step(space: Space, lpips_params, target: jax.Array, settings: Settings,
 
 
 def project(space: Space, lpips_params, target: jax.Array, settings: Settings, seed: int,
-            snapshots: int = 8):
-  """Runs the projection. Returns (the final state, the images [snapshots, H, W, C] of the
-  latent (without the latent noise) at `snapshots` evenly spaced steps, the last the final,
-  the losses [num_steps] float32)."""
-  step_fn = make_step(space, lpips_params, target, settings, seed)
+            snapshots: int = 8, step_fn=None):
+  """Runs the projection (with `step_fn`, `make_step(space, settings)`'s, if given). Returns
+  (the final state, the images [snapshots, H, W, C] of the latent (without the latent noise) at
+  `snapshots` evenly spaced steps, the last the final, the losses [num_steps] float32)."""
+  step_fn = step_fn or make_step(space, settings)
   render = jax.jit(space.synthesize)
   state = initial_state(space)
   shown = set(np.linspace(0, settings.num_steps, snapshots).round().astype(int).tolist())
@@ -229,7 +230,8 @@ def project(space: Space, lpips_params, target: jax.Array, settings: Settings, s
     if step in shown:
       progress.append(render(state.latent, state.noise)[0])
     if step < settings.num_steps:
-      state, loss = step_fn(state, jnp.asarray(step, jnp.int32))
+      state, loss = step_fn(state, jnp.asarray(step, jnp.int32), target, lpips_params,
+                            jnp.asarray(seed, jnp.int32))
       losses.append(loss)
   return state, jnp.stack(progress), np.asarray(jax.device_get(losses), np.float32)
 
