@@ -46,17 +46,18 @@ def main(_):
   columns = [faces]
   for name in spaces:
     space = projector.make_space(restored.generator, restored.variables, model, name, seed=0)
-    step_fn = projector.make_step(space, settings)
+    step_fn = projector.make_step(space, settings, lpips.distance)
     before, after, finals, seconds = [], [], [], []
     for face in faces:
       target = projector.target_array(face)
       start = time.perf_counter()
-      state, progress, _ = projector.project(space, params, target, settings, 0, 2, step_fn)
+      state, progress, _ = projector.project(space, lpips.distance, params, target, settings, 0, 2,
+                                                  step_fn)
       jax.block_until_ready(state)
       seconds.append(time.perf_counter() - start)
-      before.append((projector.lpips_of(params, target, progress[:1]),
+      before.append((projector.perceptual_distance(lpips.distance, params, target, progress[:1]),
                      projector.pixel_mse(target, progress[:1])))
-      after.append((projector.lpips_of(params, target, progress[-1:]),
+      after.append((projector.perceptual_distance(lpips.distance, params, target, progress[-1:]),
                     projector.pixel_mse(target, progress[-1:])))
       finals.append(images_lib.to_uint8(jax.device_get(progress[-1])))
     columns.append(np.stack(finals))

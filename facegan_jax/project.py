@@ -91,8 +91,8 @@ def main(argv):
                                       space, FLAGS.seed)
   settings = projector.Settings(num_steps=FLAGS.num_steps)
   start = time.perf_counter()
-  state, progress, losses = projector.project(latent_space, lpips_params, target, settings,
-                                              FLAGS.seed)
+  state, progress, losses = projector.project(latent_space, lpips.distance, lpips_params,
+                                              target, settings, FLAGS.seed)
   seconds = time.perf_counter() - start
   save_latent(os.path.join(FLAGS.out, 'projected.npz'), state, space, restored.step, FLAGS.seed)
   pictures = images_lib.to_uint8(jax.device_get(progress))
@@ -104,8 +104,8 @@ def main(argv):
   first, last = progress[:1], progress[-1:]
   print(f'Projected {FLAGS.target} into {space} of step {restored.step} in {FLAGS.num_steps} '
         f'steps ({seconds:.1f} s, compilation included): LPIPS '
-        f'{projector.lpips_of(lpips_params, target, first):.4f} -> '
-        f'{projector.lpips_of(lpips_params, target, last):.4f}, pixel MSE '
+        f'{projector.perceptual_distance(lpips.distance, lpips_params, target, first):.4f} -> '
+        f'{projector.perceptual_distance(lpips.distance, lpips_params, target, last):.4f}, pixel MSE '
         f'{projector.pixel_mse(target, first):.4f} -> {projector.pixel_mse(target, last):.4f}; '
         f'loss {losses[0]:.4f} -> {losses[-1]:.4f}. Wrote {FLAGS.out}.')
 

@@ -85,7 +85,7 @@ def test_first_step_keeps_the_latent_and_normalises_the_noise(stylegan2_workdir,
                                  'synthesis/b8/conv0/noise_const',
                                  'synthesis/b8/conv1/noise_const']
   target = jnp.zeros((1, 16, 16, 1))
-  step = projector.make_step(space, SETTINGS)
+  step = projector.make_step(space, SETTINGS, lpips.distance)
   state, loss = step(projector.initial_state(space), jnp.int32(0), target,
                      lpips.load(lpips_weights), jnp.int32(0))
   np.testing.assert_array_equal(state.latent, space.start)  # learning rate 0 at step 0
@@ -192,11 +192,11 @@ def test_dcgan_projects_into_z(tmp_path, face, lpips_weights):
   assert space.noise == {} and space.start.shape == (1, config.model.latent_dim)
   target = projector.target_array(projector.read_target(str(face), 140, 32, 1))
   params = lpips.load(lpips_weights)
-  state, progress, losses = projector.project(space, params, target,
+  state, progress, losses = projector.project(space, lpips.distance, params, target,
                                               projector.Settings(num_steps=20), seed=0)
   assert progress.shape == (8, 32, 32, 1) and losses.shape == (20,)
-  assert projector.lpips_of(params, target, progress[-1:]) < projector.lpips_of(
-      params, target, progress[:1])
+  assert projector.perceptual_distance(lpips.distance, params, target, progress[-1:]) < (
+      projector.perceptual_distance(lpips.distance, params, target, progress[:1]))
   assert not np.array_equal(state.latent, space.start)
   with pytest.raises(UserError, match='needs a StyleGAN2 run'):
     projector.make_space(restored.generator, restored.variables, config.model, 'w', 0)

@@ -17,9 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from facegan_jax.metrics import lpips
+from facegan_jax.sampling import projector
 from facegan_jax.system.errors import UserError
-
-LPIPS_SIZE = 256
 
 
 def slerp(a: jax.Array, b: jax.Array, t: jax.Array) -> jax.Array:
@@ -38,15 +37,6 @@ def face_crop(images: jax.Array) -> jax.Array:
   """[N, H, H, C] -> the face's [N, H / 2, H / 2, C]: rows 3/8..7/8, columns 2/8..6/8."""
   c = images.shape[1] // 8
   return images[:, 3 * c:7 * c, 2 * c:6 * c]
-
-
-def lpips_input(images: jax.Array) -> jax.Array:
-  """RGB, box-downsampled to 256 when larger."""
-  factor = images.shape[1] // LPIPS_SIZE
-  if factor > 1:
-    n, h, w, c = images.shape
-    images = images.reshape(n, h // factor, factor, w // factor, factor, c).mean(axis=(2, 4))
-  return jnp.repeat(images, 3, axis=-1) if images.shape[-1] == 1 else images
 
 
 def path_lengths(key: jax.Array, batch: int, latent_dim: int, *, space: str, sampling: str,
@@ -72,7 +62,7 @@ def path_lengths(key: jax.Array, batch: int, latent_dim: int, *, space: str, sam
   images = synthesize_fn(latents, noise_key)
   if crop:
     images = face_crop(images)
-  first, second = jnp.split(lpips_input(images), 2)
+  first, second = jnp.split(projector.lpips_input(images), 2)
   return distance_fn(first, second) / epsilon**2
 
 
@@ -103,7 +93,6 @@ def of_generator(generator, variables, model, eval_config, seed: int) -> dict:
   restored generator (`variables` its sampling variables, `model` config.model) under
   config.eval's ppl fields, the latents drawn from `seed`. UserError when the weights of LPIPS
   are missing, or space 'w' is asked of a generator without one."""
-  from facegan_jax.sampling import projector  # pylint: disable=g-import-not-at-top
   params = lpips.load(eval_config.lpips_weights)
   space = eval_config.ppl_space
   if model.name != 'stylegan2':

@@ -40,7 +40,6 @@ from PIL import Image
 
 from facegan_jax.data import image_sources
 from facegan_jax.data import images as images_lib
-from facegan_jax.metrics import lpips
 from facegan_jax.sampling import generation
 from facegan_jax.system.errors import UserError
 
@@ -190,11 +189,12 @@ def initial_state(space: Space) -> ProjectionState:
   return ProjectionState(space.start, space.noise, ADAM.init(trainable))
 
 
-def make_step(space: Space, settings: Settings):
+def make_step(space: Space, settings: Settings, distance: Callable):
   """The jitted step(state, step, target, lpips_params, seed) -> (state, loss): one Adam update
-  of the latent and the noise maps towards `target` [1, H, W, C] in [-1, 1]. The target, the
-  LPIPS weights and the seed are arguments, so one compilation serves every projection into
-  `space`."""
+  of the latent and the noise maps towards `target` [1, H, W, C] in [-1, 1], under
+  `distance(lpips_params, a, b)` -> [B] (metrics.lpips.distance; an argument, as sampling sits
+  below metrics). The target, the LPIPS weights and the seed are arguments, so one compilation
+  serves every projection into `space`."""
 
   def loss_fn(trainable, step, target, lpips_params, seed):
     latent, noise = trainable
@@ -202,8 +202,8 @@ def make_step(space: Space, settings: Settings):
     step_key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), STEP_STREAM), step)
     jitter = jax.random.normal(step_key, latent.shape) * scale
     images = space.synthesize(latent + jitter, noise)
-    distance = lpips.distance(lpips_params, lpips_input(target), lpips_input(images))[0]
-    return distance + settings.regularize_noise_weight * noise_regularization(noise)
+    perceptual = distance(lpips_params, lpips_input(target), lpips_input(images))[0]
+    return perceptual + settings.regularize_noise_weight * noise_regularization(noise)
 
   @jax.jit
   def step_fn(state: ProjectionState, step, target, lpips_params, seed):
@@ -216,12 +216,13 @@ def make_step(space: Space, settings: Settings):
   return step_fn
 
 
-def project(space: Space, lpips_params, target: jax.Array, settings: Settings, seed: int,
-            snapshots: int = 8, step_fn=None):
-  """Runs the projection (with `step_fn`, `make_step(space, settings)`'s, if given). Returns
+def project(space: Space, distance: Callable, lpips_params, target: jax.Array,
+            settings: Settings, seed: int, snapshots: int = 8, step_fn=None):
+  """Runs the projection (with `step_fn`, `make_step(space, settings, distance)`'s, if given;
+  `distance` and `lpips_params` as make_step's). Returns
   (the final state, the images [snapshots, H, W, C] of the latent (without the latent noise) at
   `snapshots` evenly spaced steps, the last the final, the losses [num_steps] float32)."""
-  step_fn = step_fn or make_step(space, settings)
+  step_fn = step_fn or make_step(space, settings, distance)
   render = jax.jit(space.synthesize)
   state = initial_state(space)
   shown = set(np.linspace(0, settings.num_steps, snapshots).round().astype(int).tolist())
@@ -280,7 +281,8 @@ def target_array(target_uint8: np.ndarray) -> jax.Array:
   return images_lib.to_model_range(jnp.asarray(target_uint8))[None]
 
 
-def lpips_of(lpips_params, a, b) -> float:
-  """LPIPS of two [1, H, W, C] images in [-1, 1], as the projection measures it."""
-  return float(lpips.distance(lpips_params, lpips_input(a), lpips_input(b))[0])
+def perceptual_distance(distance: Callable, lpips_params, a, b) -> float:
+  """`distance` (make_step's) of two [1, H, W, C] images in [-1, 1], as the projection measures
+  it."""
+  return float(distance(lpips_params, lpips_input(a), lpips_input(b))[0])
 
