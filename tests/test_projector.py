@@ -71,6 +71,7 @@ def test_box_downsampling_equals_torchs_area_interpolation():
   assert gray.shape == (1, 32, 32, 3)
 
 
+@pytest.mark.slow
 def test_first_step_keeps_the_latent_and_normalises_the_noise(stylegan2_workdir, lpips_weights):
   from facegan_jax.metrics import lpips  # pylint: disable=g-import-not-at-top
   restored = generation.RestoredGenerator(str(stylegan2_workdir))
@@ -165,6 +166,7 @@ def test_bad_targets_are_refused_with_one_line(tmp_path):
       projector.read_target(str(tmp_path / 'wide.png'), 0, 16, 3), expected)
 
 
+@pytest.mark.slow
 def test_command_refuses_missing_weights_and_wrong_targets_before_compiling(
     stylegan2_workdir, face, lpips_weights, tmp_path):
   colour = tmp_path / 'colour.png'
