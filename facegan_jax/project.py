@@ -29,6 +29,8 @@ from facegan_jax.metrics import lpips
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
 from facegan_jax.sampling import projector
+from facegan_jax.system import command_line
+from facegan_jax.system import compile_cache
 from facegan_jax.system import quiet_log
 from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import exit_on_user_error
@@ -45,6 +47,7 @@ flags.DEFINE_bool('z', False, 'StyleGAN2: optimise z through the mapping network
 flags.DEFINE_string('lpips_weights', lpips.DEFAULT_WEIGHTS, 'The converted LPIPS weights '
                     '(python -m facegan_jax.convert_lpips).')
 flags.DEFINE_string('out', None, 'Output directory.')
+compile_cache.define_flag()
 flags.mark_flags_as_required(['workdir', 'target', 'out'])
 
 
@@ -71,13 +74,17 @@ def save_latent(path: str, state: projector.ProjectionState, space: str, step: i
 
 @exit_on_user_error
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  command_line.check_no_arguments(argv)
   quiet_log.install(FLAGS.verbosity)
-  if FLAGS.num_steps < 1:
-    raise UserError(f'--num_steps={FLAGS.num_steps} must be at least 1.')
+  command_line.check_range('num_steps', FLAGS.num_steps, 1)
+  command_line.check_output_dir('out', FLAGS.out)
   lpips_params = lpips.load(FLAGS.lpips_weights)
-  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step)
+  compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
+  try:
+    restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step)
+  except generation.ClassNeeded as error:
+    raise UserError(f'{FLAGS.workdir} is a conditional run: the projector does not search its '
+                    'labels yet; project into an unconditional run.') from error
   config = restored.config
   space = space_name(config.model.name)
   target_uint8 = projector.read_target(FLAGS.target, config.data.crop, config.model.resolution,
@@ -111,4 +118,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)
