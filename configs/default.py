@@ -173,6 +173,13 @@ def get_config():
   config.eval.protocol = 'clean'
   config.eval.precision_recall_k = 3  # k-NN balls of precision/recall (Kynkaanniemi et al.)
   config.eval.density_coverage_k = 5  # k-NN balls of density/coverage (Naeem et al.)
+  # Perceptual path length (evaluate --ppl; facegan_jax/metrics/ppl.py): StyleGAN's definition.
+  config.eval.ppl_samples = 10_000  # path lengths averaged (StyleGAN: 100,000)
+  config.eval.ppl_space = 'w'  # 'w' (lerp; StyleGAN2 only) or 'z' (slerp)
+  config.eval.ppl_sampling = 'end'  # 'end' (t = 0) or 'full' (t ~ U(0, 1))
+  config.eval.ppl_epsilon = 1e-4
+  config.eval.ppl_crop = False  # the face crop (rows 3/8-7/8, columns 2/8-6/8): StyleGAN's FFHQ
+  config.eval.lpips_weights = '~/.cache/facegan_jax/lpips-vgg16-v0.1.npz'
   return config
 
 

@@ -24,6 +24,7 @@ from absl import flags
 from facegan_jax.data import image_sources
 from facegan_jax.metrics import fid
 from facegan_jax.metrics import inception
+from facegan_jax.metrics import ppl
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
 from facegan_jax.system import command_line
@@ -45,15 +46,24 @@ flags.DEFINE_string('inception_weights', None, 'FID Inception .npz; default: the
 flags.DEFINE_enum('protocol', None, list(inception.PROTOCOLS), 'Resizing to 299x299; default: '
                   'the run\'s config.eval.protocol (README, "Evaluation" says which published '
                   'numbers each one compares with).')
+flags.DEFINE_bool('ppl', False, 'Also the perceptual path length under the run\'s '
+                  'config.eval.ppl_* fields (StyleGAN\'s definition; needs the LPIPS weights).')
+flags.DEFINE_integer('ppl_samples', None, 'Path lengths; default: config.eval.ppl_samples.')
+flags.DEFINE_enum('ppl_space', None, ['w', 'z'], 'Default: config.eval.ppl_space.')
+flags.DEFINE_enum('ppl_sampling', None, ['end', 'full'], 'Default: config.eval.ppl_sampling.')
+flags.DEFINE_bool('fid', True, 'FID, KID, precision/recall, density/coverage (--nofid with '
+                  '--ppl: PPL alone, without the Inception weights).')
 flags.DEFINE_float('truncation', 1.0, 'StyleGAN2: truncation psi of the generated images (1: '
                    'none); written with the result.')
 
 
 def restore(workdir: str, step: int | None = None, num_samples: int | None = None,
             inception_weights: str | None = None, protocol: str | None = None,
-            truncation: float = 1.0) -> generation.RestoredGenerator:
+            truncation: float = 1.0,
+            ppl_overrides: dict | None = None) -> generation.RestoredGenerator:
   """The generator of a checkpoint in `workdir`, its config.eval overridden by the arguments
-  that are not None. UserError for a non-finite `truncation` or fewer than 2 samples."""
+  that are not None (`ppl_overrides`: {'ppl_samples': ...}). UserError for a non-finite
+  `truncation`, fewer than 2 samples or a conditional run."""
   if num_samples is not None:
     command_line.check_range('num_samples', num_samples, 2)
   try:
@@ -63,36 +73,48 @@ def restore(workdir: str, step: int | None = None, num_samples: int | None = Non
                     'its FID during training (config.eval.every) draws them from the data.'
                     ) from error
   overrides = {'num_samples': num_samples, 'inception_weights': inception_weights,
-               'protocol': protocol}
+               'protocol': protocol, **(ppl_overrides or {})}
   restored.config.eval.update({field: value for field, value in overrides.items()
                                if value is not None})
   return restored
 
 
-def evaluate_restored(restored: generation.RestoredGenerator, truncation: float = 1.0) -> dict:
+def evaluate_restored(restored: generation.RestoredGenerator, truncation: float = 1.0,
+                      with_fid: bool = True, with_ppl: bool = False) -> dict:
   """{'step', 'fid', 'kid', 'precision', 'recall', 'density', 'coverage'} of `restore`'s
   generator, with what they were computed on (fid.Evaluator.context: 'protocol',
   'num_generated', 'num_real', 'source', 'split', 'inception'; and 'truncation').
 
   The generator samples as in training (`generation`): the EMA one when the run kept it;
   `truncation` < 1 (StyleGAN2 only, else UserError) pulls its w towards the tracked average.
+  `with_ppl` adds ppl.of_generator's fields (the untruncated generator, config.eval.ppl_*);
+  `with_fid` False leaves out the Inception metrics; `ppl_overrides` {'ppl_samples': ...}
+  replace config.eval's fields where not None.
   """
   config = restored.config
+  result = dict(step=restored.step)
+  if with_ppl:
+    result.update(ppl.of_generator(restored.generator, restored.variables, config.model,
+                                   config.eval, config.seed))
+  if not with_fid:
+    return result
   extractor = fid.make_extractor(config.eval, parallel.make_mesh())
   evaluator = fid.make_evaluator(config, functools.partial(generation.generate,
                                                            restored.generator,
                                                            truncation=truncation),
                                  extractor, image_sources.load_images(config))
-  return dict(step=restored.step, **evaluator(restored.variables), **evaluator.context,
+  return dict(result, **evaluator(restored.variables), **evaluator.context,
               truncation=truncation)
 
 
 def evaluate_checkpoint(workdir: str, step: int | None = None, num_samples: int | None = None,
                         inception_weights: str | None = None,
-                        protocol: str | None = None, truncation: float = 1.0) -> dict:
+                        protocol: str | None = None, truncation: float = 1.0,
+                        with_fid: bool = True, with_ppl: bool = False,
+                        ppl_overrides: dict | None = None) -> dict:
   """`evaluate_restored` of `restore(...)`: the scores of a checkpoint in `workdir`."""
   return evaluate_restored(restore(workdir, step, num_samples, inception_weights, protocol,
-                                   truncation), truncation)
+                                   truncation, ppl_overrides), truncation, with_fid, with_ppl)
 
 
 def result_path(workdir: str, step: int, eval_config, truncation: float) -> str:
@@ -104,23 +126,47 @@ def result_path(workdir: str, step: int, eval_config, truncation: float) -> str:
   return os.path.join(workdir, 'eval', f'{name}.json')
 
 
+def ppl_result_path(workdir: str, step: int, eval_config) -> str:
+  """WORKDIR/eval/step_NNNNNNN-ppl-SPACE-SAMPLING-nCOUNT.json, beside the FID results."""
+  return os.path.join(workdir, 'eval', f'step_{step:07d}-ppl-{eval_config.ppl_space}-'
+                      f'{eval_config.ppl_sampling}-n{eval_config.ppl_samples}.json')
+
+
 @exit_on_user_error
 def main(argv):
   command_line.check_no_arguments(argv)
   quiet_log.install(FLAGS.verbosity)
+  if not (FLAGS.fid or FLAGS.ppl):
+    raise UserError('--nofid without --ppl leaves nothing to evaluate; add --ppl.')
   command_line.check_finite('truncation', FLAGS.truncation, '0.7')
   compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
   restored = restore(FLAGS.workdir, FLAGS.step, FLAGS.num_samples, FLAGS.inception_weights,
-                     FLAGS.protocol, FLAGS.truncation)
-  path = result_path(FLAGS.workdir, restored.step, restored.config.eval, FLAGS.truncation)
-  command_line.check_output_dir('workdir', os.path.dirname(path))
-  result = evaluate_restored(restored, FLAGS.truncation)
-  storage.makedirs(os.path.dirname(path))
-  storage.write_text(path, json.dumps(result, indent=2))
-  print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
-        f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '
-        f'density {result["density"]:.4f} coverage {result["coverage"]:.4f} '
-        f'({fid.describe(result)}, truncation {result["truncation"]:g}); wrote {path}')
+                     FLAGS.protocol, FLAGS.truncation,
+                     dict(ppl_samples=FLAGS.ppl_samples, ppl_space=FLAGS.ppl_space,
+                          ppl_sampling=FLAGS.ppl_sampling))
+  paths = {}
+  if FLAGS.fid:
+    paths['fid'] = result_path(FLAGS.workdir, restored.step, restored.config.eval,
+                               FLAGS.truncation)
+  if FLAGS.ppl:
+    paths['ppl'] = ppl_result_path(FLAGS.workdir, restored.step, restored.config.eval)
+  for path in paths.values():
+    command_line.check_output_dir('workdir', os.path.dirname(path))
+  result = evaluate_restored(restored, FLAGS.truncation, FLAGS.fid, FLAGS.ppl)
+  for kind, path in paths.items():
+    fields = {name: value for name, value in result.items()
+              if name == 'step' or name.startswith('ppl') == (kind == 'ppl')}
+    storage.makedirs(os.path.dirname(path))
+    storage.write_text(path, json.dumps(fields, indent=2))
+  if FLAGS.fid:
+    print(f'step {result["step"]}: FID {result["fid"]:.4f} KID {result["kid"]:.6f} '
+          f'precision {result["precision"]:.4f} recall {result["recall"]:.4f} '
+          f'density {result["density"]:.4f} coverage {result["coverage"]:.4f} '
+          f'({fid.describe(result)}, truncation {result["truncation"]:g}); wrote {paths["fid"]}')
+  if FLAGS.ppl:
+    print(f'step {result["step"]}: PPL {result["ppl"]:.2f} ({result["ppl_samples"]} samples, '
+          f'space {result["ppl_space"]}, sampling {result["ppl_sampling"]}, epsilon '
+          f'{result["ppl_epsilon"]:g}, crop {result["ppl_crop"]}); wrote {paths["ppl"]}')
 
 
 if __name__ == '__main__':

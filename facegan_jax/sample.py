@@ -5,14 +5,16 @@ Writes a PNG grid of `--num` samples (`generation.RestoredGenerator`) from the l
 with `--interpolate=S1,S2,...` a strip of interpolations between consecutive seeds (spherical in
 z, or for StyleGAN2 linear in w with `--interpolate_in=w`), and for StyleGAN2 with
 `--mixing_rows=R1,... --mixing_columns=C1,...` the style-mixing figure (each row seed's w with
-the `--mixing_styles` layers taken from each column seed). The same flags give byte-identical
-PNGs.
+the `--mixing_styles` layers taken from each column seed). With `--from=a.npz --to=b.npz` (two
+`project` outputs) the strip and the mixing figure go from one projected face to the other. The
+same flags give byte-identical PNGs.
 """
 
 import os
 
 from absl import app
 from absl import flags
+import numpy as np
 
 from facegan_jax.data import images as images_lib
 from facegan_jax.runs import storage
@@ -47,6 +49,10 @@ flags.DEFINE_list('mixing_columns', None, 'StyleGAN2: column seeds, whose styles
 flags.DEFINE_string('mixing_styles', '0-3', 'Layers A-B (or A,B,...) taken from the column seeds; '
                     '0 is the coarsest (4x4). 0-3: pose, face shape, hair style.')
 flags.DEFINE_string('mixing_out', 'style_mixing.png', 'Path of the style-mixing PNG.')
+flags.DEFINE_string('from', None, 'A projected.npz (python -m facegan_jax.project): with --to, '
+                    'the interpolation strip from it to --to (slerp in z, lerp in w) and, for '
+                    'StyleGAN2, its style mixing with --to.')
+flags.DEFINE_string('to', None, 'The projected.npz that --from morphs into.')
 compile_cache.define_flag()
 flags.DEFINE_integer('class', None, 'Conditional StyleGAN2: the class K (0 to c_dim - 1) of every '
                      'sample (one-hot label).')
@@ -110,6 +116,10 @@ def check_flags():
               parse_seeds(FLAGS.mixing_columns or [], 'mixing_columns', 1),
               parse_layers(FLAGS.mixing_styles))
     command_line.check_output_file('mixing_out', FLAGS.mixing_out)
+  if (FLAGS['from'].value is None) != (FLAGS.to is None):
+    raise UserError('--from and --to go together: pass both projected.npz files.')
+  if FLAGS.to:
+    command_line.check_output_file('interpolation_out', FLAGS.interpolation_out)
   return seeds, mixing
 
 
@@ -149,6 +159,25 @@ def main(argv):
     rows, columns, layers = mixing
     figure = generation.style_mixing_grid(restored, rows, columns, layers)
     images_lib.save_png(FLAGS.mixing_out, images_lib.make_grid(figure, 1 + len(columns)))
+    print(f'Wrote {FLAGS.mixing_out}.')
+  if FLAGS.to:
+    write_morph(restored, FLAGS['from'].value, FLAGS.to)
+
+
+def write_morph(restored: generation.RestoredGenerator, first: str, second: str):
+  """The strip from projection `first` to `second` and, for StyleGAN2, their mixing figure."""
+  space, ends = generation.projection_pair(restored, first, second)
+  if space == 'z':
+    strip = restored.images(generation.slerp(ends[0], ends[1], np.linspace(0.0, 1.0,
+                                                                          FLAGS.frames)))
+  else:
+    strip = restored.images_of_styles(generation.lerp(ends[0], ends[1], FLAGS.frames))
+  images_lib.save_png(FLAGS.interpolation_out, images_lib.make_grid(strip, FLAGS.frames))
+  print(f'Wrote {FLAGS.interpolation_out} ({first} to {second} in {space}).')
+  if space == 'w':
+    figure = generation.style_mixing_figure(restored, ends[:1], ends[1:],
+                                            parse_layers(FLAGS.mixing_styles))
+    images_lib.save_png(FLAGS.mixing_out, images_lib.make_grid(figure, 2))
     print(f'Wrote {FLAGS.mixing_out}.')
 
 

@@ -220,23 +220,67 @@ def interpolation_styles(restored: RestoredGenerator, seeds, frames: int):
   both ends exact."""
   restored.check_style_based('interpolation in w', '(interpolate in z instead)')
   ends = restored.styles(restored.first_latents(seeds))
-  t = jnp.asarray(np.linspace(0.0, 1.0, frames))[:, None, None]
-  return jnp.concatenate([(1 - t) * a + t * b for a, b in zip(ends[:-1], ends[1:])])
+  return jnp.concatenate([lerp(a, b, frames) for a, b in zip(ends[:-1], ends[1:])])
+
+
+def lerp(a, b, frames: int):
+  """`frames` points from a to b (arrays of one shape), both ends exact: [frames, *a.shape]."""
+  t = jnp.asarray(np.linspace(0.0, 1.0, frames)).reshape((frames,) + (1,) * a.ndim)
+  return (1 - t) * a + t * b
 
 
 def style_mixing_grid(restored: RestoredGenerator, row_seeds, column_seeds,
                       mixed_styles) -> np.ndarray:
-  """StyleGAN2's style-mixing figure: uint8 images [(1 + R) * (1 + C), H, W, ch] for a grid
-  of 1 + C columns. The first row is a black cell and the column seeds' images, each next row
-  the row seed's image and then its ws with the styles `mixed_styles` (layer indices, 0 the
-  coarsest) taken from each column seed."""
+  """StyleGAN2's style-mixing figure of seeds: `style_mixing_figure` of their first latents' ws."""
   restored.check_style_based('style mixing', '(it has no per-layer styles)')
   rows, columns = (restored.styles(restored.first_latents(seeds))
                    for seeds in (row_seeds, column_seeds))
+  return style_mixing_figure(restored, rows, columns, mixed_styles)
+
+
+def style_mixing_figure(restored: RestoredGenerator, rows, columns, mixed_styles) -> np.ndarray:
+  """StyleGAN2's style-mixing figure: uint8 images [(1 + R) * (1 + C), H, W, ch] for a grid
+  of 1 + C columns, from ws rows [R, num_ws, w_dim] and columns [C, num_ws, w_dim]. The first
+  row is a black cell and the columns' images, each next row the row's image and then its ws
+  with the styles `mixed_styles` (layer indices, 0 the coarsest) taken from each column."""
   taken = np.isin(np.arange(rows.shape[1]), list(mixed_styles))[None, None, :, None]
   mixed = jnp.where(taken, columns[None], rows[:, None])  # [R, C, num_ws, w_dim]
-  # Each row: the row seed's ws, then its mixes; above them the column seeds' ws.
+  # Each row: the row's ws, then its mixes; above them the columns' ws.
   table = jnp.concatenate([rows[:, None], mixed], axis=1)
   images = restored.images_of_styles(
       jnp.concatenate([columns, table.reshape((-1,) + rows.shape[1:])]))
   return np.concatenate([np.zeros_like(images[:1]), images])
+
+
+def read_projection(restored: RestoredGenerator, path: str) -> tuple[str, jax.Array]:
+  """A `project` command's projected.npz for `restored`'s generator: ('z', z [latent_dim]) or
+  ('w', ws [num_ws, w_dim]) (a w of one layer broadcast to all). UserError when it is no such
+  file or its latent does not fit the generator."""
+  try:
+    with np.load(storage.path(path).open('rb')) as arrays:
+      space = str(arrays['space'])
+      latent = np.asarray(arrays['z' if space == 'z' else 'w'], np.float32)
+  except (OSError, ValueError, KeyError) as error:
+    raise UserError(f'{path} is not a projection; make one with python -m facegan_jax.project '
+                    f'--workdir=... --target=face.png --out=DIR/ (DIR/projected.npz).') from error
+  model = restored.config.model
+  if space == 'z':
+    expected = (model.latent_dim,)
+  else:
+    restored.check_style_based(f'{path} (a w projection)', '(project into z for it)')
+    expected = restored.styles(jnp.zeros((1, model.latent_dim))).shape[1:]
+    latent = np.broadcast_to(latent, expected) if latent.shape[-1:] == expected[-1:] else latent
+  if latent.shape != tuple(expected):
+    raise UserError(f'{path} holds a {space} of shape {latent.shape}, but this generator\'s is '
+                    f'{tuple(expected)}: project with the same --workdir.')
+  return ('z' if space == 'z' else 'w'), jnp.asarray(latent)
+
+
+def projection_pair(restored: RestoredGenerator, first: str, second: str):
+  """Two projections as latents [2, latent_dim] ('z', both in z) or ws [2, num_ws, w_dim]
+  ('w': StyleGAN2, a z projection mapped to its ws)."""
+  (space_a, a), (space_b, b) = (read_projection(restored, path) for path in (first, second))
+  if space_a == space_b == 'z':
+    return 'z', jnp.stack([a, b])
+  as_ws = lambda space, latent: restored.styles(latent[None])[0] if space == 'z' else latent
+  return 'w', jnp.stack([as_ws(space_a, a), as_ws(space_b, b)])
