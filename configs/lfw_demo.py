@@ -16,13 +16,17 @@ shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to 16x16
 = 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and path-length regularisation, style mixing,
 the EMA generator with ramp-up, Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps
 (about 5 CPU-minutes): far too few for StyleGAN2 to draw clear faces; `stylegan2_test` shrinks it to
-seconds.
+seconds. `ada` and `stylegan2_ada` add ADA (NVIDIA's 'bgc' augment pipe with its adaptive p,
+target 0.6) to DCGAN and StyleGAN2, with p moving fast enough for the demo's few images seen
+(ada_kimg 50 and 10, NVIDIA's is 500); `ada_test` and `stylegan2_ada_test` shrink them to seconds,
+with p moving by 0.01 every 2 steps.
 """
 
 from configs import celeba
 from configs import default
 
-VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test')
+VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test', 'ada',
+            'ada_test', 'stylegan2_ada', 'stylegan2_ada_test')
 # What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
 # on the LFW demo's budget').
 STYLEGAN2_STEPS = 350
@@ -39,7 +43,7 @@ def get_config(variant=None):
   config.train.batch_size = 64
   config.train.num_steps = 2000
   config.samples.every = 500
-  if variant == 'test':
+  if variant in ('test', 'ada_test'):
     default.shrink_for_tests(config)
   elif variant == 'best':
     celeba.use_best(config, small_data=True)
@@ -51,16 +55,27 @@ def get_config(variant=None):
     config.optim.decay_steps = config.train.num_steps
     config.model.g_width = config.model.d_width = 16
     config.train.d_steps = 2
-  elif variant in ('stylegan2', 'stylegan2_test'):
+  elif variant in ('stylegan2', 'stylegan2_test', 'stylegan2_ada', 'stylegan2_ada_test'):
     config.model.update(channel_base=1024, channel_max=64, w_dim=64)
     celeba.use_stylegan2(config, 32, batch_size=32, learning_rate=0.0025,
                          r1_gamma=0.0002 * 32**2 / 32, ema_kimg=10, ema_rampup=0.05)
     config.model.update(latent_dim=64, channels=1)
     config.train.num_steps = STYLEGAN2_STEPS
     config.train.log_every, config.samples.every = 50, 100
-    if variant == 'stylegan2_test':
+    if variant.endswith('_test'):
       shrink_stylegan2_for_tests(config)
+  if 'ada' in (variant or '').split('_'):
+    use_ada_demo(config, ada_kimg=10 if config.model.name == 'stylegan2' else 50)
+  if (variant or '').endswith('ada_test'):  # p moves by 0.01 every 2 steps of 8 images
+    config.augment.update(ada_interval=2, ada_kimg=1.6)
   return config
+
+
+def use_ada_demo(config, ada_kimg):
+  """NVIDIA's ADA (the 'bgc' pipe, p adapting towards a mean sign of 0.6 every 4 steps) by
+  ada_kimg thousand images per unit of p."""
+  config.augment.update(pipe='bgc', p_mode='adaptive', ada_target=0.6, ada_interval=4,
+                        ada_kimg=float(ada_kimg))
 
 
 def shrink_stylegan2_for_tests(config):

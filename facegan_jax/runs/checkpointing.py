@@ -37,9 +37,10 @@ RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoi
                      'deterministic', 'compilation_cache', 'optim.g_learning_rate',
                      'optim.d_learning_rate')
 
-# TrainState fields added since checkpoints were first written (StyleGAN2's path-length mean):
-# an older checkpoint lacks them, and resumes with their initial values, which it never changed.
-ADDED_STATE_FIELDS = ('pl_mean',)
+# TrainState fields added since checkpoints were first written (StyleGAN2's path-length mean,
+# ADA's p and accumulators): an older checkpoint lacks them, and resumes with their initial
+# values, which it never changed.
+ADDED_STATE_FIELDS = ('pl_mean', 'ada_p', 'ada_sign_sum', 'ada_count')
 
 # Config fields renamed since checkpoints were first written: old dotted name -> new one. A saved
 # config is read with the new names, so old workdirs resume and sample.

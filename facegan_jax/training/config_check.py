@@ -16,6 +16,7 @@ import ml_collections
 from facegan_jax import models
 from facegan_jax.data import image_sources
 from facegan_jax.system.errors import UserError
+from facegan_jax.training import ada
 from facegan_jax.training import augment
 from facegan_jax.training import losses
 
@@ -88,6 +89,11 @@ FIELDS = {
     'loss.r1_every': _count(), 'loss.pl_weight': _NONNEGATIVE, 'loss.pl_every': _count(),
     'loss.pl_batch_shrink': _count(), 'loss.pl_decay': Spec(float, 0.0, 1.0),
     'augment.policy': _TEXT, 'augment.strength': _NONNEGATIVE,
+    'augment.pipe': _TEXT, 'augment.pipe_settings': _TEXT,
+    'augment.p_mode': Spec(str, choices=('adaptive', 'fixed', 'cosine')),
+    'augment.p': _NONNEGATIVE, 'augment.ada_target': Spec(float, -1.0, 1.0),
+    'augment.ada_interval': _count(), 'augment.ada_kimg': _positive(),
+    'augment.final_p': _NONNEGATIVE, 'augment.cosine_images': _NONNEGATIVE,
     'ema.halflife_images': _NONNEGATIVE, 'ema.rampup': _NONNEGATIVE,
     'optim.g_learning_rate': _positive(), 'optim.d_learning_rate': _positive(),
     'optim.b1': Spec(float, 0.0, 1.0, high_open=True),
@@ -148,4 +154,5 @@ def check(config: ml_collections.ConfigDict):
   losses.get_discriminator_loss(config.loss.discriminator)
   losses.get_generator_loss(config.loss.generator)
   augment.parse_policy(config.augment.policy)
+  ada.check_config(config.augment)
   image_sources.check_data_config(config.data)
