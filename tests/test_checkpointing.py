@@ -138,14 +138,16 @@ def test_a_second_run_on_a_workdir_in_use_is_refused(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('variant, steps, extra', [
     ('test', 100, []), ('sngan_test', 40, []),
-    ('stylegan2_test', 40, ['--config.augment.policy=color,translation,cutout'])])
+    ('stylegan2_test', 40, ['--config.augment.policy=color,translation,cutout']),
+    ('ada_test', 100, [])])
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path, variant, steps,
                                                                         extra):
   """All three runs go through `main`, so they share its XLA flags (they change the numerics).
 
   SNGAN's spectral-norm vectors and linear learning-rate decay are in its state and step;
   StyleGAN2's w average, path-length mean and EMA are in its state, its lazy regularisers take
-  steps of their own, and DiffAugment draws from the step's key. The kill comes within 50 ms of
+  steps of their own, and DiffAugment draws from the step's key. ADA's p moves every 2 steps
+  (and its sign sums fill between), so the kill leaves it mid-adaptation. The kill comes within 50 ms of
   step 20's checkpoint: DCGAN's fast steps need 100 steps to be sure it comes before the end,
   the others 40.
   """
@@ -182,6 +184,8 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path,
                                   template) for path in (killed_dir, tmp_path / 'whole'))
   assert int(resumed.step) == steps
   assert_identical(resumed, uninterrupted)
+  if config.augment.pipe:
+    assert float(resumed.ada_p) > 0  # the controller moved p
   # Training moved to the end: the last steps changed the parameters.
   before_last = checkpointing.restore_state(
       checkpointing.make_manager(str(killed_dir), create=False), steps - every, template)

@@ -160,9 +160,11 @@ def restore_state(manager: ocp.CheckpointManager, step: int, state):
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(template)))
   except ValueError as error:
-    if not any(field in str(error) for field in ADDED_STATE_FIELDS):
+    # Orbax names each field the checkpoint lacks on a line of its own, as 'name:'.
+    missing = [field for field in ADDED_STATE_FIELDS if f'{field}:' in str(error).split()]
+    if not missing:
       raise
-    older = {name: value for name, value in template.items() if name not in ADDED_STATE_FIELDS}
+    older = {name: value for name, value in template.items() if name not in missing}
     restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(older)))
     return flax.serialization.from_state_dict(state, dict(template, **restored['state']))
   return flax.serialization.from_state_dict(state, restored['state'])
