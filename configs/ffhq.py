@@ -9,7 +9,11 @@ gamma 1 every 16 steps, path length weight 2 every 4 steps, EMA 20 kimg, 25,000 
 (390,625 steps). The 'stylegan2' variant is `cfg_specs['stylegan2']` (= stylegan3's
 --cfg=stylegan2): batch 32, groups of 4, channel_base 32768, Adam(0.002), gamma 10, EMA 10 kimg.
 The folder holds the aligned 256x256 FFHQ images (every .png under it); they are mirrored at
-random.
+random. The 'ada' variant is paper256 with StyleGAN2-ADA's adaptive discriminator augmentation
+(the 'bgc' pipe, target 0.6, p adjusted every 4 steps by up to 500 kimg per unit, NVIDIA's
+--aug=ada defaults); 'ada_1k', 'ada_2k', 'ada_5k' and 'ada_10k' train it on the first 1,000 to
+10,000 faces (data.max_examples), the training-set sweep of the ADA paper (Karras et al. 2020,
+figure 1 and 7).
 """
 
 from configs import celeba
@@ -20,14 +24,18 @@ SPECS = {
     None: (64, 8, 16384, 0.0025, 1.0, 20),
     'stylegan2': (32, 4, 32768, 0.002, 10.0, 10),
 }
+# ADA variants of paper256: the number of faces they train on (0: all).
+ADA_SUBSETS = {'ada': 0, 'ada_1k': 1000, 'ada_2k': 2000, 'ada_5k': 5000, 'ada_10k': 10_000}
 TRAINING_IMAGES = 25_000_000
 
 
 def get_config(variant=None):
   variant = variant or None
-  if variant not in SPECS:
-    raise ValueError(f"configs/ffhq.py has no variant {variant!r}; use 'stylegan2' or none.")
-  batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[variant]
+  if variant not in SPECS and variant not in ADA_SUBSETS:
+    raise ValueError(f'configs/ffhq.py has no variant {variant!r}; use one of '
+                     f"{('stylegan2',) + tuple(ADA_SUBSETS)} or none.")
+  batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[
+      None if variant in ADA_SUBSETS else variant]
   config = default.get_config()
   config.data.source = 'folder'
   config.data.crop = 0  # FFHQ is aligned and square
@@ -38,4 +46,7 @@ def get_config(variant=None):
   config.train.log_every = 1000
   config.samples.every = config.checkpoint.every = 10_000
   config.eval.batch_size = 64
+  if variant in ADA_SUBSETS:
+    config.data.max_examples = ADA_SUBSETS[variant]
+    celeba.use_ada(config)
   return config

@@ -65,17 +65,12 @@ def get_config(variant=None):
     if variant.endswith('_test'):
       shrink_stylegan2_for_tests(config)
   if 'ada' in (variant or '').split('_'):
-    use_ada_demo(config, ada_kimg=10 if config.model.name == 'stylegan2' else 50)
+    celeba.use_ada(config)
+    config.augment.ada_kimg = 10.0 if config.model.name == 'stylegan2' else 50.0
   if (variant or '').endswith('ada_test'):  # p moves by 0.01 every 2 steps of 8 images
     config.augment.update(ada_interval=2, ada_kimg=1.6)
   return config
 
-
-def use_ada_demo(config, ada_kimg):
-  """NVIDIA's ADA (the 'bgc' pipe, p adapting towards a mean sign of 0.6 every 4 steps) by
-  ada_kimg thousand images per unit of p."""
-  config.augment.update(pipe='bgc', p_mode='adaptive', ada_target=0.6, ada_interval=4,
-                        ada_kimg=float(ada_kimg))
 
 
 def shrink_stylegan2_for_tests(config):

@@ -13,6 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from configs import celeba
+from configs import ffhq
 from configs import lfw_demo
 from configs import toy2x2
 from facegan_jax.runs import checkpointing
@@ -51,6 +53,24 @@ def test_the_trainer_holds_the_preset_changed_by_pipe_settings():
   assert trainer.augment_pipe.xint_max == 0.25 and trainer.augment_pipe.hue == 1.0
   assert (trainer.ada_schedule.mode, trainer.ada_schedule.target) == ('adaptive', 0.6)
   assert trainer_lib.make_trainer(lfw_demo.get_config('test')).augment_pipe is None
+
+
+def test_ada_variants_are_their_base_recipes_with_nvidias_ada():
+  for variant, faces in (('ada', 0), ('ada_1k', 1000), ('ada_2k', 2000), ('ada_5k', 5000),
+                         ('ada_10k', 10_000)):
+    config = ffhq.get_config(variant)
+    assert (config.data.max_examples, config.augment.pipe, config.augment.p_mode) == (
+        faces, 'bgc', 'adaptive')
+    assert (config.augment.ada_target, config.augment.ada_interval, config.augment.ada_kimg,
+            config.augment.p) == (0.6, 4, 500.0, 0.0)
+    config.update(data=ffhq.get_config().data, augment=ffhq.get_config().augment)
+    assert config == ffhq.get_config()  # paper256 otherwise
+  subset = celeba.get_config('stylegan2_ada_3k')
+  assert (subset.data.max_examples, subset.augment.pipe, subset.model.name) == (
+      3000, 'bgc', 'stylegan2')
+  for variant, base in (('ada', None), ('stylegan2_ada', 'stylegan2')):
+    demo = lfw_demo.get_config(variant)
+    assert demo.augment.pipe == 'bgc' and demo.model == lfw_demo.get_config(base).model
 
 
 def test_a_checkpoint_from_before_ada_keeps_its_path_length_mean(tmp_path):
