@@ -118,7 +118,8 @@ def lazy_phases(trainer: Trainer, step: int) -> LazyPhases:
 
 def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
   """One Adam step of D on its loss (+ R1 in the same step if r1_every is 1), then, if
-  `lazy_r1`, R1's step of its own; returns (state, metrics of this update).
+  `lazy_r1`, R1's step of its own; returns (state, metrics of this update, (sum, count) of the
+  signs of D's logits on the reals).
 
   real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
   """
@@ -188,7 +189,8 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
     discriminator update's and of the generator update's gradients), r1 when R1 is on (0 on
-    steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), and
+    steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), augment_p
+    and ada_rt with ADA's pipe on (the step's p and mean sign of D's logits on reals), and
     params_finite (bool: every parameter of the new state is finite; see `divergence`). The
     generator's forward pass of the last discriminator update is reused, through its VJP, for
     the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass or
