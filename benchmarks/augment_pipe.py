@@ -5,9 +5,10 @@
 
 For each config: the pipe's forward pass (jitted, on a batch of the config's image shape, at
 p = 1, where every transform is drawn; its cost does not depend on p, which only gates the
-draws), and the median time (of --steps calls, step_timing's flag) of the train step (step_timing's compiled step, warmed up) with
-config.augment.pipe = '' and = PIPE. A step runs the pipe forward and backward on the reals and
-fakes of each D update (again for R1 when it is in D's loss) and on the fakes of G's update.
+draws), and the median time (of --steps calls, step_timing's flag) of the train step
+(step_timing's compiled step, warmed up) with config.augment.pipe = '' and = PIPE. A step runs
+the pipe forward on the reals and fakes of each D update (again for R1 when it is in D's loss)
+and on the fakes of G's update, and backward through the fakes.
 """
 
 import os
@@ -59,7 +60,7 @@ def step_seconds(config, count):
 def main(argv):
   del argv
   print(f'{jax.devices()[0].device_kind}, batch {FLAGS.batch_size}, pipe {FLAGS.pipe!r}')
-  print('| config | image | pipe ms/image | step ms/image without | with | pipe share of the step |')
+  print('| config | image | pipe ms/image | step ms/image without | with | pipe share |')
   print('| --- | --- | --- | --- | --- | --- |')
   for name in FLAGS.configs:
     config = step_timing.load_config(name)

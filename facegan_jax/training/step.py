@@ -249,8 +249,8 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
   signs = []  # (sum, count) of the signs of D's logits on reals, per D update
   for i in range(d_steps if fresh else d_steps - 1):
     fakes, g_stats = generate(state.g_params, state.g_batch_stats, latents[i], noise_keys[i])
-    state, metrics, update_signs = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
-                                           real[i], fakes, augment_keys[i], phases.r1)
+    state, metrics, update_signs = _discriminator_update(
+        trainer, state.replace(g_batch_stats=g_stats), real[i], fakes, augment_keys[i], phases.r1)
     signs.append(update_signs)
   if not trainer.generator_first:
     fakes, pullback, g_stats = generator_pass(state)
