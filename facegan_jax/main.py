@@ -5,17 +5,33 @@ Several processes (TPU pods, GPU clusters, launch/local_multihost.sh) join one r
 """
 
 import os
+import signal
 import sys
 import traceback
 
-import jax
+
+def _stop_while_starting(signum, frame):
+  """SIGINT/SIGTERM before main() runs (while Python imports JAX): nothing is written yet."""
+  del frame
+  print(f'stopped: {signal.Signals(signum).name} received while starting; nothing was written.',
+        file=sys.stderr, flush=True)
+  os._exit(75)  # pylint: disable=protected-access
+
+
+if __name__ == '__main__':  # from the first line: `main` takes over once the flags are read
+  for _signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signum, _stop_while_starting)
+
+import jax  # pylint: disable=wrong-import-position
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.system import compile_cache
 from facegan_jax.system import distributed
+from facegan_jax.system import errors
 from facegan_jax.system import quiet_log
 from facegan_jax.system import xla_flags
 from facegan_jax.system.errors import UserError
@@ -23,6 +39,7 @@ from facegan_jax.system.errors import exit_on_user_error
 from facegan_jax.system.errors import exit_with
 from facegan_jax.training import config_check
 from facegan_jax.training import loop
+from facegan_jax.training import preemption
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -105,13 +122,15 @@ def main(argv):
     distributed.initialize(settings, FLAGS.coordinator_timeout)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)  # one log for the run, from process 0
-  logging.info('Config: %s (every field: %s)',
-               ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')),
-               os.path.join(FLAGS.workdir, loop.CONFIG_FILE))
-  with compile_cache.CacheCount() as count:
-    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  logging.info('Config: %s', ' '.join(arg for arg in sys.argv[1:] if arg.startswith('--config')))
+  # Read and checked against config.model before anything is written or compiled.
+  initial_networks = (convert_stylegan2.read_initial_networks(FLAGS.config)
+                      if FLAGS.config.init.from_pkl else None)
+  with preemption.SignalsStopAtOnce(), compile_cache.CacheCount() as count:
+    loop.train_and_evaluate(FLAGS.config, FLAGS.workdir, initial_networks)
   logging.info('Programs of this run: %s.', count.describe())
 
 
 if __name__ == '__main__':
+  errors.EXIT_AT_ONCE = True
   app.run(main, flags_parser=parse_flags)

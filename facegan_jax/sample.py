@@ -17,6 +17,7 @@ from absl import flags
 from facegan_jax.data import images as images_lib
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
+from facegan_jax.system import command_line
 from facegan_jax.system import compile_cache
 from facegan_jax.system import quiet_log
 from facegan_jax.system.errors import UserError
@@ -26,10 +27,13 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Workdir of a training run (holds checkpoints/).')
 flags.DEFINE_integer('step', None, 'Checkpoint step to sample from; default: the newest.')
 flags.DEFINE_integer('num', 64, 'Number of samples in the grid.')
+flags.DEFINE_integer('batch', 32, 'Images generated at a time: lower it if the device runs out '
+                     'of memory; the images do not depend on it.')
 flags.DEFINE_integer('seed', 0, 'Seed of the sample latents.')
 flags.DEFINE_float('truncation', 1.0, 'StyleGAN2: truncation psi, e.g. 0.7; w is pulled towards '
                    'the tracked average w (1: off).')
-flags.DEFINE_string('out', 'samples.png', 'Path of the PNG grid.')
+flags.DEFINE_string('out', 'samples.png', 'Path of the PNG grid (.png: images are written '
+                    'losslessly).')
 flags.DEFINE_string('images_dir', None, 'If set, also write each sample as DIR/NNNN.png.')
 flags.DEFINE_list('interpolate', None, 'Seeds to interpolate between, e.g. 0,1,2: writes a '
                   'strip per consecutive pair to --interpolation_out.')
@@ -44,6 +48,8 @@ flags.DEFINE_string('mixing_styles', '0-3', 'Layers A-B (or A,B,...) taken from 
                     '0 is the coarsest (4x4). 0-3: pose, face shape, hair style.')
 flags.DEFINE_string('mixing_out', 'style_mixing.png', 'Path of the style-mixing PNG.')
 compile_cache.define_flag()
+flags.DEFINE_integer('class', None, 'Conditional StyleGAN2: the class K (0 to c_dim - 1) of every '
+                     'sample (one-hot label).')
 flags.mark_flag_as_required('workdir')
 
 
@@ -59,13 +65,19 @@ def write_samples(restored: generation.RestoredGenerator, out: str, num: int, se
   return images
 
 
+MAX_SEED = 2**32 - 1  # jax.random.key(seed) keeps 32 bits: 2**32 would draw seed 0's faces
+
+
 def parse_seeds(values, flag: str = 'interpolate', least: int = 2) -> list[int]:
-  """--FLAG values -> seeds; UserError unless at least `least` integers."""
-  if len(values) < least or not all(value.strip().lstrip('-').isdigit() for value in values):
+  """--FLAG values -> seeds; UserError unless at least `least` integers in [0, MAX_SEED]."""
+  if len(values) < least or not all(value.strip().isdigit() for value in values):
     count = {1: 'one', 2: 'two'}[least]
     raise UserError(f'--{flag}={",".join(values)} needs {count} or more integer seeds, '
                     f'e.g. --{flag}={",".join(map(str, range(max(least, 2))))}.')
-  return [int(value) for value in values]
+  seeds = [int(value) for value in values]
+  for seed in seeds:
+    command_line.check_range(flag, seed, 0, MAX_SEED)
+  return seeds
 
 
 def parse_layers(text: str) -> list[int]:
@@ -78,22 +90,51 @@ def parse_layers(text: str) -> list[int]:
   return list(range(numbers[0], numbers[1] + 1)) if '-' in text else numbers
 
 
-@exit_on_user_error
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
-  quiet_log.install(FLAGS.verbosity)
-  compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
-  if FLAGS.num < 1 or FLAGS.frames < 2:
-    raise UserError(f'--num={FLAGS.num} must be at least 1 and --frames={FLAGS.frames} at '
-                    'least 2.')
+def check_flags():
+  """UserError for a bad number or output path, before anything is read or generated; returns
+  (interpolation seeds or None, (mixing row seeds, column seeds, layers) or None)."""
+  command_line.check_range('num', FLAGS.num, 1)
+  command_line.check_range('batch', FLAGS.batch, 1)
+  command_line.check_range('frames', FLAGS.frames, 2)
+  command_line.check_range('seed', FLAGS.seed, 0, MAX_SEED)
+  command_line.check_finite('truncation', FLAGS.truncation, '0.7')
+  command_line.check_output_file('out', FLAGS.out)
+  if FLAGS.images_dir:
+    command_line.check_output_dir('images_dir', FLAGS.images_dir)
   seeds = parse_seeds(FLAGS.interpolate) if FLAGS.interpolate is not None else None
-  mixing = None  # (row seeds, column seeds, layers) of a style-mixing figure
+  if seeds:
+    command_line.check_output_file('interpolation_out', FLAGS.interpolation_out)
+  mixing = None
   if FLAGS.mixing_rows is not None or FLAGS.mixing_columns is not None:
     mixing = (parse_seeds(FLAGS.mixing_rows or [], 'mixing_rows', 1),
               parse_seeds(FLAGS.mixing_columns or [], 'mixing_columns', 1),
               parse_layers(FLAGS.mixing_styles))
-  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation)
+    command_line.check_output_file('mixing_out', FLAGS.mixing_out)
+  return seeds, mixing
+
+
+def check_model(restored: generation.RestoredGenerator, seeds, mixing):
+  """UserError for what the restored network cannot do, before anything is generated."""
+  if seeds and FLAGS.interpolate_in == 'w':
+    restored.check_style_based('--interpolate_in=w', '(interpolate in z instead)')
+  if mixing:
+    restored.check_style_based('style mixing', '(it has no per-layer styles)')
+    layers, resolution = restored.num_styles(), restored.config.model.resolution
+    outside = [layer for layer in mixing[2] if layer >= layers]
+    if outside:
+      raise UserError(f'--mixing_styles={FLAGS.mixing_styles} names layer {outside[0]}, but '
+                      f'layers 0-{layers - 1} exist for this {resolution}x{resolution} network.')
+
+
+@exit_on_user_error
+def main(argv):
+  command_line.check_no_arguments(argv)
+  quiet_log.install(FLAGS.verbosity)
+  seeds, mixing = check_flags()
+  compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
+  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation,
+                                          FLAGS.batch, FLAGS['class'].value)
+  check_model(restored, seeds, mixing)
   write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
   print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
   if seeds:
@@ -112,4 +153,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=command_line.parse_flags)

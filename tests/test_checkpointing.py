@@ -245,4 +245,16 @@ def test_a_workdir_written_before_the_renames_resumes_bit_identically(tmp_path):
   resumed, fresh = (checkpointing.restore_state(
       checkpointing.make_manager(str(path), create=False), 4, template)
                     for path in (old_workdir, tmp_path / 'new'))
-  assert_identical(resumed, fresh)
+  if writer_instruction_set_available():
+    assert_identical(resumed, fresh)
+  else:  # XLA:CPU compiled the fresh steps 1-2 for other vector units (docs/reproducibility.md)
+    for x, y in zip(state_leaves(resumed), state_leaves(fresh), strict=True):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def writer_instruction_set_available() -> bool:
+  """Whether this CPU has AVX-512, as the machine that wrote tests/data/toy2x2_step2_v0.1.0
+  had: XLA:CPU generates code for the vector units it finds, and sums in another order
+  without them."""
+  with open('/proc/cpuinfo') as cpuinfo:
+    return 'avx512f' in cpuinfo.read().split()

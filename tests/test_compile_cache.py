@@ -11,6 +11,7 @@ from configs import lfw_demo
 from facegan_jax import models
 from facegan_jax.runs import checkpointing
 from facegan_jax.system import compile_cache
+from facegan_jax.system.errors import UserError
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
@@ -26,6 +27,14 @@ def test_auto_follows_jax_then_the_workdir_then_the_home_cache(monkeypatch):
   assert compile_cache.resolve('/elsewhere', '/runs/a') == '/elsewhere'
   assert compile_cache.resolve('off', '/runs/a') is None
   assert compile_cache.resolve('', '/runs/a') is None
+
+
+def test_a_cache_directory_that_cannot_be_made_is_one_line(tmp_path):
+  (tmp_path / 'file').write_text('')
+  with pytest.raises(UserError, match=r'^compilation cache .*/file/cache cannot be used \(Not a '
+                     r"directory\); set config.compilation_cache \(or --compilation_cache\) to a "
+                     r"directory you can write to, or to 'off'.$"):
+    compile_cache.enable(str(tmp_path / 'file' / 'cache'), str(tmp_path))
 
 
 def test_only_the_lazy_phase_combinations_a_run_uses_are_compiled():

@@ -43,7 +43,7 @@ def test_every_shipped_config_passes(module, variant):
     ('samples.count', True, 'config.samples.count=True has type bool; use an integer.'),
     ('eval.num_samples', 1, 'config.eval.num_samples=1 is out of range; use an integer >= 2.'),
     ('data.source', 'mnist', "config.data.source='mnist' is unknown; use one of ('toy2x2', "
-     "'lfw_subset', 'celeb_a', 'folder')."),
+     "'lfw_subset', 'celeb_a', 'folder', 'zip')."),
     ('train.compute_dtype', 'float16', "config.train.compute_dtype='float16' is unknown; use "
      "one of ('float32', 'bfloat16')."),
 ])

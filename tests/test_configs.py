@@ -15,8 +15,9 @@ from facegan_jax.training import trainer as trainer_lib
     (celeba, 'sngan'), (celeba, 'sngan128'), (lfw_demo, None), (lfw_demo, 'test'),
     (lfw_demo, 'best'), (lfw_demo, 'sngan'), (lfw_demo, 'sngan_test'), (toy2x2, None),
     (celeba, 'stylegan2'), (celeba, 'stylegan2_128'), (lfw_demo, 'stylegan2'), (ffhq, None),
-    (ffhq, 'stylegan2'), (celeba, 'stylegan2_ada_3k'), (lfw_demo, 'ada'),
-    (lfw_demo, 'stylegan2_ada'), (ffhq, 'ada'), (ffhq, 'ada_1k')])
+    (ffhq, 'stylegan2'), (ffhq, 'stylegan2_1024'), (ffhq, 'paper512'), (ffhq, 'paper1024'),
+    (celeba, 'stylegan2_ada_3k'), (lfw_demo, 'ada'), (lfw_demo, 'stylegan2_ada'), (ffhq, 'ada'),
+    (ffhq, 'ada_1k')])
 def test_every_variant_is_a_valid_config(module, variant):
   trainer_lib.make_trainer(module.get_config(variant))
 
@@ -74,6 +75,14 @@ def test_stylegan2_variants_follow_the_reference_tables():
   stylegan2 = ffhq.get_config('stylegan2')
   assert (stylegan2.model.channel_base, stylegan2.optim.g_learning_rate,
           stylegan2.loss.r1_gamma) == (32768, 0.002, 10.0)
+  # The published FFHQ-1024 network's shapes (tests/test_stylegan2.py counts them).
+  for variant, resolution, batch, group, gamma in (
+      ('stylegan2_1024', 1024, 32, 4, 10.0), ('paper512', 512, 64, 8, 0.5),
+      ('paper1024', 1024, 32, 4, 2.0)):
+    config = ffhq.get_config(variant)
+    assert (config.model.resolution, config.model.channel_base, config.model.mapping_layers,
+            config.train.batch_size, config.model.mbstd_group_size, config.loss.r1_gamma) == (
+                resolution, 32768, 8, batch, group, gamma)
   celeba64 = celeba.get_config('stylegan2')
   assert celeba64.model.resolution == 64 and celeba64.loss.r1_gamma == pytest.approx(0.0256)
   celeba128 = celeba.get_config('stylegan2_128')

@@ -102,7 +102,7 @@ def test_two_hosts_evaluate_like_one_and_the_command_agrees(tiny_weights, tmp_pa
   result = multidevice.run_python(['-m', 'facegan_jax.evaluate', f'--workdir={workdir}'],
                                   devices=4)
   assert result.returncode == 0, result.stderr[-3000:]
-  saved = json.loads((workdir / 'eval' / 'step_0000004.json').read_text())
+  saved = json.loads((workdir / 'eval' / 'step_0000004-clean-n24.json').read_text())
   assert saved['fid'] == pytest.approx(final['fid'], rel=1e-5)
   assert saved['kid'] == pytest.approx(final['kid'], rel=1e-4, abs=1e-6)
   assert f"step 4: FID {saved['fid']:.4f}" in result.stdout

@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+import zipfile
 
 import jax
 import numpy as np
@@ -193,7 +194,7 @@ def test_evaluate_writes_its_result_to_the_bucket(killed_and_resumed, whole, tin
                                    '--num_samples=16'])
   assert result.returncode == 0, result.stderr[-3000:]
   steps = killed_and_resumed['steps']
-  written = json.loads(storage.read_bytes(f'{whole}/eval/step_{steps:07d}.json'))
+  written = json.loads(storage.read_bytes(f'{whole}/eval/step_{steps:07d}-clean-n16.json'))
   assert written['step'] == steps and written['num_generated'] == 16
   assert f'step {steps}: FID {written["fid"]:.4f}' in result.stdout
 
@@ -279,6 +280,35 @@ def test_a_folder_in_gcs_gives_the_images_of_the_same_local_folder(emulator, tmp
   with pytest.raises(UserError, match=r"config.data.cache_dir='gs://runs/cache' must be on "
                      'local disk'):
     image_sources.load_images(configs[1])
+
+
+def test_a_dataset_zip_in_gcs_gives_the_images_and_labels_of_the_same_local_zip(emulator,
+                                                                              tmp_path):
+  rng = np.random.default_rng(1)
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, 'w') as archive:
+    for index in range(4):
+      pixels = Image.fromarray(rng.integers(0, 256, (6, 5, 3), dtype=np.uint8))
+      encoded = io.BytesIO()
+      pixels.save(encoded, format='PNG')
+      archive.writestr(f'00000/img{index:08d}.png', encoded.getvalue())
+    archive.writestr('dataset.json', json.dumps(
+        {'labels': [[f'00000/img{index:08d}.png', index % 3] for index in range(4)]}))
+  (tmp_path / 'faces.zip').write_bytes(buffer.getvalue())
+  storage.write_bytes(url('faces.zip'), buffer.getvalue())
+  datasets = []
+  for path in (str(tmp_path / 'faces.zip'), url('faces.zip')):
+    config = toy2x2.get_config()
+    config.data.update(source='zip', path=path, crop=0, cache_dir=str(tmp_path / 'cache'),
+                       labels='dataset_json')
+    config.model.c_dim = 3
+    datasets.append(image_sources.load_dataset(config))
+  assert datasets[1].images.shape == (4, 2, 2, 1)
+  np.testing.assert_array_equal(datasets[1].images, datasets[0].images)
+  np.testing.assert_array_equal(datasets[1].labels, np.eye(3)[[0, 1, 2, 0]])
+  config.data.path = url('missing.zip')
+  with pytest.raises(UserError, match=r"config.data.path='gs://runs/missing.zip' cannot be read"):
+    image_sources.load_dataset(config)
 
 
 def test_the_cache_of_gcs_data_without_a_cache_dir_is_on_local_disk():

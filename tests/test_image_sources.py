@@ -336,3 +336,46 @@ def test_an_offline_celeb_a_download_gives_up_after_a_few_retries(tmp_path, monk
   # Each file's request and its retries; TFDS's own default would make 11 per file, 3.4 min.
   assert 0 < len(lookups) <= (image_sources.DOWNLOAD_RETRIES + 1) * len(
       image_sources.CELEB_A_FILES)
+
+
+def test_celeb_a_attributes_are_tfds_own_list():
+  features = tfds.builder('celeb_a').info.features['attributes']
+  assert tuple(features.keys()) == image_sources.CELEB_A_ATTRIBUTES
+
+
+def celeb_a_attribute_rows(data_dir, names, count):
+  """TFDS's own attributes of the first `count` train examples: [count, len(names)] of 0/1."""
+  dataset = tfds.builder('celeb_a', data_dir=data_dir).as_dataset(split='train',
+                                                                   shuffle_files=False)
+  return np.array([[int(example['attributes'][name]) for name in names]
+                   for example in tfds.as_numpy(dataset.take(count))], np.float32)
+
+
+@pytest.mark.parametrize('attributes', ['Smiling,Eyeglasses,Male', ''])
+def test_celeb_a_attributes_come_with_their_images_and_from_the_cache(tmp_path, attributes):
+  config = celeba.get_config('test')
+  names = attributes.split(',') if attributes else image_sources.CELEB_A_ATTRIBUTES
+  config.data.update(data_dir=str(tmp_path), max_examples=5, labels='celeba_attributes',
+                     attributes=attributes)
+  config.model.c_dim = len(names)
+  with tfds.testing.mock_data(num_examples=8):
+    dataset = image_sources.load_dataset(config)
+    expected = celeb_a_attribute_rows(str(tmp_path), names, 5)
+    unlabelled = config.copy_and_resolve_references()
+    unlabelled.data.labels, unlabelled.model.c_dim = 'none', 0
+    plain = image_sources.load_images(unlabelled)
+  assert dataset.labels.shape == (5, len(names)) and dataset.labels.dtype == np.float32
+  assert 0 < expected.sum() < expected.size  # the mock data has both values
+  np.testing.assert_array_equal(dataset.labels, expected)
+  cached = image_sources.load_dataset(config)  # no TFDS outside mock_data: from the cache
+  np.testing.assert_array_equal(cached.labels, expected)
+  np.testing.assert_array_equal(cached.images, dataset.images)
+  np.testing.assert_array_equal(plain, dataset.images)  # the same images as without labels
+
+
+def test_unknown_celeb_a_attributes_are_a_clear_error():
+  config = celeba.get_config('test')
+  config.data.update(labels='celeba_attributes', attributes='Smiling,Glasses')
+  with pytest.raises(UserError, match=r"config.data.attributes='Smiling,Glasses': 'Glasses' is "
+                     'not a CelebA attribute; use'):
+    image_sources.load_dataset(config)

@@ -87,3 +87,35 @@ def test_global_batches_are_the_host_batches_on_the_mesh():
                              take(batches, 4)):
     assert isinstance(batch, jax.Array) and batch.sharding == parallel.batch_sharding(mesh)
     np.testing.assert_array_equal(batch, expected)
+
+
+def test_labels_travel_with_their_images_across_steps_epochs_and_hosts():
+  images = labelled(30)
+  labels = np.stack([np.arange(30), -np.arange(30)], axis=1).astype(np.float32)  # [N, 2]
+  kwargs = dict(seed=4, batch_size=12, d_steps=2, labels=labels)
+  for process in range(3):
+    for batch, batch_labels in take(input_pipeline.host_batches(
+        images, start_step=2, process_index=process, process_count=3, **kwargs), 4):
+      assert batch.shape == (2, 4, 2, 2, 1) and batch_labels.shape == (2, 4, 2)
+      np.testing.assert_array_equal(batch_labels[..., 0], batch[..., 0, 0, 0])
+      np.testing.assert_array_equal(batch_labels[..., 1], -batch[..., 0, 0, 0])
+  # The images are those of the unlabelled stream: labels change nothing of the order.
+  unlabelled = take(input_pipeline.host_batches(images, seed=4, start_step=0, batch_size=12,
+                                                d_steps=2), 3)
+  for plain, (batch, _) in zip(unlabelled, take(input_pipeline.host_batches(
+      images, start_step=0, **kwargs), 3)):
+    np.testing.assert_array_equal(plain, batch)
+
+
+def test_global_batches_with_labels_are_pairs_sharded_like_the_images():
+  images = labelled(40).astype(np.uint8)
+  labels = np.eye(40, dtype=np.float32)[:, :5] + np.arange(40, dtype=np.float32)[:, None]
+  kwargs = dict(seed=1, start_step=3, batch_size=8, d_steps=2)
+  mesh = parallel.make_mesh()
+  batches = input_pipeline.global_batches(images, mesh, prefetch_size=2, labels=labels, **kwargs)
+  for (expected, expected_labels), (batch, batch_labels) in zip(
+      take(input_pipeline.host_batches(images, labels=labels, **kwargs), 3), take(batches, 3)):
+    assert batch_labels.sharding == parallel.batch_sharding(mesh)
+    assert batch_labels.dtype == np.float32 and batch_labels.shape == (2, 8, 5)
+    np.testing.assert_array_equal(batch, expected)
+    np.testing.assert_array_equal(batch_labels, expected_labels)

@@ -33,7 +33,7 @@ NVIDIA_FILES = UNCONDITIONAL + ('sg3_stylegan2_res32_cond4',)
 # config.model of the fixture networks, but for the resolution and the w average's decay.
 FIXTURE_FIELDS = dict(name='stylegan2', channels=3, latent_dim=64, w_dim=64, channel_base=512,
                       channel_max=32, mapping_layers=2, mapping_lr_multiplier=0.01,
-                      mbstd_group_size=4, mbstd_num_channels=1, conv_clamp=256.0)
+                      mbstd_group_size=4, mbstd_num_channels=1, conv_clamp=256.0, c_dim=0)
 
 
 def path(name):
@@ -118,17 +118,22 @@ def test_r3gan_snapshot_keeps_its_optimiser_states_progress_and_sizes():
   assert 'R3GAN snapshot' in refusal(nvidia_pickle.stylegan2_model_fields, networks)
 
 
-@pytest.mark.parametrize('name, resolution, w_avg_beta', [
-    ('sg3_stylegan2_res32', 32, 0.998), ('sg3_stylegan2_res64', 64, 0.998),
-    ('ada_stylegan2_res32', 32, 0.995)])
-def test_config_comes_from_the_file_and_each_repos_class_defaults(name, resolution, w_avg_beta):
+@pytest.mark.parametrize('name, changed', [
+    ('sg3_stylegan2_res32', dict(resolution=32, w_avg_beta=0.998)),
+    ('sg3_stylegan2_res64', dict(resolution=64, w_avg_beta=0.998)),
+    ('ada_stylegan2_res32', dict(resolution=32, w_avg_beta=0.995)),
+    # train.py --fp32: no clamping
+    ('sg3_stylegan2_res32_cond4', dict(resolution=32, w_avg_beta=0.998, c_dim=4,
+                                       conv_clamp=0.0))])
+def test_config_comes_from_the_file_and_each_repos_class_defaults(name, changed):
   networks = read(name)
-  assert nvidia_pickle.stylegan2_model_fields(networks) == dict(
-      FIXTURE_FIELDS, resolution=resolution, w_avg_beta=w_avg_beta)
-  # stylegan3's train.py passes neither conv_clamp nor num_fp16_res: its class defaults apply.
+  assert nvidia_pickle.stylegan2_model_fields(networks) == dict(FIXTURE_FIELDS, **changed)
+  # stylegan3's train.py passes neither conv_clamp nor num_fp16_res (but for --fp32): its class
+  # defaults apply.
   kwargs = nvidia_pickle.construction_kwargs(networks)
   assert [kwargs[network][field] for network in ('G', 'D')
-          for field in ('num_fp16_res', 'conv_clamp')] == [4, 256] * 2
+          for field in ('num_fp16_res', 'conv_clamp')] == (
+              [0, None] * 2 if changed.get('c_dim') else [4, 256] * 2)
 
 
 def test_class_defaults_are_those_of_the_repo_that_wrote_the_file():
@@ -149,10 +154,10 @@ def test_images_w_and_logits_equal_nvidias_in_a_process_without_torch(tmp_path):
   out = tmp_path / 'outputs.npz'
   inputs = os.path.join(DATA, 'expected_outputs.npz')
   result = multidevice.run_python(['tests/helpers/nvidia_pickle_outputs.py', str(out), inputs]
-                                  + [path(name) for name in UNCONDITIONAL])
+                                  + [path(name) for name in NVIDIA_FILES])
   assert result.returncode == 0, result.stderr[-3000:]
   ours, expected = np.load(out), reference_arrays.load('nvidia_pkl/expected_outputs.npz')
-  assert len(ours.files) == 8 * len(UNCONDITIONAL)
+  assert len(ours.files) == 8 * len(NVIDIA_FILES)
   for key in ours.files:
     np.testing.assert_allclose(ours[key], expected[key], atol=1e-5, rtol=1e-5, err_msg=key)
 
@@ -163,8 +168,16 @@ def test_the_import_checks_the_config_against_the_file():
   assert refusal(convert_stylegan2.read_networks, config, path('ada_stylegan2_res32')) == (
       f'config.model.w_avg_beta=0.998, but {path("ada_stylegan2_res32")} holds a network built '
       'with 0.995; set --config.model.w_avg_beta=0.995.')
-  assert 'conditional network (c_dim=4)' in refusal(
-      convert_stylegan2.read_weights, path('sg3_stylegan2_res32_cond4'))
+  config.model.update(w_avg_beta=0.995, conv_clamp=0.0)
+  assert refusal(convert_stylegan2.read_weights, path('sg3_stylegan2_res32_cond4'),
+                 config.model) == (
+      f'config.model.w_avg_beta=0.995, but {path("sg3_stylegan2_res32_cond4")} holds a network '
+      'built with 0.998; set --config.model.w_avg_beta=0.998.')
+  config.model.w_avg_beta = 0.998
+  assert refusal(convert_stylegan2.read_weights, path('sg3_stylegan2_res32_cond4'),
+                 config.model) == (
+      f'config.model.c_dim=0, but {path("sg3_stylegan2_res32_cond4")} holds a network built '
+      'with 4; set --config.model.c_dim=4.')
 
 
 @pytest.mark.parametrize('protocol', [2, 3, 5])
@@ -287,9 +300,16 @@ def use_orig_discriminator(networks):
   networks.networks['D'].children['b32'].attributes['architecture'] = 'orig'
 
 
+def use_other_label_mapping(networks):
+  """D's label mapping with 2 layers instead of NVIDIA's default 8."""
+  networks.networks['D'].init_kwargs['mapping_kwargs'] = {'num_layers': 2}
+  networks.networks['D'].children['mapping'].attributes['num_layers'] = 2
+
+
 @pytest.mark.parametrize('name, change, message', [
-    ('sg3_stylegan2_res32_cond4', None, 'this is a conditional network (c_dim=4); '
-     'facegan_jax\'s StyleGAN2 is unconditional: use an unconditional pickle.'),
+    ('sg3_stylegan2_res32_cond4', use_other_label_mapping, 'D.mapping.num_layers is 2, but the '
+     'construction arguments with NVlabs/stylegan3\'s class defaults give 8: the file comes '
+     'from other code; set config.model by hand.'),
     ('sg3_stylegan2_res32', add_synthesis_input, 'this is a StyleGAN3 (-T/-R) generator (it has '
      'a SynthesisInput layer); facegan_jax builds StyleGAN2 only: use a stylegan2-*.pkl.'),
     ('ada_stylegan2_res32', use_orig_discriminator, 'D has the \'orig\' architecture; '

@@ -43,7 +43,7 @@ def step_latents(state, config):
           jax.random.normal(jax.random.fold_in(latent_key, 1), shape))
 
 
-def mimicry_iteration(g_torch, d_torch, optimizers, scheduler, real, latents, global_step):
+def mimicry_iteration(g_torch, d_torch, torch_optimizers, scheduler, real, latents, global_step):
   """One iteration of Mimicry's Trainer.train: D.train_step per real batch, G.train_step after
   the last, then the scheduler; generate_images draws `latents` in order instead of randn."""
   metric_log, _ = mimicry_reference.import_training()
@@ -52,9 +52,9 @@ def mimicry_iteration(g_torch, d_torch, optimizers, scheduler, real, latents, gl
   log_data = metric_log.MetricLog()
   for i in range(D_STEPS):
     batch = (torch.from_numpy(np.asarray(real[i]).transpose(0, 3, 1, 2).copy()), None)
-    d_torch.train_step(batch, g_torch, optimizers[1], log_data)
+    d_torch.train_step(batch, g_torch, torch_optimizers[1], log_data)
     if i == D_STEPS - 1:
-      g_torch.train_step(batch, d_torch, optimizers[0], log_data)
+      g_torch.train_step(batch, d_torch, torch_optimizers[0], log_data)
   assert not queue
   scheduler.step(log_data, global_step + 1)
 
@@ -64,10 +64,10 @@ def test_two_train_steps_equal_mimicrys():
   g_torch, d_torch = mimicry_reference.build(RESOLUTION, WIDTH, WIDTH)
   g_torch.train()
   d_torch.train()
-  optimizers = [torch.optim.Adam(net.parameters(), 2e-4, betas=(0.0, 0.9))
+  torch_optimizers = [torch.optim.Adam(net.parameters(), 2e-4, betas=(0.0, 0.9))
                 for net in (g_torch, d_torch)]
   _, scheduler_lib = mimicry_reference.import_training()
-  scheduler = scheduler_lib.LRScheduler('linear', optimizers[1], optimizers[0], NUM_STEPS)
+  scheduler = scheduler_lib.LRScheduler('linear', torch_optimizers[1], torch_optimizers[0], NUM_STEPS)
 
   trainer = trainer_lib.make_trainer(config)
   state = jax.jit(lambda key: state_lib.create_train_state(trainer, key, (RESOLUTION, RESOLUTION, 3)))(
@@ -84,11 +84,11 @@ def test_two_train_steps_equal_mimicrys():
     batch = rng.integers(0, 256, (D_STEPS, BATCH, RESOLUTION, RESOLUTION, 3), dtype=np.uint8)
     d_latents, g_latents = step_latents(state, config)
     # Mimicry's D step: D(real), then G makes the fakes, then D(fake).
-    mimicry_iteration(g_torch, d_torch, optimizers, scheduler,
+    mimicry_iteration(g_torch, d_torch, torch_optimizers, scheduler,
                       images_lib.to_model_range(jnp.asarray(batch)),
                       list(d_latents) + [g_latents], iteration)
     state, _ = step(state, batch)
-  assert optimizers[0].param_groups[0]['lr'] == pytest.approx(
+  assert torch_optimizers[0].param_groups[0]['lr'] == pytest.approx(
       optimizers.learning_rates(config, ITERATIONS + 1)['g_learning_rate'], rel=1e-6)
   # G's biases in front of a BatchNorm have gradient 0 up to round-off (the BatchNorm takes out
   # any constant); Adam scales that round-off, in both frameworks, to steps of +-lr, which the

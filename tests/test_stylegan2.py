@@ -153,6 +153,11 @@ PARAMETER_COUNTS = {
     'auto_64': (64, 16384, 2, 525_312, 21_718_296, 23_407_361),
     'auto_128': (128, 16384, 2, 525_312, 22_423_965, 23_882_369),
     'auto_256': (256, 16384, 2, 525_312, 22_666_210, 24_001_089),
+    # ../shared/fixtures/nvidia_pkl/facts.json: param_counts_full_size; the published
+    # stylegan2-ffhq-512x512 and ffhq.pkl (FFHQ-1024, config F) shapes: G 30,276,583 and
+    # 30,370,060 in all.
+    'stylegan2_512': (512, 32768, 8, 2_101_248, 28_175_335, 28_982_849),
+    'stylegan2_1024': (1024, 32768, 8, 2_101_248, 28_268_812, 29_012_513),
 }
 
 
@@ -169,7 +174,20 @@ def test_standard_configurations_have_the_reference_parameter_counts(name):
   assert count(g_params['mapping']) == mapping
   assert count(g_params['synthesis']) == synthesis
   assert count(d_params) == d_count
-  assert stylegan2.num_ws(resolution) == {64: 10, 128: 12, 256: 14}[resolution]
+  assert stylegan2.num_ws(resolution) == {64: 10, 128: 12, 256: 14, 512: 16,
+                                          1024: 18}[resolution]
+
+
+def test_a_conditional_generator_has_the_reference_parameter_count():
+  # facts.json's cifar-like network (32x32, 10 classes, 2 mapping layers): the label embedding
+  # (10 x 512 + 512) and fc0's 512 more inputs.
+  model = celeba.stylegan2_model(32, 32768, mapping_layers=2)
+  model.c_dim = 10
+  generator, _ = models.build_models(model)
+  g_params = jax.eval_shape(lambda z: generator.init(jax.random.key(0), z, train=False),
+                            jax.ShapeDtypeStruct((1, 512), jnp.float32))['params']
+  assert count(g_params) == 20_215_315
+  assert count(g_params['mapping']['embed']) == 10 * 512 + 512
 
 
 def test_converter_refuses_weights_of_another_configuration(tmp_path):
@@ -198,7 +216,7 @@ def test_fixture_discriminator_has_the_reference_parameter_count():
 
 
 @pytest.mark.parametrize('field, value, message', [
-    ('resolution', 512, 'config.model.resolution=512 is not supported'),
+    ('resolution', 2048, 'config.model.resolution=2048 is not supported'),
     ('modconv_lowering', 'fast', "config.model.modconv_lowering='fast' is unknown"),
     ('w_dim', 0, 'config.model.w_dim=0 must be a positive integer'),
     ('style_mixing_prob', 1.5, r'config.model.style_mixing_prob=1.5 must be in \[0, 1\]'),

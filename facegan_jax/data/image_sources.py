@@ -1,14 +1,23 @@
-"""Every source of training images, behind one interface: `load_images(config)`.
+"""Every source of training images, behind one interface: `load_dataset(config)`.
 
-A source turns `config.data` into one uint8 array [N, H, W, C] at the model's resolution
-(`SOURCES`: name -> function(data, image_shape, seed)):
-- 'celeb_a' (TFDS) and 'folder' yield encoded files (JPEG/PNG bytes) in a fixed order that all
+A source turns `config.data` into one uint8 array [N, H, W, C] at the model's resolution and,
+when config.data.labels asks for them, the labels of its images (`SOURCES`: name ->
+function(data, image_shape, seed) -> Dataset):
+- 'celeb_a' (TFDS), 'folder' and 'zip' (NVIDIA's dataset archive, `dataset_archive`) yield
+  encoded files (JPEG/PNG bytes) in a fixed order that all
   go through `prepare_image` (decode 8- or 16-bit, grayscale, palette, RGBA/LA, CMYK and
   EXIF-rotated files alike (`to_8bit_upright`), convert to RGB or grayscale, take a centered
   square, resize it with Lanczos (antialiased) resampling) once, into an on-disk cache
   (`image_cache`) that later runs memory-map;
 - 'lfw_subset' (the 100 real LFW faces that scikit-image ships) and 'toy2x2' (the seed's 2x2
   'slanted faces') are small enough to build in memory on every start.
+
+Labels (config.data.labels): 'dataset_json' reads a folder's or zip's dataset.json (a class id
+or a vector per image, `dataset_archive.parse_labels`), 'celeba_attributes' takes CelebA's 40
+binary attributes (or config.data.attributes, a comma-separated choice) that TFDS delivers with
+every image. They are prepared and cached with their images, row for row, and reach the model
+as float32 [N, c_dim] (`model_labels`): one-hot class ids (c_dim = largest id + 1, as NVIDIA's
+dataset does), or the vectors as they are (attributes as 0/1).
 
 The crop rule, for any image of H x W pixels: a centered square of side min(crop, H, W), or
 min(H, W) when crop is 0, with the odd pixel of an uneven margin left at the bottom/right.
@@ -28,8 +37,9 @@ import concurrent.futures
 import functools
 import hashlib
 import io
+import itertools
 import os
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional
 
 import ml_collections
 import numpy as np
@@ -37,11 +47,24 @@ from absl import logging
 from PIL import Image
 from PIL import ImageOps
 
+from facegan_jax.data import dataset_archive
 from facegan_jax.data import image_cache
 from facegan_jax.runs import storage
 from facegan_jax.system.errors import UserError
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')
+IMAGE_EXTENSIONS = dataset_archive.IMAGE_EXTENSIONS
+
+LABELS = ('none', 'dataset_json', 'celeba_attributes')
+
+# The 40 binary attributes of CelebA (list_attr_celeba.txt), in TFDS's order, which is theirs.
+CELEB_A_ATTRIBUTES = (
+    '5_o_Clock_Shadow', 'Arched_Eyebrows', 'Attractive', 'Bags_Under_Eyes', 'Bald', 'Bangs',
+    'Big_Lips', 'Big_Nose', 'Black_Hair', 'Blond_Hair', 'Blurry', 'Brown_Hair',
+    'Bushy_Eyebrows', 'Chubby', 'Double_Chin', 'Eyeglasses', 'Goatee', 'Gray_Hair',
+    'Heavy_Makeup', 'High_Cheekbones', 'Male', 'Mouth_Slightly_Open', 'Mustache', 'Narrow_Eyes',
+    'No_Beard', 'Oval_Face', 'Pale_Skin', 'Pointy_Nose', 'Receding_Hairline', 'Rosy_Cheeks',
+    'Sideburns', 'Smiling', 'Straight_Hair', 'Wavy_Hair', 'Wearing_Earrings', 'Wearing_Hat',
+    'Wearing_Lipstick', 'Wearing_Necklace', 'Wearing_Necktie', 'Young')
 
 # Part of a folder cache's key: 2 since 16-bit, transparent and EXIF-rotated images decode right,
 # so that caches prepared before are prepared again.
@@ -201,9 +224,12 @@ def _download_failed_message(data_dir: str) -> str:
           f"config.data.path to it.")
 
 
-def celeb_a_files(data_dir: str, split: str, max_examples: int) -> tuple[Iterator[bytes], int]:
+def celeb_a_files(data_dir: str, split: str, max_examples: int,
+                  attributes: tuple[str, ...] = ()) -> tuple[Iterator, int]:
   """CelebA's encoded aligned faces (178x218 JPEG) of `split`, in TFDS order, and their count.
 
+  With `attributes` (names of CELEB_A_ATTRIBUTES), each item is a pair (JPEG bytes, uint8
+  [len(attributes)] 0/1 values of those attributes) instead of the bytes alone.
   Downloads and prepares the dataset into `data_dir` if needed; keeps
   the first `max_examples` (0: all). Raises UserError with the manual route if the download
   fails.
@@ -232,7 +258,12 @@ def celeb_a_files(data_dir: str, split: str, max_examples: int) -> tuple[Iterato
   except ValueError as error:
     raise UserError(f"config.data.split={split!r} is not a split of celeb_a; use 'train', "
                     f"'validation', 'test', 'all' or a sum like 'train+validation'.") from error
-  dataset = dataset.map(lambda example: example['image'])
+  if attributes:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    dataset = dataset.map(lambda example: (example['image'], tf.stack(
+        [tf.cast(example['attributes'][name], tf.uint8) for name in attributes])))
+  else:
+    dataset = dataset.map(lambda example: example['image'])
   if max_examples:
     dataset = dataset.take(max_examples)
   return tfds.as_numpy(dataset), int(dataset.cardinality())
@@ -307,41 +338,102 @@ def _check_prepared_fields(data: ml_collections.ConfigDict):
       raise UserError(f'config.data.{field}={data[field]} must be 0 or more.')
 
 
-def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.Cached:
-  """The 'celeb_a' or 'folder' images of `config.data` at `image_shape` (res, res, channels),
-  from the cache or prepared into it.
+def attribute_names(data: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """The CelebA attributes of config.data.attributes ('' or 'all': all 40), checked."""
+  if data.attributes in ('', 'all'):
+    return CELEB_A_ATTRIBUTES
+  names = tuple(name.strip() for name in data.attributes.split(','))
+  unknown = [name for name in names if name not in CELEB_A_ATTRIBUTES]
+  if unknown or len(set(names)) != len(names):
+    problem = f'{unknown[0]!r} is not a CelebA attribute' if unknown else 'a name repeats'
+    raise UserError(f'config.data.attributes={data.attributes!r}: {problem}; use \'\' for all '
+                    f'40 or a comma-separated choice of {", ".join(CELEB_A_ATTRIBUTES)}.')
+  return names
 
-  Returns the memmapped images [N, res, res, channels] uint8 and the number of unreadable
+
+def _label_key(data: ml_collections.ConfigDict) -> dict:
+  """What the labels add to a cache's key; nothing without labels, so that unlabelled caches
+  keep the key (and the files) they had before labels existed."""
+  if data.labels == 'none':
+    return {}
+  key = {'labels': data.labels}
+  if data.labels == 'celeba_attributes':
+    key['attributes'] = list(attribute_names(data))
+  return key
+
+
+def _every_image_readable(examples: Iterator, names: list[str], path: str) -> Iterator:
+  """`examples`, stopping with UserError at the first unreadable one: a dataset archive is
+  made whole by a tool, so an undecodable member means a damaged archive, not a stray file."""
+  for example, name in zip(examples, names):
+    if example is None:
+      raise UserError(f'config.data.path={path!r}: member {name!r} is not a readable image '
+                      '(corrupt or not an image); remake the archive or remove the member.')
+    yield example
+
+
+def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.Cached:
+  """The 'celeb_a', 'folder' or 'zip' images of `config.data` at `image_shape` (res, res,
+  channels), and their labels if config.data.labels asks, from the cache or prepared into it.
+
+  Returns the memmapped images [N, res, res, channels] uint8, their labels as the source gives
+  them (class ids [N] or vectors [N, D]; None without labels) and the number of unreadable
   files left out; logs where they came from and warns about skipped files.
   """
   _check_prepared_fields(data)
   resolution, _, channels = image_shape
   key = dict(source=data.source, crop=data.crop, resolution=resolution, channels=channels,
-             max_examples=data.max_examples)
+             max_examples=data.max_examples, **_label_key(data))
+  archive = None
   if data.source == 'celeb_a':
     key['split'] = data.split
     name = f'celeb_a/{data.split}'
+  elif data.source == 'zip':
+    archive = dataset_archive.open_zip(data.path)
+    files = dataset_archive.image_members(archive, data.path)
+    name = data.path if storage.is_gcs(data.path) else os.path.abspath(data.path)
+    key.update(path=name, fingerprint=dataset_archive.fingerprint(archive),
+               decoder=DECODER_VERSION)
   else:
     versions = folder_versions(data.path)
     files = list(versions)
     name = data.path if storage.is_gcs(data.path) else os.path.abspath(data.path)
+    labels_text = (dataset_archive.folder_labels_text(data.path)
+                   if data.labels == 'dataset_json' else None)
     key.update(path=name, fingerprint=folder_fingerprint(versions), decoder=DECODER_VERSION)
+    if labels_text is not None:
+      key['labels_digest'] = hashlib.sha256(labels_text).hexdigest()
   path = image_cache.cache_path(cache_dir(data), key)
   cached = image_cache.load(path)
   if cached is not None:
     logging.info('Read %d prepared images of %s from %s.', len(cached.images), name, path)
   else:
+    labels = None
     if data.source == 'celeb_a':
-      encoded, capacity = celeb_a_files(data_dir(data), data.split, data.max_examples)
+      attributes = attribute_names(data) if data.labels == 'celeba_attributes' else ()
+      encoded, capacity = celeb_a_files(data_dir(data), data.split, data.max_examples,
+                                        attributes)
+      if attributes:  # one pass over TFDS, split into the images and their labels
+        pairs, copy = itertools.tee(encoded)
+        encoded, labels = (image for image, _ in pairs), (label for _, label in copy)
       names = None  # examples are named by their index in the split
     else:
-      encoded = read_files(data.path, files)
+      if data.source == 'zip':
+        encoded = dataset_archive.read_members(archive, files)
+        labels_text = (dataset_archive.zip_labels_text(archive)
+                       if data.labels == 'dataset_json' else None)
+      else:
+        encoded = read_files(data.path, files)
+      if data.labels == 'dataset_json':
+        labels = dataset_archive.parse_labels(labels_text, files, f'config.data.path={name!r}')
       capacity = min(len(files), data.max_examples or len(files))
       names = files
     prepare = functools.partial(prepare_image, crop=data.crop, resolution=resolution,
                                 channels=channels)
     examples = ordered_map(prepare, encoded, data.threads or os.cpu_count())
-    cached = image_cache.write(path, key, examples, capacity, image_shape, names)
+    if data.source == 'zip':
+      examples = _every_image_readable(examples, files, data.path)
+    cached = image_cache.write(path, key, examples, capacity, image_shape, names, labels)
   if cached.skipped:
     named = ', '.join(cached.skipped_names)
     more = cached.skipped - len(cached.skipped_names)
@@ -353,32 +445,87 @@ def prepare_source(data: ml_collections.ConfigDict, image_shape) -> image_cache.
   return cached
 
 
+class Dataset(NamedTuple):
+  """`images` [N, H, W, C] uint8; `labels` float32 [N, c_dim] (`model_labels`) or None."""
+  images: np.ndarray
+  labels: Optional[np.ndarray]
+
+
+def _prepared(data, image_shape, seed) -> Dataset:
+  del seed  # the prepared sources are files
+  cached = prepare_source(data, image_shape)
+  return Dataset(cached.images, cached.labels)
+
+
 SOURCES = {
-    'toy2x2': lambda data, image_shape, seed: toy_faces(seed)[:data.max_examples or None],
-    'lfw_subset': lambda data, image_shape, seed: lfw_faces(image_shape[0])[
-        :data.max_examples or None],
-    'celeb_a': lambda data, image_shape, seed: prepare_source(data, image_shape).images,
-    'folder': lambda data, image_shape, seed: prepare_source(data, image_shape).images,
+    'toy2x2': lambda data, image_shape, seed: Dataset(
+        toy_faces(seed)[:data.max_examples or None], None),
+    'lfw_subset': lambda data, image_shape, seed: Dataset(
+        lfw_faces(image_shape[0])[:data.max_examples or None], None),
+    'celeb_a': _prepared,
+    'folder': _prepared,
+    'zip': _prepared,
 }
+
+# The sources whose labels each config.data.labels reads.
+LABELLED_SOURCES = {'dataset_json': ('folder', 'zip'), 'celeba_attributes': ('celeb_a',)}
 
 
 def check_data_config(data: ml_collections.ConfigDict):
-  """UserError unless `data.source` is known and, for 'folder', `data.path` is a directory."""
+  """UserError unless `data.source` and `data.labels` are known and fit each other and, for
+  'folder', `data.path` is a directory."""
   if data.source not in SOURCES:
     raise UserError(f'config.data.source={data.source!r} is unknown; use one of {tuple(SOURCES)}.')
+  if data.labels not in LABELS:
+    raise UserError(f'config.data.labels={data.labels!r} is unknown; use one of {LABELS}.')
+  if data.labels != 'none' and data.source not in LABELLED_SOURCES[data.labels]:
+    raise UserError(f'config.data.labels={data.labels!r} needs config.data.source in '
+                    f'{LABELLED_SOURCES[data.labels]}, not {data.source!r}; set '
+                    "config.data.labels='none' or change the source.")
+  if data.labels == 'celeba_attributes':
+    attribute_names(data)
   if data.source == 'folder':
     check_folder(data.path)
+  if data.source == 'zip':
+    dataset_archive.check_path(data.path)
 
 
-def load_images(config: ml_collections.ConfigDict) -> np.ndarray:
-  """All training images of `config.data` at `config.model`'s resolution and channels:
-  [N, H, W, C] uint8 ('celeb_a' and 'folder': a read-only memmap of their cache)."""
+def model_labels(raw: np.ndarray) -> np.ndarray:
+  """Labels as the model sees them, float32 [N, c_dim]: class ids [N] int -> one-hot with c_dim
+  = the largest id + 1 (NVIDIA's rule); vectors [N, D] (attributes: 0/1) -> float32 as they are."""
+  if raw.ndim == 1:
+    return np.eye(int(raw.max()) + 1 if len(raw) else 0, dtype=np.float32)[raw]
+  return raw.astype(np.float32)
+
+
+def _check_c_dim(config: ml_collections.ConfigDict, labels: Optional[np.ndarray]):
+  """UserError unless config.model.c_dim is the labels' width (0 without labels)."""
+  c_dim = 0 if labels is None else labels.shape[1]
+  if config.model.get('c_dim', 0) != c_dim:  # 0 in a model config without the field
+    given = (f"config.data.labels={config.data.labels!r} gives {c_dim} label values per image"
+             if labels is not None else "config.data.labels='none' gives no labels")
+    raise UserError(f'{given}, but config.model.c_dim={config.model.get("c_dim", 0)}; set '
+                    f'config.model.c_dim={c_dim}.')
+
+
+def load_dataset(config: ml_collections.ConfigDict) -> Dataset:
+  """All training images of `config.data` at `config.model`'s resolution and channels,
+  [N, H, W, C] uint8 (prepared sources: a read-only memmap of their cache), and their labels,
+  float32 [N, c_dim], or None when config.data.labels is 'none'. UserError if config.model's
+  shape or c_dim does not fit them."""
   source = config.data.source
   check_data_config(config.data)
   expected = (config.model.resolution, config.model.resolution, config.model.channels)
-  images = SOURCES[source](config.data, expected, config.seed)
+  images, raw_labels = SOURCES[source](config.data, expected, config.seed)
   if images.shape[1:] != expected:
     raise UserError(f'config.data.source={source!r} gives images of shape {images.shape[1:]}, '
                     f'but config.model expects {expected}; set config.model.resolution and '
                     f'config.model.channels to match.')
-  return images
+  labels = None if raw_labels is None else model_labels(raw_labels)
+  _check_c_dim(config, labels)
+  return Dataset(images, labels)
+
+
+def load_images(config: ml_collections.ConfigDict) -> np.ndarray:
+  """The images of `load_dataset(config)`: [N, H, W, C] uint8."""
+  return load_dataset(config).images

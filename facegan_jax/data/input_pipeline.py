@@ -8,6 +8,11 @@ each process takes its own contiguous slice of every global batch: the slices of
 are disjoint and together they are the global batch. The step scales and flips the images on
 the device (`images.to_model_range`, `augment.random_flip`).
 
+Labels (float32 [N, c_dim], `image_sources.load_dataset`), when a run has them, are gathered
+with the same indices as their images and travel beside them as a pair (images, labels); a
+horizontal flip leaves a face's labels true. Without labels the stream is exactly the images
+alone, as it was before labels existed.
+
 Why numpy index arithmetic rather than grain or tf.data: the plan is numpy's seeded permutation
 (the well-kept part) plus one line of arithmetic (`step_indices`), and a batch is then a single
 vectorised gather `images[indices]` from the memmap, well above what an accelerator consumes;
@@ -19,7 +24,7 @@ would put TensorFlow on the hot path of every run for what is a gather (benchmar
 import functools
 import queue
 import threading
-from typing import Iterator
+from typing import Iterator, Optional
 
 import jax
 import numpy as np
@@ -51,19 +56,22 @@ def step_indices(seed: int, step: int, num_examples: int, per_step: int) -> np.n
 
 
 def host_batches(images: np.ndarray, *, seed: int, start_step: int, batch_size: int,
-                 d_steps: int = 1, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[np.ndarray]:
+                 d_steps: int = 1, process_index: int = 0, process_count: int = 1,
+                 labels: Optional[np.ndarray] = None) -> Iterator:
   """Yields this process's real images for steps start_step, start_step + 1, ...
 
   Each item is [d_steps, batch_size / process_count, H, W, C] uint8: the process's contiguous
   slice of the global batch of each discriminator update, gathered from `images` (an array or a
-  memmap: only this process's rows are read).
+  memmap: only this process's rows are read). With `labels` [N, c_dim], each item is the pair
+  (those images, their labels [d_steps, batch_size / process_count, c_dim]).
   """
   local = batch_size // process_count
   step = start_step
   while True:
     indices = step_indices(seed, step, len(images), d_steps * batch_size).reshape(d_steps, -1)
-    yield np.asarray(images[indices[:, process_index * local:(process_index + 1) * local]])
+    mine = indices[:, process_index * local:(process_index + 1) * local]
+    batch = np.asarray(images[mine])
+    yield batch if labels is None else (batch, np.asarray(labels[mine]))
     step += 1
 
 
@@ -116,13 +124,17 @@ def prefetch(items: Iterator, size: int) -> Iterator:
 
 
 def global_batches(images: np.ndarray, mesh: jax.sharding.Mesh, *, seed: int, start_step: int,
-                   batch_size: int, d_steps: int, prefetch_size: int) -> Iterator[jax.Array]:
+                   batch_size: int, d_steps: int, prefetch_size: int,
+                   labels: Optional[np.ndarray] = None) -> Iterator:
   """Yields the global batches of steps start_step, start_step + 1, ..., sharded over `mesh`.
 
-  Each is [d_steps, batch_size, H, W, C] uint8 (`parallel.batch_sharding`); this process gathers
-  and transfers only its own rows (`host_batches`), `prefetch_size` steps ahead of the caller.
+  Each is [d_steps, batch_size, H, W, C] uint8 (`parallel.batch_sharding`), or with `labels`
+  the pair (images, labels [d_steps, batch_size, c_dim] float32) sharded alike; this process
+  gathers and transfers only its own rows (`host_batches`), `prefetch_size` steps ahead of the
+  caller.
   """
   local = host_batches(images, seed=seed, start_step=start_step, batch_size=batch_size,
                        d_steps=d_steps, process_index=jax.process_index(),
-                       process_count=jax.process_count())
-  return prefetch((parallel.host_batch_to_global(batch, mesh) for batch in local), prefetch_size)
+                       process_count=jax.process_count(), labels=labels)
+  to_global = functools.partial(parallel.host_batch_to_global, mesh=mesh)
+  return prefetch((jax.tree_util.tree_map(to_global, batch) for batch in local), prefetch_size)

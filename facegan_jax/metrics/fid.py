@@ -215,14 +215,31 @@ class Evaluator:
     return result
 
 
+def _generate_conditional(generate: Callable, latent_dim: int, state, latents_and_labels):
+  """generate(state, z, labels=c) of rows [z, c]: labels ride with their latents in batches."""
+  return generate(state, latents_and_labels[:, :latent_dim],
+                  labels=latents_and_labels[:, latent_dim:])
+
+
 def make_evaluator(config: ml_collections.ConfigDict, generate: Callable,
-                   extractor: FeatureExtractor, real_images: np.ndarray) -> Evaluator:
+                   extractor: FeatureExtractor, real_images: np.ndarray,
+                   training_labels: np.ndarray | None = None) -> Evaluator:
   """The Evaluator of `config` (a checked config.eval, see make_extractor), against the first
-  min(config.eval.num_samples, N) of `real_images` [N, H, W, C] uint8 (their features cached)."""
+  min(config.eval.num_samples, N) of `real_images` [N, H, W, C] uint8 (their features cached).
+
+  A conditional run passes its `training_labels` [N, c_dim]: the generated images' labels are
+  drawn from them (`generation.draw_labels`, from the evaluation stream: fixed per seed) and
+  `generate` is called as generate(state, z, labels=c)."""
   eval_config = config.eval
   real = reference_features(real_images[:eval_config.num_samples], extractor,
                             eval_config.stats_dir, f'{config.data.source}-{config.data.split}')
   latents = eval_latents(config.seed, eval_config.num_samples, config.model.latent_dim)
+  if training_labels is not None:
+    labels = generation.draw_labels(
+        jax.random.fold_in(generation.stream_key(config.seed, generation.EVAL_STREAM), 1),
+        training_labels, eval_config.num_samples)
+    latents = np.concatenate([latents, labels], axis=1)
+    generate = functools.partial(_generate_conditional, generate, config.model.latent_dim)
   score = functools.partial(
       scores, kid_subsets=eval_config.kid_subsets, kid_subset_size=eval_config.kid_subset_size,
       seed=config.seed, precision_recall_k=eval_config.precision_recall_k,

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from facegan_jax.system import command_line
 from facegan_jax.system.errors import UserError
 
 INPUT_SIZE = 299
@@ -329,8 +330,14 @@ def load(path: str, width_multiplier: float = 1.0):
     raise UserError(f'config.eval.inception_weights={path!r} is not a file; {WEIGHTS_HELP}, '
                     'then set --config.eval.inception_weights=PATH (or leave '
                     'config.eval.every=0 to train without FID).')
-  with np.load(path) as arrays:
-    flat = {key: arrays[key] for key in arrays.files}
+  source = f'config.eval.inception_weights={path!r}'
+  flat = command_line.read_npz(path, source, 'an .npz of the FID Inception\'s weights; '
+                               f'{WEIGHTS_HELP}')
+  expected = flax.traverse_util.flatten_dict(variable_shapes(width_multiplier), sep='/')
+  if not set(flat) & set(expected):
+    names = ', '.join(sorted(flat)[:2]) or 'no arrays'
+    raise UserError(f'{source} holds other weights ({names}, ...), not the FID Inception\'s; '
+                    f'{WEIGHTS_HELP}.')
   problems = shape_mismatches(flat, width_multiplier)
   if problems:
     raise UserError(f'config.eval.inception_weights={path!r} does not fit the FID Inception '

@@ -17,6 +17,9 @@ from facegan_jax.models import stylegan2
 from facegan_jax.system.errors import UserError
 
 FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'r3gan': r3gan, 'sngan': sngan, 'stylegan2': stylegan2}
+# The families that config.model.c_dim > 0 makes label-conditional: DCGAN and SNGAN by
+# models/conditional.py, StyleGAN2 as NVIDIA's (models/stylegan2.py).
+CONDITIONAL_FAMILIES = ('dcgan', 'sngan', 'stylegan2')
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
@@ -25,6 +28,10 @@ def check_model_config(model: ml_collections.ConfigDict):
   if model.name not in FAMILIES:
     raise UserError(f'config.model.name={model.name!r} is unknown; use one of '
                     f'{tuple(FAMILIES)}.')
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
+  if c_dim and model.name not in CONDITIONAL_FAMILIES:
+    raise UserError(f'config.model.c_dim={c_dim}: {model.name} is not conditional here; '
+                    f'use one of {CONDITIONAL_FAMILIES} or set config.model.c_dim=0.')
   FAMILIES[model.name].check_config(model)
 
 

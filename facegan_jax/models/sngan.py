@@ -18,6 +18,11 @@ normalised. Where Mimicry's code and the paper differ, this follows the code:
 * Weights: Xavier-uniform with gain sqrt(2) in the residual 3x3 convolutions, gain 1 elsewhere;
   biases U(+-1/sqrt(fan_in)) as PyTorch's defaults; BatchNorm scale 1, offset 0.
 
+With c_dim > 0 (labels c [B, c_dim]) both are conditional as Mimicry's `cgan_pd` networks
+(`conditional`): every generator BatchNorm is a conditional BatchNorm, and the discriminator adds
+the projection of its pooled features onto the labels' spectrally normalised embedding `l_y`
+(no bias, Xavier-uniform).
+
 Parameter names follow Mimicry's modules (block2/c1/kernel is `block2.c1.weight`); W of a
 spectrally normalised layer is its kernel flattened to [kh * kw * C_in, C_out].
 """
@@ -30,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from facegan_jax.models import conditional
 from facegan_jax.system.errors import UserError
 
 BOTTOM_WIDTH = 4  # the generator's first feature map is 4x4
@@ -103,30 +109,36 @@ class Conv(nn.Module):
 
 
 class Dense(nn.Module):
-  """Dense layer with bias (Xavier-uniform gain 1), optionally spectrally normalised."""
+  """Dense layer (Xavier-uniform gain 1) with bias unless not `use_bias`, optionally spectrally
+  normalised."""
   features: int
   spectral: bool = False
   dtype: Any = jnp.float32
+  use_bias: bool = True
 
   @nn.compact
   def __call__(self, x, train):
     kernel = self.param('kernel', _xavier_uniform(1.0), (x.shape[-1], self.features))
-    bias = self.param('bias', _torch_bias_init(x.shape[-1]), (self.features,))
+    bias = (self.param('bias', _torch_bias_init(x.shape[-1]), (self.features,)) if self.use_bias
+            else None)  # before u and v: the order of the initialisers' keys
     if self.spectral:
       kernel = _spectral_normalize(self, kernel, train)
-    return x.astype(self.dtype) @ kernel.astype(self.dtype) + bias.astype(self.dtype)
+    y = x.astype(self.dtype) @ kernel.astype(self.dtype)
+    return y if bias is None else y + bias.astype(self.dtype)
 
 
 class _BatchNorm(nn.Module):
   """PyTorch's BatchNorm2d: batch statistics over (N, H, W) in training mode (running variance
-  from the unbiased batch variance), running statistics otherwise; float32 statistics."""
+  from the unbiased batch variance), running statistics otherwise; float32 statistics. With
+  labels `c` [B, c_dim] its affine is the per-label one (`conditional.LabelAffine`)."""
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train):
+  def __call__(self, x, train, c=None):
     channels = x.shape[-1]
-    scale = self.param('scale', nn.initializers.ones, (channels,))
-    offset = self.param('bias', nn.initializers.zeros, (channels,))
+    if c is None:
+      scale = self.param('scale', nn.initializers.ones, (channels,))
+      offset = self.param('bias', nn.initializers.zeros, (channels,))
     mean = self.variable('batch_stats', 'mean', jnp.zeros, (channels,))
     var = self.variable('batch_stats', 'var', jnp.ones, (channels,))
     x = x.astype(jnp.float32)
@@ -138,7 +150,8 @@ class _BatchNorm(nn.Module):
       var.value = (1 - BN_MOMENTUM) * var.value + BN_MOMENTUM * batch_var * count / (count - 1)
     else:
       batch_mean, batch_var = mean.value, var.value
-    y = (x - batch_mean) * lax.rsqrt(batch_var + BN_EPSILON) * scale + offset
+    y = (x - batch_mean) * lax.rsqrt(batch_var + BN_EPSILON)
+    y = conditional.LabelAffine(name='label_affine')(y, c) if c is not None else y * scale + offset
     return y.astype(self.dtype)
 
 
@@ -169,11 +182,11 @@ class GeneratorBlock(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, train):
+  def __call__(self, x, train, c=None):
     conv = lambda name, size, gain: Conv(self.features, size, gain, dtype=self.dtype, name=name)
-    h = nn.relu(_BatchNorm(self.dtype, name='b1')(x, train))
+    h = nn.relu(_BatchNorm(self.dtype, name='b1')(x, train, c))
     h = conv('c1', 3, math.sqrt(2))(upsample_bilinear(h), train)
-    h = nn.relu(_BatchNorm(self.dtype, name='b2')(h, train))
+    h = nn.relu(_BatchNorm(self.dtype, name='b2')(h, train, c))
     h = conv('c2', 3, math.sqrt(2))(h, train)
     return h + conv('c_sc', 1, 1.0)(upsample_bilinear(x), train)
 
@@ -204,41 +217,52 @@ class DiscriminatorBlock(nn.Module):
 
 
 class SNGANGenerator(nn.Module):
-  """z: [B, latent_dim] -> images: [B, resolution, resolution, channels] float32 in [-1, 1]."""
+  """z: [B, latent_dim] (and labels c [B, c_dim] if c_dim > 0) -> images: [B, resolution,
+  resolution, channels] float32 in [-1, 1]."""
   resolution: int
   channels: int
   width: int  # Mimicry's ngf
   dtype: Any = jnp.float32
+  c_dim: int = 0
 
   @nn.compact
-  def __call__(self, z, train):
+  def __call__(self, z, train, c=None):
+    conditional.check_labels(c, self.c_dim)
     widths = [self.width >> shift for shift in G_SHIFTS[self.resolution]]
     x = Dense(BOTTOM_WIDTH * BOTTOM_WIDTH * widths[0], dtype=self.dtype, name='l1')(z, train)
     x = x.reshape(z.shape[0], BOTTOM_WIDTH, BOTTOM_WIDTH, widths[0])
     for index, width in enumerate(widths[1:]):
-      x = GeneratorBlock(width, self.dtype, name=f'block{index + 2}')(x, train)
+      x = GeneratorBlock(width, self.dtype, name=f'block{index + 2}')(x, train, c)
     head = len(widths) + 1
-    x = nn.relu(_BatchNorm(self.dtype, name=f'b{head}')(x, train))
+    x = nn.relu(_BatchNorm(self.dtype, name=f'b{head}')(x, train, c))
     x = Conv(self.channels, 3, dtype=self.dtype, name=f'c{head}')(x, train)
     return jnp.tanh(x).astype(jnp.float32)
 
 
 class SNGANDiscriminator(nn.Module):
-  """images: [B, resolution, resolution, channels] in [-1, 1] -> logits: [B] float32."""
+  """images: [B, resolution, resolution, channels] in [-1, 1] (and labels c [B, c_dim] if
+  c_dim > 0) -> logits: [B] float32."""
   resolution: int
   width: int  # Mimicry's ndf
   dtype: Any = jnp.float32
+  c_dim: int = 0
 
   @nn.compact
-  def __call__(self, images, train):
+  def __call__(self, images, train, c=None):
+    conditional.check_labels(c, self.c_dim)
     x = images
     for index, (shift, downsample) in enumerate(D_BLOCKS[self.resolution]):
       x = DiscriminatorBlock(self.width >> shift, downsample, first=index == 0, dtype=self.dtype,
                              name=f'block{index + 1}')(x, train)
     x = jnp.sum(nn.relu(x), axis=(1, 2))  # global sum pooling
     head = f'l{len(D_BLOCKS[self.resolution]) + 1}'
-    logits = Dense(1, spectral=True, dtype=self.dtype, name=head)(x, train)
-    return logits[:, 0].astype(jnp.float32)
+    logits = Dense(1, spectral=True, dtype=self.dtype, name=head)(x, train)[:, 0]
+    logits = logits.astype(jnp.float32)
+    if self.c_dim:
+      embedded = Dense(x.shape[-1], spectral=True, dtype=self.dtype, use_bias=False,
+                       name='l_y')(c, train)
+      logits = logits + conditional.project(x, embedded)
+    return logits
 
 
 def check_config(model):
@@ -257,5 +281,6 @@ def check_config(model):
 
 def build(model, dtype):
   """(generator, discriminator) of an SNGAN `config.model`, computing in `dtype`."""
-  return (SNGANGenerator(model.resolution, model.channels, model.g_width, dtype),
-          SNGANDiscriminator(model.resolution, model.d_width, dtype))
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
+  return (SNGANGenerator(model.resolution, model.channels, model.g_width, dtype, c_dim),
+          SNGANDiscriminator(model.resolution, model.d_width, dtype, c_dim))

@@ -26,7 +26,10 @@ from facegan_jax.models import stylegan2_ops as ops
 from facegan_jax.system.errors import UserError
 from facegan_jax.system.errors import check_power_of_two
 
-MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 1024
+# Layers and learning-rate multiplier of a conditional discriminator's label mapping: NVIDIA's
+# MappingNetwork defaults, which their train.py never changes.
+D_MAPPING_LAYERS, D_MAPPING_LR_MULTIPLIER = 8, 0.01
 NOISE_MODES = ('random', 'const', 'none')
 LOWERINGS = ('auto',) + ops.MODCONV_LOWERINGS
 # The faster lowering of the modulated convolution per backend (benchmarks/README.md).
@@ -188,19 +191,38 @@ class SynthesisBlock(nn.Module):
     return x, (y if img is None else img + y)
 
 
+def _labels(c, batch, c_dim):
+  """Labels [batch, c_dim] float32: `c`, or all zeros when it is None (initialisation, and the
+  training step, which does not pass labels yet)."""
+  return jnp.zeros((batch, c_dim), jnp.float32) if c is None else c.astype(jnp.float32)
+
+
 class MappingNetwork(nn.Module):
-  """z [N, latent_dim] -> ws [N, num_ws, w_dim], tracking the average w ('batch_stats')."""
+  """(z [N, latent_dim] or None, labels c [N, c_dim]) -> ws [N, num_ws, w_dim], tracking the
+  average w ('batch_stats'); with num_ws None (the discriminator's label mapping) w [N, w_dim],
+  untracked.
+
+  Conditional networks (c_dim > 0) embed c with a dense layer ('embed', w_dim features),
+  normalise its 2nd moment and concatenate it to the normalised z, as NVIDIA's.
+  """
   w_dim: int
-  num_ws: int
+  num_ws: int | None
   num_layers: int
   lr_multiplier: float
-  w_avg_beta: float
+  w_avg_beta: float = 0.0
+  c_dim: int = 0
 
   @nn.compact
-  def __call__(self, z, truncation_psi=1.0, update_w_avg=False):
-    x = ops.normalize_2nd_moment(z.astype(jnp.float32))
+  def __call__(self, z, c=None, truncation_psi=1.0, update_w_avg=False):
+    parts = [] if z is None else [ops.normalize_2nd_moment(z.astype(jnp.float32))]
+    if self.c_dim:
+      labels = _labels(c, (z if z is not None else c).shape[0], self.c_dim)
+      parts.append(ops.normalize_2nd_moment(Dense(self.w_dim, name='embed')(labels)))
+    x = jnp.concatenate(parts, axis=1)
     for index in range(self.num_layers):
       x = Dense(self.w_dim, 'lrelu', self.lr_multiplier, name=f'fc{index}')(x)
+    if self.num_ws is None:
+      return x
     w_avg = self.variable('batch_stats', 'w_avg', jnp.zeros, (self.w_dim,))
     if update_w_avg:
       batch_mean = jax.lax.stop_gradient(x).mean(axis=0)
@@ -238,7 +260,8 @@ class SynthesisNetwork(nn.Module):
 
 
 class StyleGAN2Generator(nn.Module):
-  """z [N, latent_dim] -> images [N, resolution, resolution, channels] float32 (about [-1, 1]).
+  """z [N, latent_dim] (and labels c [N, c_dim] when c_dim > 0, e.g. one-hot; None: zeros) ->
+  images [N, resolution, resolution, channels] float32 (about [-1, 1]).
 
   Training mode (`train=True`) updates the tracked w average, mixes styles with probability
   `style_mixing_prob` and draws random noise; these draw from the 'noise' RNG stream. Inference
@@ -256,42 +279,44 @@ class StyleGAN2Generator(nn.Module):
   conv_clamp: float | None = None
   lowering: str = 'scaled'
   dtype: Any = jnp.float32
+  c_dim: int = 0
 
   def setup(self):
     self.mapping = MappingNetwork(self.w_dim, num_ws(self.resolution), self.mapping_layers,
-                                  self.mapping_lr_multiplier, self.w_avg_beta)
+                                  self.mapping_lr_multiplier, self.w_avg_beta, self.c_dim)
     self.synthesis = SynthesisNetwork(self.resolution, self.channels, self.channel_base,
                                       self.channel_max, self.conv_clamp, self.lowering,
                                       self.dtype)
 
-  def __call__(self, z, train, truncation_psi=1.0, noise_mode=None):
-    ws = self.mapping(z, truncation_psi, update_w_avg=train)
+  def __call__(self, z, train, truncation_psi=1.0, noise_mode=None, c=None):
+    ws = self.mapping(z, c, truncation_psi, update_w_avg=train)
     if train and self.style_mixing_prob:
-      ws = self._mix_styles(z, ws)
+      ws = self._mix_styles(z, ws, c)
     return self.synthesis(ws, noise_mode or ('random' if train else 'const'))
 
-  def styles(self, z):
+  def styles(self, z, c=None):
     """The training-mode ws of z (style-mixed; the w average is not updated), as the
     path-length regulariser differentiates with respect to them."""
-    ws = self.mapping(z)
-    return self._mix_styles(z, ws) if self.style_mixing_prob else ws
+    ws = self.mapping(z, c)
+    return self._mix_styles(z, ws, c) if self.style_mixing_prob else ws
 
-  def map(self, z, truncation_psi=1.0):
-    """ws [N, num_ws, w_dim] of z, truncated towards the tracked average by `truncation_psi`."""
-    return self.mapping(z, truncation_psi)
+  def map(self, z, truncation_psi=1.0, c=None):
+    """ws [N, num_ws, w_dim] of z (and labels c), truncated towards the tracked average by
+    `truncation_psi`."""
+    return self.mapping(z, c, truncation_psi)
 
   def synthesize(self, ws, noise_mode='const'):
     """Images of ws [N, num_ws, w_dim]; noise_mode 'random' draws from the 'noise' stream."""
     return self.synthesis(ws, noise_mode)
 
-  def _mix_styles(self, z, ws):
+  def _mix_styles(self, z, ws, c):
     """With probability style_mixing_prob, the styles from a random layer on (the same for the
-    whole batch, as the reference) come from other latents."""
+    whole batch, as the reference) come from other latents with the same labels."""
     cutoff_key, coin_key, z_key = jax.random.split(self.make_rng('noise'), 3)
     count = ws.shape[1]
     cutoff = jax.random.randint(cutoff_key, (), 1, count)
     cutoff = jnp.where(jax.random.uniform(coin_key) < self.style_mixing_prob, cutoff, count)
-    other = self.mapping(jax.random.normal(z_key, z.shape))
+    other = self.mapping(jax.random.normal(z_key, z.shape), c)
     return jnp.where(jnp.arange(count)[None, :, None] < cutoff, ws, other)
 
 
@@ -317,7 +342,9 @@ class DiscriminatorBlock(nn.Module):
 
 
 class DiscriminatorEpilogue(nn.Module):
-  """4x4 features -> logits [N]: minibatch std, 3x3 conv, dense, dense to one logit."""
+  """4x4 features -> logits [N]: minibatch std, 3x3 conv, dense, dense to one logit; or, given
+  the label map cmap [N, cmap_dim], to cmap_dim features projected on it (NVIDIA's projection:
+  sum(out * cmap) / sqrt(cmap_dim))."""
   features: int
   mbstd_group_size: int
   mbstd_num_channels: int
@@ -325,16 +352,21 @@ class DiscriminatorEpilogue(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x, fir):
+  def __call__(self, x, fir, cmap=None):
     if self.mbstd_num_channels:
       x = ops.minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
     x = Conv(self.features, 3, conv_clamp=self.conv_clamp, dtype=self.dtype, name='conv')(x, fir)
     x = Dense(self.features, 'lrelu', name='fc')(x.astype(jnp.float32).reshape(x.shape[0], -1))
-    return Dense(1, name='out')(x)[:, 0]
+    if cmap is None:
+      return Dense(1, name='out')(x)[:, 0]
+    x = Dense(cmap.shape[-1], name='out')(x)
+    return (x * cmap).sum(axis=1) / math.sqrt(cmap.shape[-1])
 
 
 class StyleGAN2Discriminator(nn.Module):
-  """images [N, resolution, resolution, C] -> logits [N] float32 ('resnet' architecture)."""
+  """images [N, resolution, resolution, C] (and labels c [N, c_dim] when c_dim > 0; None:
+  zeros) -> logits [N] float32 ('resnet' architecture). A conditional one maps c to the 4x4
+  channels with D_MAPPING_LAYERS layers ('mapping') and projects its features on them."""
   resolution: int
   channel_base: int
   channel_max: int
@@ -342,9 +374,10 @@ class StyleGAN2Discriminator(nn.Module):
   mbstd_num_channels: int = 1
   conv_clamp: float | None = None
   dtype: Any = jnp.float32
+  c_dim: int = 0
 
   @nn.compact
-  def __call__(self, images, train=False):
+  def __call__(self, images, train=False, c=None):
     del train  # the discriminator has no training-mode behaviour
     fir = ops.setup_filter()
     channels = lambda resolution: channels_at(resolution, self.channel_base, self.channel_max)
@@ -353,8 +386,13 @@ class StyleGAN2Discriminator(nn.Module):
       x = DiscriminatorBlock(channels(resolution), channels(resolution // 2),
                              resolution == self.resolution, self.conv_clamp, self.dtype,
                              name=f'b{resolution}')(x, fir)
+    cmap = None
+    if self.c_dim:
+      cmap = MappingNetwork(channels(4), None, D_MAPPING_LAYERS, D_MAPPING_LR_MULTIPLIER,
+                            c_dim=self.c_dim, name='mapping')(None, _labels(c, x.shape[0],
+                                                                          self.c_dim))
     return DiscriminatorEpilogue(channels(4), self.mbstd_group_size, self.mbstd_num_channels,
-                                 self.conv_clamp, self.dtype, name='b4')(x, fir)
+                                 self.conv_clamp, self.dtype, name='b4')(x, fir, cmap)
 
 
 def check_config(model):
@@ -378,8 +416,9 @@ def build(model, dtype):
   generator = StyleGAN2Generator(
       model.resolution, model.channels, model.w_dim, model.channel_base, model.channel_max,
       model.mapping_layers, model.mapping_lr_multiplier, model.w_avg_beta,
-      model.style_mixing_prob, clamp, resolve_lowering(model.modconv_lowering), dtype)
+      model.style_mixing_prob, clamp, resolve_lowering(model.modconv_lowering), dtype,
+      model.c_dim)
   discriminator = StyleGAN2Discriminator(model.resolution, model.channel_base, model.channel_max,
                                          model.mbstd_group_size, model.mbstd_num_channels, clamp,
-                                         dtype)
+                                         dtype, model.c_dim)
   return generator, discriminator

@@ -2,7 +2,7 @@
 
 The input is NVIDIA's network pickle itself (.pkl, read by facegan_jax.pretrained.nvidia_pickle
 without running it), or a reference state_dict (NVlabs stylegan3 / stylegan2-ada-pytorch
-`networks_stylegan2.Generator` / `Discriminator`, c_dim 0, G 'skip', D 'resnet') as arrays keyed
+`networks_stylegan2.Generator` / `Discriminator`, G 'skip', D 'resnet', conditional or not) as arrays keyed
 `G/<state_dict key>`, optionally `G_ema/<key>` and `D/<key>`, e.g. saved from the dict `data`
 of a network pickle with `np.savez(path, **{f'{name}/{k}': v.cpu().numpy() for name in ('G',
 'G_ema', 'D') for k, v in data[name].state_dict().items()})`.
@@ -12,8 +12,8 @@ tracked w average and the constant noise maps go to the generator's 'batch_stats
 of them, to sample and fine-tune.
 """
 
+import hashlib
 import io
-from typing import NamedTuple
 
 import flax
 import jax
@@ -26,6 +26,7 @@ from facegan_jax.pretrained import nvidia_pickle
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
 from facegan_jax.runs import workdir_lock
+from facegan_jax.system import command_line
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
@@ -69,14 +70,12 @@ def convert_state_dict(state_dict, prefix):
         raise UserError(f'{key} is not the [1,3,3,1] filter that this port uses; convert a '
                         'network with the default resample_filter.')
       continue
-    if path[0] == 'mapping' and path[1].startswith('embed'):
-      raise UserError(f'{key}: conditional networks (c_dim > 0) are not supported; convert an '
-                      'unconditional one.')
     target = buffers if path[-1] in _BUFFERS else params
     target[path] = _convert_array(path, value)
   if not params:
-    raise UserError(f'no arrays with keys starting {prefix!r}; export the state_dict with keys '
-                    'G/<name> and D/<name>.')
+    names = ', '.join(sorted(state_dict)[:2]) or 'no arrays'
+    raise UserError(f'the weights hold no arrays keyed {prefix}... ({names}, ...): they are not '
+                    'StyleGAN2 networks; export the state_dicts with keys G/<name> and D/<name>.')
   unflatten = lambda flat: flax.traverse_util.unflatten_dict(flat) if flat else {}
   return {'params': unflatten(params), 'batch_stats': unflatten(buffers)}
 
@@ -101,8 +100,9 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
   if not storage.path(path).is_file():
     raise UserError(f'--weights={path}: no such file; export the networks to .npz (see python '
                     '-m facegan_jax.import_stylegan2 --help).')
-  with np.load(io.BytesIO(storage.read_bytes(path))) as arrays:
-    return dict(arrays)
+  return command_line.read_npz(io.BytesIO(storage.read_bytes(path)), f'--weights={path}',
+                               'an .npz of StyleGAN2 networks (arrays keyed G/..., D/...) or '
+                               'an NVIDIA network pickle (.pkl)')
 
 
 def read_weights(path: str, model: ml_collections.ConfigDict | None = None):
@@ -117,6 +117,17 @@ def read_weights(path: str, model: ml_collections.ConfigDict | None = None):
       raise UserError(f'config.model.{field}={model[field]!r}, but {path} holds a network '
                       f'built with {value!r}; set --config.model.{field}={value!r}.')
   return networks.state_dicts()
+
+
+def set_model_from_file(config: ml_collections.ConfigDict, path: str, keep=()):
+  """Sets config.model to the network of the pickle at `path` (its StyleGAN2 fields,
+  nvidia_pickle.stylegan2_model_fields), but for the fields named in `keep` (set by the user:
+  `read_weights` then checks that they agree with the file)."""
+  if not path.endswith('.pkl'):
+    raise UserError(f'--weights={path} is not a network pickle (.pkl), which states its '
+                    'networks\' configuration; give the --config of the networks in the .npz.')
+  fields = nvidia_pickle.stylegan2_model_fields(nvidia_pickle.read(path))
+  config.model.update({field: value for field, value in fields.items() if field not in keep})
 
 
 def load_reference_npz(path, generator, discriminator, latent_dim, image_shape):
@@ -141,12 +152,7 @@ def convert_networks(state_dict, generator, discriminator, latent_dim, image_sha
   return g_vars, d_vars
 
 
-class Networks(NamedTuple):
-  """NVIDIA's networks as our variables: the generator's {'params', 'batch_stats'}, the EMA
-  generator's params, and the discriminator's {'params'} ({} when the file has no D)."""
-  generator: dict
-  ema_params: dict
-  discriminator: dict
+Networks = state_lib.InitialNetworks
 
 
 def read_networks(config: ml_collections.ConfigDict, weights_path: str) -> Networks:
@@ -176,14 +182,27 @@ def initial_state(config: ml_collections.ConfigDict, networks: Networks) -> stat
   trainer = trainer_lib.make_trainer(config)
   init, _, _ = step_lib.compile_functions(trainer, parallel.make_mesh(),
                                        models.image_shape(config.model))
-  state = init(jax.random.key(config.seed))
-  g_params = networks.generator['params']
-  d_params = networks.discriminator['params'] if networks.discriminator else state.d_params
-  return state.replace(
-      g_params=g_params, g_batch_stats=networks.generator['batch_stats'],
-      g_opt_state=trainer.g_optimizer.init(g_params), d_params=d_params,
-      d_opt_state=trainer.d_optimizer.init(d_params),
-      g_ema_params=networks.ema_params if trainer.ema_decay else {})
+  return state_lib.start_from(trainer, init(jax.random.key(config.seed)), networks)
+
+
+def read_initial_networks(config: ml_collections.ConfigDict) -> Networks:
+  """The networks of config.init.from_pkl for a new run of `config` (`read_networks`: UserError,
+  one line naming both values, for a config.model field that differs from the file's), and
+  config.init.from_pkl_sha256 set to the file's sha256 (UserError if it was set to another)."""
+  path = config.init.from_pkl
+  if not path.endswith('.pkl'):
+    raise UserError(f'config.init.from_pkl={path!r} is not a network pickle (.pkl); give the '
+                    'path of an NVIDIA StyleGAN2 .pkl, or import an .npz with python -m '
+                    'facegan_jax.import_stylegan2.')
+  if not storage.path(path).is_file():
+    raise UserError(f'config.init.from_pkl={path}: no such file.')
+  digest = hashlib.sha256(storage.read_bytes(path)).hexdigest()
+  if config.init.from_pkl_sha256 not in ('', digest):
+    raise UserError(f'config.init.from_pkl_sha256={config.init.from_pkl_sha256}, but {path} has '
+                    f'sha256 {digest}: the file changed; use the file with that digest, or '
+                    'start a new run from this one.')
+  config.init.from_pkl_sha256 = digest
+  return read_networks(config, path)
 
 
 def write_workdir(config: ml_collections.ConfigDict, weights_path: str, workdir: str):
@@ -193,7 +212,8 @@ def write_workdir(config: ml_collections.ConfigDict, weights_path: str, workdir:
   UserError, writing nothing, for a bad config or weights file, or a workdir that already holds
   checkpoints (they are never overwritten).
   """
-  config_check.check(config)
+  # A run imported only to sample needs no images: its folder may be left unset.
+  config_check.check(config, data=config.data.source != 'folder' or bool(config.data.path))
   storage.check_reachable(workdir, '--workdir')
   networks = read_networks(config, weights_path)
   with workdir_lock.hold(workdir):

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple
 import ml_dtypes
 import numpy as np
 
+from facegan_jax.models import stylegan2
 from facegan_jax.runs import storage
 from facegan_jax.system.errors import UserError
 
@@ -234,15 +235,16 @@ def _load_storage(blob):
       raise UserError(f'a tensor storage of the file holds storages {keys!r:.80} (view '
                       f'{view!r:.40}); only one whole storage per stream is read.')
     count = int(np.frombuffer(stream.read(8), '<i8')[0])
-    data = stream.read(count * dtype.itemsize)
   except (pickle.UnpicklingError, EOFError, IndexError, TypeError, ValueError,
           AttributeError) as error:
     raise UserError(f'a tensor storage of the file is corrupt ({type(error).__name__}: '
                     f'{error}).') from None
-  if count != numel or len(data) != numel * dtype.itemsize:
-    raise UserError(f'a tensor storage of the file holds {len(data)} bytes, not the '
+  size = len(blob) - stream.tell()
+  if count != numel or size != numel * dtype.itemsize:
+    raise UserError(f'a tensor storage of the file holds {size} bytes, not the '
                     f'{numel} elements of {dtype} it declares.')
-  return np.frombuffer(data, dtype).copy()
+  # A read-only view of the blob: each tensor copies its elements out (_rebuild_tensor).
+  return np.frombuffer(blob, dtype, numel, stream.tell())
 
 
 def _module_class(qualified_name):
@@ -293,16 +295,24 @@ class _NetworkUnpickler(pickle.Unpickler):
 def loads(data: bytes, name: str = 'the file') -> NetworkPickle:
   """The networks of a network pickle's bytes; UserError, naming `name`, for anything that is
   not one (an empty, text, image or truncated file, another pickle, a refused global)."""
-  if not data:
+  return load(io.BytesIO(data), name)
+
+
+def load(stream, name: str = 'the file') -> NetworkPickle:
+  """`loads` of a seekable binary file object, read as the unpickler goes (no copy of the
+  whole file)."""
+  head = stream.read(8)
+  stream.seek(0)
+  if not head:
     raise UserError(f'{name} is empty; expected an NVIDIA network pickle (.pkl).')
-  if data[:1] != pickle.PROTO or not 2 <= data[1] <= 5:
-    kind = ('a PNG image' if data.startswith(b'\x89PNG') else
-            'a zip archive (torch.save?)' if data.startswith(b'PK') else
-            f'starts with {data[:8]!r}')
+  if head[:1] != pickle.PROTO or not 2 <= head[1] <= 5:
+    kind = ('a PNG image' if head.startswith(b'\x89PNG') else
+            'a zip archive (torch.save?)' if head.startswith(b'PK') else
+            f'starts with {head!r}')
     raise UserError(f'{name} is not a pickle of protocol 2 to 5 ({kind}); expected an '
                     'NVIDIA network pickle (.pkl).')
   try:
-    top = _NetworkUnpickler(io.BytesIO(data)).load()
+    top = _NetworkUnpickler(stream).load()
   except UserError as error:
     raise UserError(f'{name}: {error}') from None
   except (pickle.UnpicklingError, EOFError, IndexError, KeyError, TypeError, ValueError,
@@ -319,10 +329,13 @@ def loads(data: bytes, name: str = 'the file') -> NetworkPickle:
 
 
 def read(path: str) -> NetworkPickle:
-  """`loads` of the file at `path` (local or gs://)."""
+  """`load` of the file at `path`: streamed from a local file, whole from gs://."""
   if not storage.path(path).is_file():
     raise UserError(f'{path}: no such file; give the path of an NVIDIA network pickle (.pkl).')
-  return loads(storage.read_bytes(path), path)
+  if storage.is_gcs(path):
+    return loads(storage.read_bytes(path), path)
+  with open(path, 'rb') as file:
+    return load(file, path)
 
 
 def _repo(generator: Module) -> str:
@@ -374,12 +387,13 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
   """config.model fields of facegan_jax's StyleGAN2 that build the file's networks: name,
   resolution, channels, latent_dim, w_dim, channel_base, channel_max, mapping_layers,
   mapping_lr_multiplier, w_avg_beta, mbstd_group_size, mbstd_num_channels, conv_clamp (0.0:
-  none). NVIDIA's fp16 resolutions are not a field: the port computes in
+  none), c_dim (0: unconditional). NVIDIA's fp16 resolutions are not a field: the port computes in
   config.train.compute_dtype.
 
-  UserError, one line, for what the port cannot build: R3GAN, StyleGAN3 (-T/-R), conditional
-  networks, architectures other than G 'skip' and D 'resnet', another resampling filter, a D
-  whose channels or clamping differ from G's, or layers that disagree with the arguments.
+  UserError, one line, for what the port cannot build: R3GAN, StyleGAN3 (-T/-R),
+  architectures other than G 'skip' and D 'resnet', another resampling filter, a D whose
+  channels, clamping or classes differ from G's, a D label mapping other than NVIDIA's default,
+  or layers that disagree with the arguments.
   """
   generator = networks.networks['G']
   if networks.repo == R3GAN:
@@ -395,9 +409,6 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
                     'not a StyleGAN2 Generator with a mapping and a synthesis network.')
   kwargs = construction_kwargs(networks)
   g_kwargs, mapping, d_kwargs = kwargs['G'], kwargs['mapping'], kwargs['D']
-  if g_kwargs.get('c_dim', 0):
-    raise UserError(f'this is a conditional network (c_dim={g_kwargs["c_dim"]}); facegan_jax\'s '
-                    'StyleGAN2 is unconditional: use an unconditional pickle.')
   for name, kwargs_, supported in (('G', g_kwargs, 'skip'), ('D', d_kwargs, 'resnet')):
     if kwargs_['architecture'] != supported:
       raise UserError(f'{name} has the {kwargs_["architecture"]!r} architecture; facegan_jax\'s '
@@ -408,7 +419,7 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
   _check_layers(networks, kwargs)
   if 'D' in networks.networks:
     for field in ('channel_base', 'channel_max', 'conv_clamp', 'img_resolution',
-                  'img_channels'):
+                  'img_channels', 'c_dim'):
       if d_kwargs[field] != g_kwargs[field]:
         raise UserError(f'D was built with {field}={d_kwargs[field]!r} and G with '
                         f'{g_kwargs[field]!r}; facegan_jax\'s StyleGAN2 has one {field} for '
@@ -424,7 +435,7 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
       mapping_lr_multiplier=float(mapping['lr_multiplier']),
       w_avg_beta=float(mapping['w_avg_beta']), mbstd_group_size=d_kwargs['mbstd_group_size'],
       mbstd_num_channels=d_kwargs['mbstd_num_channels'],
-      conv_clamp=float(g_kwargs['conv_clamp'] or 0))
+      conv_clamp=float(g_kwargs['conv_clamp'] or 0), c_dim=g_kwargs.get('c_dim', 0))
 
 
 def _check_layers(networks, kwargs):
@@ -440,7 +451,14 @@ def _check_layers(networks, kwargs):
               ('D', f'b{resolution}', 'architecture', d_kwargs['architecture']),
               ('D', 'b4.conv', 'conv_clamp', d_kwargs['conv_clamp']),
               ('D', 'b4.mbstd', 'group_size', d_kwargs['mbstd_group_size']),
-              ('D', 'b4.mbstd', 'num_channels', d_kwargs['mbstd_num_channels'])]
+              ('D', 'b4.mbstd', 'num_channels', d_kwargs['mbstd_num_channels']),
+              # A conditional D's label mapping: NVIDIA's MappingNetwork defaults, which
+              # facegan_jax's StyleGAN2 builds (models.stylegan2.D_MAPPING_LAYERS).
+              ('D', 'mapping', 'num_layers', stylegan2.D_MAPPING_LAYERS),
+              ('D', 'mapping.fc0', 'bias_gain', stylegan2.D_MAPPING_LR_MULTIPLIER),
+              ('D', 'b4', 'cmap_dim', stylegan2.channels_at(
+                  4, d_kwargs['channel_base'], d_kwargs['channel_max']) if d_kwargs.get(
+                      'c_dim') else 0)]
   modules = {name: dict(module.modules()) for name, module in networks.networks.items()}
   for network, path, attribute, value in expected:
     built = modules.get(network, {}).get(path)

@@ -236,15 +236,44 @@ def check_resumable(workdir: str, saved_config: dict[str, Any],
 def damaged(workdir: str, steps: list[int], error: Exception,
             purpose: str = 'resume from') -> UserError:
   """The message for an unreadable checkpoint steps[0] (the newest unless asked for): which
-  one, and how to fall back to steps[1] for `purpose` ('resume from', 'sample from')."""
+  one, its cause (cut at a word, not in one), and the way forward: fall back to steps[1] for
+  `purpose` ('resume from', 'sample from'), or, when it is the only one, restore it from a
+  backup or move it aside and start again."""
   directory = checkpoint_dir(workdir)
-  first_line = (str(error).strip().splitlines() or [''])[0][:200]
-  message = (f'the latest checkpoint in {directory / str(steps[0])} cannot be read '
-             f'({type(error).__name__}: {first_line})')
+  damaged_dir = str(directory / str(steps[0]))
+  move = storage.move_command(damaged_dir, f'{damaged_dir}.damaged')
+  message = (f'the latest checkpoint in {damaged_dir} cannot be read '
+             f'({type(error).__name__}: {_first_words(error)})')
   if len(steps) > 1:
-    message += (f'; to {purpose} step {steps[1]}, move it aside: ' + storage.move_command(
-        str(directory / str(steps[0])), f'{directory / str(steps[0])}.damaged'))
+    message += f'; to {purpose} step {steps[1]}, move it aside: {move}'
+  else:
+    message += (f'; it is the only checkpoint: restore it from a backup, or move it aside '
+                f'({move}) and train the run again from step 0')
   return UserError(message + '. Nothing was changed in the workdir.')
+
+
+def _first_words(error: Exception, limit: int = 200) -> str:
+  """The first line of `error`'s message, at most `limit` characters, cut after a whole word."""
+  line = (str(error).strip().splitlines() or [''])[0]
+  if len(line) <= limit:
+    return line
+  return line[:limit].rsplit(' ', 1)[0].rstrip(' ,;:') + ' ...'
+
+
+def check_can_resume(manager: ocp.CheckpointManager, workdir: str,
+                     config: ml_collections.ConfigDict) -> int | None:
+  """The newest checkpoint's step (None if there is none) after checking, from its saved config
+  alone, that `config` can continue the run: cheap, so that it comes before anything compiles.
+  Raises UserError, changing nothing on disk, when it cannot or the checkpoint is damaged."""
+  steps = sorted(manager.all_steps(), reverse=True)
+  if not steps:
+    return None
+  try:
+    saved_config = restore_run(manager, steps[0])['config']
+  except Exception as error:  # pylint: disable=broad-except
+    raise damaged(workdir, steps, error) from error
+  check_resumable(workdir, saved_config, config)
+  return steps[0]
 
 
 def resume(manager: ocp.CheckpointManager, workdir: str, config: ml_collections.ConfigDict,
@@ -257,11 +286,7 @@ def resume(manager: ocp.CheckpointManager, workdir: str, config: ml_collections.
   steps = sorted(manager.all_steps(), reverse=True)
   if not steps:
     return state
-  try:
-    saved_config = restore_run(manager, steps[0])['config']
-  except Exception as error:  # pylint: disable=broad-except
-    raise damaged(workdir, steps, error) from error
-  check_resumable(workdir, saved_config, config)
+  check_can_resume(manager, workdir, config)
   try:
     state = restore_state(manager, steps[0], state)
   except Exception as error:  # pylint: disable=broad-except

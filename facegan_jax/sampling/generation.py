@@ -11,6 +11,8 @@ when the run keeps them (config.ema), else its trained ones: training's grids an
 `evaluate` command and the `sample` command all go through `generate` here.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,6 +20,7 @@ import numpy as np
 
 from facegan_jax import models
 from facegan_jax.data import images as images_lib
+from facegan_jax.models import stylegan2
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
 from facegan_jax.system.errors import UserError
@@ -35,6 +38,13 @@ def latents(key: jax.Array, count: int, latent_dim: int) -> jax.Array:
   return jax.random.normal(key, (count, latent_dim))
 
 
+def draw_labels(key: jax.Array, training_labels: np.ndarray, count: int) -> np.ndarray:
+  """Labels [count, c_dim] of generated images for grids and FID: rows of the training labels
+  [N, c_dim] drawn uniformly with replacement from `key`, as NVIDIA's code draws them."""
+  rows = np.asarray(jax.random.randint(key, (count,), 0, len(training_labels)))
+  return np.asarray(training_labels[rows], np.float32)
+
+
 def uses_ema(ema: ml_collections.ConfigDict) -> bool:
   """Whether a run of config.ema keeps an EMA generator (and samples with it)."""
   return ema.halflife_images > 0
@@ -45,14 +55,18 @@ def sampling_params_field(ema: ml_collections.ConfigDict) -> str:
   return 'g_ema_params' if uses_ema(ema) else 'g_params'
 
 
-def generate(generator, variables, latent_batch, truncation: float = 1.0) -> jax.Array:
+def generate(generator, variables, latent_batch, truncation: float = 1.0,
+             labels=None) -> jax.Array:
   """Images [N, H, W, C] in [-1, 1] from `latent_batch` [N, latent_dim], inference mode.
 
   `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}; `truncation`
   < 1 (StyleGAN2 only) pulls every w towards the run's tracked average w (the truncation trick:
-  better-looking, less varied faces).
+  better-looking, less varied faces); `labels` [N, c_dim] condition a conditional generator
+  (one-hot classes, or 0/1 attributes).
   """
   kwargs = {'truncation_psi': truncation} if truncation != 1 else {}
+  if labels is not None:
+    kwargs['c'] = labels
   return generator.apply(variables, latent_batch, train=False, **kwargs)
 
 
@@ -62,11 +76,21 @@ def _no_checkpoint(workdir: str) -> UserError:
                    'of a run.')
 
 
+class ClassNeeded(UserError):
+  """A conditional run restored without a class."""
+
+
 class RestoredGenerator:
   """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
-  and the run's saved config are read."""
+  and the run's saved config are read. It generates at most `batch_size` images at a time
+  (default: all at once)."""
 
-  def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0):
+  def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0,
+               batch_size: int | None = None, class_index: int | None = None):
+    if not math.isfinite(truncation):
+      raise UserError(f'--truncation={truncation} is not a finite number; use e.g. '
+                      '--truncation=0.7 (1: no truncation).')
+    self.batch_size = batch_size
     storage.check_reachable(workdir, '--workdir')
     directory = checkpointing.checkpoint_dir(workdir)
     if not directory.is_dir():
@@ -90,8 +114,13 @@ class RestoredGenerator:
         raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
     if truncation != 1:
       self.check_style_based(f'--truncation={truncation}', '(leave --truncation at 1)')
-    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation))
-    self._map = jax.jit(lambda v, z: self.generator.apply(v, z, truncation, method='map'))
+    labels = self._check_class(class_index)
+    batch_labels = lambda z: None if labels is None else jnp.broadcast_to(
+        labels, (z.shape[0], labels.size))
+    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation,
+                                                   batch_labels(z)))
+    self._map = jax.jit(lambda v, z: self.generator.apply(v, z, truncation, batch_labels(z),
+                                                          method='map'))
     self._synthesize = jax.jit(lambda v, ws: self.generator.apply(v, ws, method='synthesize'))
 
   def _restore(self, manager, step: int):
@@ -99,12 +128,32 @@ class RestoredGenerator:
     self.config = ml_collections.ConfigDict(checkpointing.restore_run(manager, step)['config'])
     self.generator, _ = models.build_models(self.config.model)
     z = jax.ShapeDtypeStruct((1, self.config.model.latent_dim), jnp.float32)
-    abstract = jax.eval_shape(lambda z: self.generator.init(jax.random.key(0), z, train=False), z)
+    c_dim = self.config.model.get('c_dim', 0)
+    labels = {'c': jax.ShapeDtypeStruct((1, c_dim), jnp.float32)} if c_dim else {}
+    abstract = jax.eval_shape(
+        lambda z, labels: self.generator.init(jax.random.key(0), z, train=False, **labels), z,
+        labels)
     params = sampling_params_field(self.config.ema)
     restored = checkpointing.restore_fields(
         manager, step, {params: abstract['params'],
                         'g_batch_stats': abstract.get('batch_stats', {})})
     self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
+
+  def _check_class(self, class_index: int | None):
+    """The one-hot labels [c_dim] of `class_index` (the `sample` command's --class), None for an
+    unconditional run; UserError for a class out of range, a class for an unconditional run
+    and none for a conditional one."""
+    c_dim = self.config.model.get('c_dim', 0)
+    if class_index is None and c_dim:
+      raise ClassNeeded(f'this run is conditional ({c_dim} classes): choose one with --class=K, K '
+                      f'in 0..{c_dim - 1}.')
+    if class_index is not None and not c_dim:
+      raise UserError(f'--class={class_index} needs a conditional run; this one is '
+                      'unconditional (config.model.c_dim=0): leave --class out.')
+    if class_index is not None and not 0 <= class_index < c_dim:
+      raise UserError(f'--class={class_index} is not a class of this run; use 0 to '
+                      f'{c_dim - 1}.')
+    return None if class_index is None else jax.nn.one_hot(class_index, c_dim)
 
   def seed_latents(self, seed: int, count: int) -> jax.Array:
     """[count, latent_dim] latents of `seed` (the `sample` command's --seed)."""
@@ -116,7 +165,23 @@ class RestoredGenerator:
 
   def images(self, latent_batch) -> np.ndarray:
     """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
-    return images_lib.to_uint8(jax.device_get(self._generate(self.variables, latent_batch)))
+    return self._in_batches(self._generate, latent_batch)
+
+  def _in_batches(self, program, inputs) -> np.ndarray:
+    """uint8 images of `program(variables, rows)` over `inputs` [N, ...], `batch_size` rows at
+    a time; the last batch is padded to full size, so that one compiled program serves all."""
+    size = min(self.batch_size or len(inputs), len(inputs))
+    outputs = []
+    for start in range(0, len(inputs), size):
+      rows = jnp.asarray(inputs[start:start + size])
+      padding = jnp.zeros((size - len(rows),) + rows.shape[1:], rows.dtype)
+      images = program(self.variables, jnp.concatenate([rows, padding]))[:len(rows)]
+      outputs.append(images_lib.to_uint8(jax.device_get(images)))
+    return np.concatenate(outputs)
+
+  def num_styles(self) -> int:
+    """StyleGAN2: the layers (styles) of its synthesis network, 0 the coarsest."""
+    return stylegan2.num_ws(self.config.model.resolution)
 
   def check_style_based(self, what: str, instead: str):
     """UserError unless the run's generator is StyleGAN2's (it has a w space)."""
@@ -131,7 +196,7 @@ class RestoredGenerator:
   def images_of_styles(self, ws) -> np.ndarray:
     """StyleGAN2: ws [N, num_ws, w_dim] -> uint8 images [N, H, W, C] (constant noise, so
     `images_of_styles(styles(z))` equals `images(z)`)."""
-    return images_lib.to_uint8(jax.device_get(self._synthesize(self.variables, ws)))
+    return self._in_batches(self._synthesize, ws)
 
 
 def slerp(a, b, fractions):

@@ -11,10 +11,15 @@ import jax
 from absl import flags
 from absl import logging
 
+from facegan_jax.system.errors import UserError
+
 AUTO, OFF = 'auto', ('', 'off')
 LOCAL_DEFAULT = '~/.cache/facegan_jax/xla'
 IN_GCS_WORKDIR = 'compilation_cache'  # a gs:// workdir's cache: preempted VMs start empty
-# Least recently used programs are evicted beyond this; the demos' programs take 5-40 MB each.
+# In LOCAL_DEFAULT, least recently used programs are evicted beyond this (the demos' programs
+# take 5-40 MB each). Other directories keep JAX's default, no eviction: JAX's eviction needs an
+# access-time file beside every entry, which processes without a size limit do not write, so a
+# limit on a directory shared with them fails every write.
 MAX_BYTES = 4 * 2**30
 _HIT, _MISS = '/jax/compilation_cache/cache_hits', '/jax/compilation_cache/cache_misses'
 
@@ -55,13 +60,19 @@ def enable(setting: str, workdir: str) -> str | None:
     return None
   if not _is_gcs(directory):
     directory = os.path.abspath(os.path.expanduser(directory))
-    os.makedirs(directory, exist_ok=True)
+    try:
+      os.makedirs(directory, exist_ok=True)
+    except OSError as error:
+      raise UserError(f'compilation cache {directory} cannot be used ({error.strerror}); set '
+                      "config.compilation_cache (or --compilation_cache) to a directory you can "
+                      "write to, or to 'off'.") from error
   jax.config.update('jax_enable_compilation_cache', True)
   jax.config.update('jax_compilation_cache_dir', directory)
   # Every program, however quick to compile: a warm start then compiles nothing at all.
   jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
   jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)
-  jax.config.update('jax_compilation_cache_max_size', MAX_BYTES)
+  if directory == os.path.expanduser(LOCAL_DEFAULT):
+    jax.config.update('jax_compilation_cache_max_size', MAX_BYTES)
   logging.info('Persistent compilation cache: %s', directory)
   return directory
 

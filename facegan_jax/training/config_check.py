@@ -76,6 +76,7 @@ FIELDS = {
     'data.source': _TEXT, 'data.split': _TEXT, 'data.path': _TEXT, 'data.data_dir': _TEXT,
     'data.cache_dir': _TEXT, 'data.crop': _count(0), 'data.max_examples': _count(0),
     'data.threads': _count(0), 'data.prefetch': _count(0), 'data.random_flip': _FLAG,
+    'data.labels': _TEXT, 'data.attributes': _TEXT, 'model.c_dim': _count(0),
     'model.name': _TEXT, 'model.resolution': _count(), 'model.channels': Spec(int, choices=(1, 3)),
     'model.latent_dim': _count(), 'model.g_width': _count(), 'model.d_width': _count(),
     'model.g_norm': _TEXT, 'model.d_norm': _TEXT, 'model.hidden': _count(0),
@@ -94,6 +95,7 @@ FIELDS = {
     'augment.p': _NONNEGATIVE, 'augment.ada_target': Spec(float, -1.0, 1.0),
     'augment.ada_interval': _count(), 'augment.ada_kimg': _positive(),
     'augment.final_p': _NONNEGATIVE, 'augment.cosine_images': _NONNEGATIVE,
+    'init.from_pkl': _TEXT, 'init.from_pkl_sha256': _TEXT,
     'ema.halflife_images': _NONNEGATIVE, 'ema.rampup': _NONNEGATIVE,
     'optim.g_learning_rate': _positive(), 'optim.d_learning_rate': _positive(),
     'optim.b1': Spec(float, 0.0, 1.0, high_open=True),
@@ -146,8 +148,9 @@ def check_fields(config: ml_collections.ConfigDict):
       raise UserError(f'config.{name}={values[name]!r} {problem}.')
 
 
-def check(config: ml_collections.ConfigDict):
-  """Raises UserError (one line) for the first problem of `config`; touches no file."""
+def check(config: ml_collections.ConfigDict, data: bool = True):
+  """Raises UserError (one line) for the first problem of `config` (of config.data too if
+  `data`); touches no file."""
   check_fields(config)
   models.check_model_config(config.model)
   models.compute_dtype(config.train.compute_dtype)
@@ -155,4 +158,19 @@ def check(config: ml_collections.ConfigDict):
   losses.get_generator_loss(config.loss.generator)
   augment.parse_policy(config.augment.policy)
   ada.check_config(config.augment)
-  image_sources.check_data_config(config.data)
+  if data:
+    image_sources.check_data_config(config.data)
+  _check_minibatch_groups(config)
+
+
+def _check_minibatch_groups(config: ml_collections.ConfigDict):
+  """StyleGAN2's D splits every batch it sees (train.batch_size images) into groups of
+  min(mbstd_group_size, batch) for its minibatch standard deviation: the batch must divide."""
+  model, batch = config.model, config.train.batch_size
+  if model.name != 'stylegan2' or not model.mbstd_num_channels:
+    return
+  group = min(model.mbstd_group_size, batch)
+  if batch % group:
+    raise UserError(f'config.train.batch_size={batch} does not split into the discriminator\'s '
+                    f'minibatch-standard-deviation groups of config.model.mbstd_group_size='
+                    f'{model.mbstd_group_size}; use a multiple of {group}.')

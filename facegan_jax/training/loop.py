@@ -26,10 +26,12 @@ from facegan_jax.sampling import generation
 from facegan_jax.system import compile_cache
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import Preempted
+from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
 from facegan_jax.training import divergence
 from facegan_jax.training import optimizers
 from facegan_jax.training import preemption
+from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
 from facegan_jax.training.state import TrainState
@@ -89,13 +91,17 @@ def _write_samples(workdir, step, samples):
   return grid
 
 
-def _compile_steps(trainer, step_fn, state, config, mesh, image_shape):
-  """The run's train-step programs (`step_lib.compile_steps`), logging how long they took and
-  whether they came from the persistent compilation cache."""
+def _compile_steps(trainer, step_fn, state, config, mesh, image_shape, c_dim):
+  """The run's train-step programs (`step_lib.compile_steps`) for batches as
+  `input_pipeline.global_batches` makes them (with labels [.., c_dim] if `c_dim`), logging how
+  long they took and whether they came from the persistent compilation cache."""
   phase_list = step_lib.phases_of_run(trainer, int(state.step), config.train.num_steps)
-  batch_spec = jax.ShapeDtypeStruct((config.train.d_steps, config.train.batch_size,
-                                     *image_shape), jnp.uint8,
-                                    sharding=parallel.batch_sharding(mesh))
+  leading = (config.train.d_steps, config.train.batch_size)
+  sharding = parallel.batch_sharding(mesh)
+  batch_spec = jax.ShapeDtypeStruct((*leading, *image_shape), jnp.uint8, sharding=sharding)
+  if c_dim:
+    batch_spec = (batch_spec,
+                  jax.ShapeDtypeStruct((*leading, c_dim), jnp.float32, sharding=sharding))
   start = time.perf_counter()
   with compile_cache.CacheCount() as count:
     programs = step_lib.compile_steps(step_fn, state, batch_spec, phase_list)
@@ -110,8 +116,11 @@ def write_config(workdir: str, config: ml_collections.ConfigDict):
   storage.write_text(os.path.join(workdir, CONFIG_FILE), json.dumps(config.to_dict(), indent=1))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       initial_networks: state_lib.InitialNetworks | None = None) -> TrainState:
   """Trains `config` in `workdir`, resuming from its newest checkpoint; returns the final state.
+  A new run starts from `initial_networks` if given (those of config.init.from_pkl, which the
+  main command reads: facegan_jax.pretrained.convert_stylegan2.read_initial_networks).
 
   Writes checkpoints/ (every config.checkpoint.every steps and at the end), samples/*.png,
   metrics.jsonl and TensorBoard events (losses, D outputs, gradient norms, learning rates,
@@ -125,6 +134,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   (`preemption`).
   """
   config_check.check(config)
+  if config.model.get('c_dim') and config.model.name == 'stylegan2':
+    raise UserError(f'config.model.c_dim={config.model.c_dim}: training a conditional StyleGAN2 '
+                    'is not tested yet (DCGAN and SNGAN train on labels); sample a conditional '
+                    'StyleGAN2 run with python -m facegan_jax.sample --class=K.')
+  if config.init.from_pkl and initial_networks is None:
+    raise UserError(f'config.init.from_pkl={config.init.from_pkl} is read by python -m '
+                    'facegan_jax.main; pass its networks '
+                    '(convert_stylegan2.read_initial_networks).')
   trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh.devices.size)
@@ -133,34 +150,53 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
-  images = image_sources.load_images(config)
+  dataset = image_sources.load_dataset(config)  # labels: None unless the run is conditional
+  images = dataset.images
+  if len(images) < config.train.batch_size:
+    raise UserError(f'the data have {len(images)} images, fewer than one batch '
+                    f'(config.train.batch_size={config.train.batch_size}); use a batch of at most '
+                    f'{len(images)} or more images.')
   with contextlib.ExitStack() as stack:
     if is_chief:
       stack.enter_context(workdir_lock.hold(workdir))
     manager = stack.enter_context(checkpointing.training_manager(workdir,
                                                                  config.checkpoint.keep))
+    newest = checkpointing.check_can_resume(manager, workdir, config)  # before any compile
+    if newest is not None and newest >= config.train.num_steps:
+      logging.warning('Nothing to train: the newest checkpoint in %s is of step %d, and '
+                      'config.train.num_steps=%d; raise train.num_steps to train further.',
+                      checkpointing.checkpoint_dir(workdir), newest, config.train.num_steps)
     init, step_fn, sample_fn = step_lib.compile_functions(trainer, mesh,
                                                           models.image_shape(config.model))
-    state = checkpointing.resume(manager, workdir, config, init(jax.random.key(config.seed)))
+    state = init(jax.random.key(config.seed))
+    if initial_networks is not None:  # replicated as the state that the step takes
+      state = jax.jit(functools.partial(state_lib.start_from, trainer),
+                      out_shardings=parallel.replicated(mesh))(state, initial_networks)
+    state = checkpointing.resume(manager, workdir, config, state)
     if is_chief:
       storage.makedirs(os.path.join(workdir, 'samples'))
       write_config(workdir, config)
+      logging.info('Every field of the config: %s', os.path.join(workdir, CONFIG_FILE))
     latents = generation.latents(generation.stream_key(config.seed, generation.SAMPLE_STREAM),
                                  config.samples.count, config.model.latent_dim)
+    grid_labels = (None if dataset.labels is None else generation.draw_labels(
+        jax.random.fold_in(generation.stream_key(config.seed, generation.SAMPLE_STREAM), 1),
+        dataset.labels, config.samples.count))
     start_step = int(state.step)
     evaluator = (fid.make_evaluator(config, functools.partial(generation.generate,
                                                               trainer.generator),
-                                    extractor, images) if extractor else None)
+                                    extractor, images, dataset.labels) if extractor else None)
     writer = stack.enter_context(metric_writer.MetricWriter(workdir, is_chief, start_step))
     batches = stack.enter_context(contextlib.closing(input_pipeline.global_batches(
         images, mesh, seed=config.seed, start_step=start_step,
         batch_size=config.train.batch_size, d_steps=config.train.d_steps,
-        prefetch_size=config.data.prefetch)))
+        prefetch_size=config.data.prefetch, labels=dataset.labels)))
     logging.info('Training %s from step %d to %d on %d device(s), %d images, global batch %d.',
                  config.model.name, start_step, config.train.num_steps, mesh.devices.size,
                  len(images), config.train.batch_size)
 
-    step_programs = _compile_steps(trainer, step_fn, state, config, mesh, images.shape[1:])
+    step_programs = _compile_steps(trainer, step_fn, state, config, mesh, images.shape[1:],
+                                   0 if dataset.labels is None else dataset.labels.shape[1])
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
     saved_step = start_step or None  # the newest checkpoint, None if there is none
     unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged
@@ -191,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Train
         writer.write_scalars(step, dict(summary, images_per_second=images_per_second,
                                         **optimizers.learning_rates(config, step)))
       if samples:
-        grid = jax.device_get(sample_fn(state, latents))  # every process joins the computation
+        grid = jax.device_get(sample_fn(state, latents, grid_labels))  # every process joins in
         if is_chief:
           writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
       if evaluates:

@@ -19,19 +19,21 @@ import jax
 from absl import logging
 from jax.experimental import multihost_utils
 
+from facegan_jax.system.errors import StoppedBySignal
 
-class StopSignals:
-  """Context manager: SIGTERM/SIGINT ask `should_stop` to say True after the current step."""
+
+class _SignalHandlers:
+  """Context manager installing `_handle` for SIGINT, and SIGTERM unless several processes run
+  (then SIGTERM belongs to JAX's preemption service); the previous handlers come back on exit."""
 
   def __init__(self):
-    self.received = None  # the name of the first signal, e.g. 'SIGTERM'
     self._previous = {}
     self._multiprocess = jax.process_count() > 1
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():  # Python's rule for handlers
-      # With several processes SIGTERM belongs to JAX's preemption service.
-      for signum in (signal.SIGINT,) if self._multiprocess else (signal.SIGINT, signal.SIGTERM):
+      signums = (signal.SIGINT,) if self._multiprocess else (signal.SIGINT, signal.SIGTERM)
+      for signum in signums:
         self._previous[signum] = signal.signal(signum, self._handle)
     return self
 
@@ -39,6 +41,29 @@ class StopSignals:
     for signum, handler in self._previous.items():
       signal.signal(signum, handler)
     self._previous = {}
+
+  def _handle(self, signum, frame):
+    raise NotImplementedError
+
+
+class SignalsStopAtOnce(_SignalHandlers):
+  """For a run's life outside its train steps (loading, compiling, restoring): SIGTERM/SIGINT
+  raise errors.StoppedBySignal at once, so that the run unwinds (releasing its workdir) and exits 75;
+  no step has been trained since the newest checkpoint, so nothing is lost. `StopSignals` takes
+  over while the steps run."""
+
+  def _handle(self, signum, frame):
+    del frame
+    raise StoppedBySignal(f'{signal.Signals(signum).name} received outside the train steps: nothing '
+                    'was trained since the newest checkpoint; run the same command to continue.')
+
+
+class StopSignals(_SignalHandlers):
+  """SIGTERM/SIGINT ask `should_stop` to say True after the current step."""
+
+  def __init__(self):
+    super().__init__()
+    self.received = None  # the name of the first signal, e.g. 'SIGTERM'
 
   def _handle(self, signum, frame):
     del frame

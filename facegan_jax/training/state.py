@@ -1,7 +1,8 @@
 """The train state: one pytree with everything a run needs to continue bit-exactly, and its
-creation from the run's root key (`generation`'s key streams)."""
+creation from the run's root key (`generation`'s key streams), optionally starting from
+networks trained elsewhere (`start_from`)."""
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -32,12 +33,37 @@ class TrainState:
   ada_count: jax.Array
 
 
+class InitialNetworks(NamedTuple):
+  """Networks a run starts from (facegan_jax.pretrained reads them from NVIDIA's files): the
+  generator's {'params', 'batch_stats'}, the EMA generator's params, and the discriminator's
+  {'params'} ({} when there is none to start from)."""
+  generator: dict
+  ema_params: dict
+  discriminator: dict
+
+
+def start_from(trainer: Trainer, state: TrainState, networks: InitialNetworks) -> TrainState:
+  """`state` (a new run's step 0) holding `networks`: their weights and statistics (the EMA's
+  only if the run keeps an EMA; D stays `state`'s without one), with fresh optimiser states.
+  The step, the key and the path-length mean stay `state`'s, as for a run from scratch."""
+  g_params = networks.generator['params']
+  d_params = networks.discriminator['params'] if networks.discriminator else state.d_params
+  return state.replace(
+      g_params=g_params, g_batch_stats=networks.generator['batch_stats'],
+      g_opt_state=trainer.g_optimizer.init(g_params), d_params=d_params,
+      d_opt_state=trainer.d_optimizer.init(d_params),
+      g_ema_params=networks.ema_params if trainer.ema_decay else {})
+
+
 def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainState:
   """Initial state from the run's root key; `image_shape` is (H, W, C)."""
   g_key, d_key = jax.random.split(jax.random.fold_in(key, generation.INIT_STREAM))
   z = jnp.zeros((1, trainer.latent_dim), jnp.float32)
-  g_vars = trainer.generator.init(g_key, z, train=False)
-  d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False)
+  c_dim = getattr(trainer.generator, 'c_dim', 0)
+  labels = {'c': jnp.zeros((1, c_dim), jnp.float32)} if c_dim else {}  # a conditional run's
+  g_vars = trainer.generator.init(g_key, z, train=False, **labels)
+  d_vars = trainer.discriminator.init(d_key, jnp.zeros((1,) + tuple(image_shape)), train=False,
+                                      **labels)
   g_params, d_params = g_vars['params'], d_vars['params']
   return TrainState(
       step=jnp.zeros((), jnp.int32), key=jax.random.fold_in(key, generation.TRAIN_STREAM),

@@ -3,6 +3,12 @@ path-length phase, the EMA; and its compilation with the mesh's shardings.
 
 Step t draws all its randomness from `fold_in(state.key, t)`, so a run is a pure function of the
 config, the data and the device count.
+
+Labels (a conditional run, config.model.c_dim > 0; the batch is then the pair (images, labels)):
+D sees each real image with its own labels; the labels of the generated images are the real
+batch's labels in a random order (`generated_labels`), a uniform draw from the training labels
+as NVIDIA's training loop draws them from the dataset; G's update and D's view of its fakes use
+the labels the fakes were generated with. Without labels nothing of this runs.
 """
 
 import concurrent.futures
@@ -33,12 +39,14 @@ def _variables(params, batch_stats):
   return {'params': params, 'batch_stats': batch_stats}
 
 
-def _apply_train(module, params, batch_stats, inputs, noise_key=None):
+def _apply_train(module, params, batch_stats, inputs, noise_key=None, labels=None):
   """Runs `module` in training mode, drawing from `noise_key` if it samples (StyleGAN2's noise
-  and style mixing); returns (outputs, updated batch statistics)."""
+  and style mixing), conditioned on `labels` [B, c_dim] if given; returns (outputs, updated
+  batch statistics)."""
   rngs = {} if noise_key is None else {'noise': noise_key}
+  conditioning = {} if labels is None else {'c': labels}
   outputs, updates = module.apply(_variables(params, batch_stats), inputs, train=True,
-                                  rngs=rngs, mutable=['batch_stats'])
+                                  rngs=rngs, mutable=['batch_stats'], **conditioning)
   return outputs, updates.get('batch_stats', batch_stats)
 
 
@@ -78,20 +86,21 @@ def _adam_step(optimizer, params, opt_state, grads):
   return optax.apply_updates(params, updates), opt_state
 
 
-def _r1_loss(trainer, d_params, stats, real, augment_key, p):
+def _r1_loss(trainer, d_params, stats, real, augment_key, p, labels=None):
   """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C], D seeing them
   augmented with `augment_key`: the gradient is taken with respect to the images before
   augmentation, as NVIDIA's StyleGAN2-ADA and DiffAugment's StyleGAN2 do."""
   logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats,
-                                     _augment(trainer, augment_key, x, p))[0]
+                                     _augment(trainer, augment_key, x, p), labels=labels)[0]
   r1 = losses.r1_penalty(logits_fn, real)
   return 0.5 * trainer.r1_gamma * trainer.r1_every * r1, r1
 
 
-def _lazy_r1_update(trainer, state, real, augment_key):
+def _lazy_r1_update(trainer, state, real, augment_key, labels=None):
   """D's lazy R1 phase (r1_every > 1): its own Adam step on the weighted R1; (state, R1)."""
   (_, r1), grads = jax.value_and_grad(
-      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key, state.ada_p),
+      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key, state.ada_p,
+                         labels),
       has_aux=True)(state.d_params)
   d_params, d_opt_state = _adam_step(trainer.d_optimizer, state.d_params, state.d_opt_state,
                                      grads)
@@ -116,26 +125,30 @@ def lazy_phases(trainer: Trainer, step: int) -> LazyPhases:
                     path_length=bool(trainer.pl_weight) and step % trainer.pl_every == 0)
 
 
-def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
+def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(None, None)):
   """One Adam step of D on its loss (+ R1 in the same step if r1_every is 1), then, if
   `lazy_r1`, R1's step of its own; returns (state, metrics of this update, (sum, count) of the
   signs of D's logits on the reals).
 
-  real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations.
+  real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations; `labels`: those of
+  (real, fakes), [B, c_dim] each, in a conditional run.
   """
+  real_labels, fake_labels = labels
   real_key, fake_key = jax.random.split(key)
   augmented_real = _augment(trainer, real_key, real, state.ada_p)
   fakes = _augment(trainer, fake_key, fakes, state.ada_p)
 
   def loss_fn(d_params):
     real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats,
-                                      augmented_real)
-    fake_logits, stats = _apply_train(trainer.discriminator, d_params, stats, fakes)
+                                      augmented_real, labels=real_labels)
+    fake_logits, stats = _apply_train(trainer.discriminator, d_params, stats, fakes,
+                                      labels=fake_labels)
     loss = trainer.discriminator_loss(real_logits, fake_logits)
     metrics = {'d_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
                'd_fake': jax.nn.sigmoid(fake_logits).mean()}
     if trainer.r1_gamma and trainer.r1_every == 1:
-      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real, real_key, state.ada_p)
+      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real, real_key, state.ada_p,
+                                        real_labels)
       loss = loss + r1_loss
     return loss, (stats, metrics, real_logits)
 
@@ -146,7 +159,7 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1):
                                      grads)
   state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
   if lazy_r1:
-    state, metrics['r1'] = _lazy_r1_update(trainer, state, real, real_key)
+    state, metrics['r1'] = _lazy_r1_update(trainer, state, real, real_key, real_labels)
   elif trainer.r1_gamma and trainer.r1_every > 1:
     metrics['r1'] = jnp.zeros((), jnp.float32)
   return state, dict(metrics, d_grad_norm=optax.tree.norm(grads)), signs
@@ -175,14 +188,23 @@ def _path_length_update(trainer, state, batch_size, key):
   return state.replace(g_params=g_params, g_opt_state=g_opt_state, pl_mean=pl_mean), length
 
 
-def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: LazyPhases):
+def generated_labels(key: jax.Array, real_labels: jax.Array) -> jax.Array:
+  """Labels of the generated images: each D update's real labels [d_steps, B, c_dim] in a
+  random order of its own (the batch is a uniform sample of the data, so each is a uniform draw
+  from the training labels)."""
+  keys = jax.random.split(key, real_labels.shape[0])
+  return jax.vmap(lambda k, labels: jax.random.permutation(k, labels))(keys, real_labels)
+
+
+def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
   """`d_steps` discriminator updates (and the lazy R1 step), then one generator update (and the
   lazy path-length step), or the other way round if trainer.generator_first; then the EMA of G.
 
   Args:
     trainer: the static models, optimisers, losses and regularisers.
     state: the current TrainState.
-    batch: [d_steps, B, H, W, C] uint8 real images, one slice per discriminator update.
+    batch: [d_steps, B, H, W, C] uint8 real images, one slice per discriminator update; in a
+      conditional run the pair (those images, their labels [d_steps, B, c_dim] float32).
     phases: `lazy_phases(trainer, state.step)`, static.
 
   Returns:
@@ -200,6 +222,11 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
   flip_key, latent_key, augment_key = jax.random.split(step_key, 3)
   # Drawn from a stream of its own, so that the three above stay those of earlier versions.
   noise_key, pl_key = jax.random.split(jax.random.fold_in(step_key, 1))
+  batch, real_labels = batch if isinstance(batch, tuple) else (batch, None)
+  # From a stream of their own, so that the keys above stay those of unconditional runs.
+  fake_labels = (None if real_labels is None else
+                 generated_labels(jax.random.fold_in(step_key, 2), real_labels))
+  label_of = lambda labels, i: None if labels is None else labels[i]
   real = images_lib.to_model_range(batch)
   if trainer.random_flip:
     real = augment.random_flip(flip_key, real)
@@ -208,17 +235,19 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
   augment_keys = jax.random.split(augment_key, d_steps + 1)
   noise_keys = jax.random.split(noise_key, d_steps)
 
-  def generate(g_params, g_stats, z, key):
-    return _apply_train(trainer.generator, g_params, g_stats, z, key)
+  def generate(g_params, g_stats, z, key, labels):
+    return _apply_train(trainer.generator, g_params, g_stats, z, key, labels)
 
   fresh = trainer.fresh_generator_pass or trainer.generator_first
   g_latents = (jax.random.normal(jax.random.fold_in(latent_key, 1), latents.shape[1:]) if fresh
                else latents[-1])
   g_noise_key = jax.random.fold_in(noise_key, d_steps) if fresh else noise_keys[-1]
+  g_labels = (generated_labels(jax.random.fold_in(step_key, 3), real_labels[-1:])[0]
+              if fresh and real_labels is not None else label_of(fake_labels, -1))
 
   def generator_pass(state):
     """(fakes, their pullback to G's params, G's updated statistics) of the G update's pass."""
-    return jax.vjp(lambda p: generate(p, state.g_batch_stats, g_latents, g_noise_key),
+    return jax.vjp(lambda p: generate(p, state.g_batch_stats, g_latents, g_noise_key, g_labels),
                    state.g_params, has_aux=True)
 
   def generator_phase(state, fakes, pullback, g_stats):
@@ -226,7 +255,7 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
     def g_loss_fn(fakes):
       fakes = _augment(trainer, augment_keys[-1], fakes, state.ada_p)
       logits, d_stats = _apply_train(trainer.discriminator, state.d_params,
-                                     state.d_batch_stats, fakes)
+                                     state.d_batch_stats, fakes, labels=g_labels)
       return trainer.generator_loss(logits), d_stats
 
     (g_loss, d_stats), grad_fakes = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
@@ -248,15 +277,19 @@ def train_step(trainer: Trainer, state: TrainState, batch: jax.Array, phases: La
     state, g_metrics = generator_phase(state, fakes, pullback, state.g_batch_stats)
   signs = []  # (sum, count) of the signs of D's logits on reals, per D update
   for i in range(d_steps if fresh else d_steps - 1):
-    fakes, g_stats = generate(state.g_params, state.g_batch_stats, latents[i], noise_keys[i])
+    labels = (label_of(real_labels, i), label_of(fake_labels, i))
+    fakes, g_stats = generate(state.g_params, state.g_batch_stats, latents[i], noise_keys[i],
+                              labels[1])
     state, metrics, update_signs = _discriminator_update(
-        trainer, state.replace(g_batch_stats=g_stats), real[i], fakes, augment_keys[i], phases.r1)
+        trainer, state.replace(g_batch_stats=g_stats), real[i], fakes, augment_keys[i], phases.r1,
+        labels)
     signs.append(update_signs)
   if not trainer.generator_first:
     fakes, pullback, g_stats = generator_pass(state)
     if not fresh:
       state, metrics, update_signs = _discriminator_update(
-          trainer, state, real[-1], jax.lax.stop_gradient(fakes), augment_keys[-2], phases.r1)
+          trainer, state, real[-1], jax.lax.stop_gradient(fakes), augment_keys[-2], phases.r1,
+          (label_of(real_labels, -1), g_labels))
       signs.append(update_signs)
     state, g_metrics = generator_phase(state, fakes, pullback, g_stats)
   metrics = dict(metrics, **g_metrics)
@@ -278,9 +311,11 @@ def sampling_variables(trainer: Trainer, state: TrainState):
   return _variables(getattr(state, trainer.sampling_params_field), state.g_batch_stats)
 
 
-def generate_samples(trainer: Trainer, state: TrainState, latents):
-  """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim], as `generation` samples."""
-  return generation.generate(trainer.generator, sampling_variables(trainer, state), latents)
+def generate_samples(trainer: Trainer, state: TrainState, latents, labels=None):
+  """Images [N, H, W, C] in [-1, 1] from latents [N, latent_dim] (and labels [N, c_dim] in a
+  conditional run), as `generation` samples."""
+  return generation.generate(trainer.generator, sampling_variables(trainer, state), latents,
+                             labels=labels)
 
 
 def compile_functions(trainer: Trainer, mesh, image_shape):
@@ -318,6 +353,9 @@ def compile_steps(step, state, batch_spec, phase_list) -> dict[LazyPhases, objec
     phases -> executable taking (state, batch).
   """
   lowered = {phases: step.lower(state, batch_spec, phases) for phases in phase_list}
-  with concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1)) as pool:
+  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1))
+  try:
     futures = {phases: pool.submit(program.compile) for phases, program in lowered.items()}
-  return {phases: future.result() for phases, future in futures.items()}
+    return {phases: future.result() for phases, future in futures.items()}
+  finally:  # a signal that stops the run does not wait for the compilations to end
+    pool.shutdown(wait=False, cancel_futures=True)
