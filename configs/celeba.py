@@ -13,7 +13,8 @@ from configs import default
 from facegan_jax.models import r3gan
 from facegan_jax.training import r3gan_schedules
 
-VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'stylegan2', 'stylegan2_128', 'r3gan')
+VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'stylegan2', 'stylegan2_128',
+            'stylegan2_ada_3k', 'r3gan')
 
 
 def get_config(variant=None):
@@ -22,7 +23,8 @@ def get_config(variant=None):
   generator), 'sngan' and 'sngan128' (Mimicry's SNGAN recipe at 64 and 128), 'stylegan2' and
   'stylegan2_128' (NVIDIA's StyleGAN2 at 64x64 and 128x128, stylegan2-ada-pytorch's 'auto'
   settings for one GPU: batch 32, 2 mapping layers, R1 gamma 0.0002 * res^2 / 32, EMA 10 kimg
-  with ramp-up 0.05; about 6.4M images, where NVIDIA trains 25M), 'r3gan' (R3GAN at 64x64 with
+  with ramp-up 0.05; about 6.4M images, where NVIDIA trains 25M), 'stylegan2_ada_3k' (that
+  StyleGAN2 at 64x64 on the first 3,000 faces with ADA, `use_ada`), 'r3gan' (R3GAN at 64x64 with
   its FFHQ-64 preset: `use_r3gan`)."""
   default.check_variant('configs/celeba.py', variant, VARIANTS)
   config = default.get_config()
@@ -38,18 +40,29 @@ def get_config(variant=None):
   elif variant in ('sngan', 'sngan128'):
     config.data.update(split='all', crop=178, random_flip=False)  # Mimicry's CelebA
     use_sngan(config, 128 if variant == 'sngan128' else 64)
-  elif variant in ('stylegan2', 'stylegan2_128'):
+  elif variant in ('stylegan2', 'stylegan2_128', 'stylegan2_ada_3k'):
     resolution = 128 if variant == 'stylegan2_128' else 64
     use_stylegan2(config, resolution, batch_size=32, learning_rate=0.0025,
                   r1_gamma=0.0002 * resolution**2 / 32, ema_kimg=10, ema_rampup=0.05)
     config.train.num_steps = 200_000
     config.train.log_every = 500
     config.samples.every = config.checkpoint.every = 5000
+    if variant == 'stylegan2_ada_3k':
+      config.data.max_examples = 3000  # the 3,000-face subsets of low-budget papers and demos
+      use_ada(config)
   elif variant == 'r3gan':
     use_r3gan(config, 'FFHQ-64')
     config.train.log_every = 500
     config.samples.every = config.checkpoint.every = 5000
   return config
+
+
+def use_ada(config):
+  """StyleGAN2-ADA's adaptive discriminator augmentation with NVIDIA's --aug=ada defaults: the
+  'bgc' pipe on everything D sees, p from 0 adjusted every 4 steps towards a mean sign of D's
+  real logits of 0.6, by batch * 4 / 500,000 a time."""
+  config.augment.update(policy='', pipe='bgc', p_mode='adaptive', p=0.0, ada_target=0.6,
+                        ada_interval=4, ada_kimg=500.0)
 
 
 def use_r3gan(config, preset):

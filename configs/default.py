@@ -95,6 +95,24 @@ def get_config():
   config.augment = ml_collections.ConfigDict()
   config.augment.policy = ''  # DiffAugment ops for D's inputs: e.g. 'color,translation,cutout'
   config.augment.strength = 1.0  # scales every op's magnitude; 0: identity
+  # ADA (StyleGAN2-ADA): NVIDIA's augment pipe on everything D sees, instead of DiffAugment.
+  # pipe: a preset of its --augpipe ('blit', 'geom', 'color', 'filter', 'noise', 'cutout', 'bg',
+  # 'bgc', 'bgcf', 'bgcfn', 'bgcfnc'; 'bgc' is the paper's) or '' (off).
+  config.augment.pipe = ''
+  # The pipe's multipliers and strengths (AugmentPipe's arguments) changed from the preset's, as
+  # 'name=value,...', e.g. 'rotate=0,xint_max=0.25' (training/augment_pipe.AugmentSettings).
+  config.augment.pipe_settings = ''
+  # How the pipe's probability p evolves: 'adaptive' (NVIDIA's controller: every ada_interval
+  # steps p moves by +-batch * ada_interval / (ada_kimg * 1000) towards a mean sign of D's real
+  # logits of ada_target, from p), 'fixed' (p throughout) or 'cosine' (R3GAN: from p to
+  # final_p over cosine_images images, final_p after).
+  config.augment.p_mode = 'adaptive'
+  config.augment.p = 0.0  # the initial (adaptive, cosine) or constant (fixed) p
+  config.augment.ada_target = 0.6
+  config.augment.ada_interval = 4
+  config.augment.ada_kimg = 500.0
+  config.augment.final_p = 0.0
+  config.augment.cosine_images = 0.0
 
   config.ema = ml_collections.ConfigDict()
   config.ema.halflife_images = 0.0  # EMA generator whose weight halves every N images; 0: off

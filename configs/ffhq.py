@@ -20,6 +20,11 @@ use_r3gan): batch 256, Adam(2e-4 -> 5e-5, 0, 0.9 -> 0.99), gamma 2 -> 0.2 and 15
 half-life 0 -> 500k images, cosine schedules over 20M images.
 The folder holds the aligned FFHQ images at the resolution (every .png under it); they are
 mirrored at random.
+The 'ada' variant is paper256 with StyleGAN2-ADA's adaptive discriminator augmentation (the
+'bgc' pipe, target 0.6, p adjusted every 4 steps by up to 500 kimg per unit, NVIDIA's --aug=ada
+defaults); 'ada_1k', 'ada_2k', 'ada_5k' and 'ada_10k' train it on the first 1,000 to 10,000
+faces (data.max_examples), the training-set sweep of the ADA paper (Karras et al. 2020,
+figures 1 and 7).
 """
 
 from configs import celeba
@@ -33,6 +38,8 @@ SPECS = {
     'paper512': (512, 64, 8, 32768, 0.0025, 0.5, 20),
     'paper1024': (1024, 32, 4, 32768, 0.002, 2.0, 10),
 }
+# ADA variants of paper256: the number of faces they train on (0: all).
+ADA_SUBSETS = {'ada': 0, 'ada_1k': 1000, 'ada_2k': 2000, 'ada_5k': 5000, 'ada_10k': 10_000}
 TRAINING_IMAGES = 25_000_000
 R3GAN_PRESETS = {'r3gan64': 'FFHQ-64', 'r3gan256': 'FFHQ-256'}
 
@@ -40,14 +47,16 @@ R3GAN_PRESETS = {'r3gan64': 'FFHQ-64', 'r3gan256': 'FFHQ-256'}
 def get_config(variant=None):
   variant = variant or None
   default.check_variant('configs/ffhq.py', variant,
-                        tuple(name for name in SPECS if name) + tuple(R3GAN_PRESETS))
+                        tuple(name for name in SPECS if name) + tuple(R3GAN_PRESETS)
+                        + tuple(ADA_SUBSETS))
   config = default.get_config()
   config.data.source = 'folder'
   config.data.crop = 0  # FFHQ is aligned and square
   if variant in R3GAN_PRESETS:
     celeba.use_r3gan(config, R3GAN_PRESETS[variant])
   else:
-    resolution, batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[variant]
+    resolution, batch, group, channel_base, learning_rate, gamma, ema_kimg = SPECS[
+        None if variant in ADA_SUBSETS else variant]
     config.model.update(channel_base=channel_base, mapping_layers=8, mbstd_group_size=group)
     celeba.use_stylegan2(config, resolution, batch_size=batch, learning_rate=learning_rate,
                          r1_gamma=gamma, ema_kimg=ema_kimg)
@@ -55,4 +64,7 @@ def get_config(variant=None):
   config.train.log_every = 1000
   config.samples.every = config.checkpoint.every = 10_000
   config.eval.batch_size = 64
+  if variant in ADA_SUBSETS:
+    config.data.max_examples = ADA_SUBSETS[variant]
+    celeba.use_ada(config)
   return config

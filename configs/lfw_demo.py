@@ -19,14 +19,17 @@ the EMA generator with ramp-up, Adam(0.0025, 0, 0.99), G's phase first) for STYL
 seconds. `r3gan` trains a small R3GAN (width 16, one group per convolution) with R3GAN's recipe
 (D's phase with R1 and R2 at every step, then G's, cosine schedules) for R3GAN_STEPS steps (about 5
 CPU-minutes): grey textures with dark blobs, no faces yet (R3GAN sees 9,600 images in the time
-DCGAN sees 128,000); `r3gan_test` shrinks it to seconds.
+DCGAN sees 128,000); `r3gan_test` shrinks it to seconds. `ada` and `stylegan2_ada` add ADA
+(NVIDIA's 'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving
+fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500); `ada_test` and
+`stylegan2_ada_test` shrink them to seconds, with p moving by 0.01 every 2 steps.
 """
 
 from configs import celeba
 from configs import default
 
 VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test', 'r3gan',
-            'r3gan_test')
+            'r3gan_test', 'ada', 'ada_test', 'stylegan2_ada', 'stylegan2_ada_test')
 # What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
 # on the LFW demo's budget').
 STYLEGAN2_STEPS = 350
@@ -44,7 +47,7 @@ def get_config(variant=None):
   config.train.batch_size = 64
   config.train.num_steps = 2000
   config.samples.every = 500
-  if variant == 'test':
+  if variant in ('test', 'ada_test'):
     default.shrink_for_tests(config)
   elif variant == 'best':
     celeba.use_best(config, small_data=True)
@@ -56,19 +59,24 @@ def get_config(variant=None):
     config.optim.decay_steps = config.train.num_steps
     config.model.g_width = config.model.d_width = 16
     config.train.d_steps = 2
-  elif variant in ('stylegan2', 'stylegan2_test'):
+  elif variant in ('stylegan2', 'stylegan2_test', 'stylegan2_ada', 'stylegan2_ada_test'):
     config.model.update(channel_base=1024, channel_max=64, w_dim=64)
     celeba.use_stylegan2(config, 32, batch_size=32, learning_rate=0.0025,
                          r1_gamma=0.0002 * 32**2 / 32, ema_kimg=10, ema_rampup=0.05)
     config.model.update(latent_dim=64, channels=1)
     config.train.num_steps = STYLEGAN2_STEPS
     config.train.log_every, config.samples.every = 50, 100
-    if variant == 'stylegan2_test':
+    if variant.endswith('_test'):
       shrink_stylegan2_for_tests(config)
   elif variant in ('r3gan', 'r3gan_test'):
     use_r3gan_demo(config)
     if variant == 'r3gan_test':
       shrink_r3gan_for_tests(config)
+  if 'ada' in (variant or '').split('_'):
+    celeba.use_ada(config)
+    config.augment.ada_kimg = 10.0 if config.model.name == 'stylegan2' else 50.0
+  if (variant or '').endswith('ada_test'):  # p moves by 0.01 every 2 steps of 8 images
+    config.augment.update(ada_interval=2, ada_kimg=1.6)
   return config
 
 

@@ -21,6 +21,7 @@ from facegan_jax.training import config_check
 from facegan_jax.training import loop
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
+from tests.helpers import cpu_features
 from tests.helpers import multidevice
 
 
@@ -138,14 +139,16 @@ def test_a_second_run_on_a_workdir_in_use_is_refused(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize('variant, steps, extra', [
     ('test', 100, []), ('sngan_test', 40, []),
-    ('stylegan2_test', 40, ['--config.augment.policy=color,translation,cutout'])])
+    ('stylegan2_test', 40, ['--config.augment.policy=color,translation,cutout']),
+    ('ada_test', 100, [])])
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path, variant, steps,
                                                                         extra):
   """All three runs go through `main`, so they share its XLA flags (they change the numerics).
 
   SNGAN's spectral-norm vectors and linear learning-rate decay are in its state and step;
   StyleGAN2's w average, path-length mean and EMA are in its state, its lazy regularisers take
-  steps of their own, and DiffAugment draws from the step's key. The kill comes within 50 ms of
+  steps of their own, and DiffAugment draws from the step's key. ADA's p moves every 2 steps
+  (and its sign sums fill between), so the kill leaves it mid-adaptation. The kill comes within 50 ms of
   step 20's checkpoint: DCGAN's fast steps need 100 steps to be sure it comes before the end,
   the others 40.
   """
@@ -182,6 +185,8 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(tmp_path,
                                   template) for path in (killed_dir, tmp_path / 'whole'))
   assert int(resumed.step) == steps
   assert_identical(resumed, uninterrupted)
+  if config.augment.pipe:
+    assert float(resumed.ada_p) > 0  # the controller moved p
   # Training moved to the end: the last steps changed the parameters.
   before_last = checkpointing.restore_state(
       checkpointing.make_manager(str(killed_dir), create=False), steps - every, template)
@@ -241,16 +246,9 @@ def test_a_workdir_written_before_the_renames_resumes_bit_identically(tmp_path):
   resumed, fresh = (checkpointing.restore_state(
       checkpointing.make_manager(str(path), create=False), 4, template)
                     for path in (old_workdir, tmp_path / 'new'))
-  if writer_instruction_set_available():
+  if cpu_features.has_avx512():  # as the machine that wrote it
     assert_identical(resumed, fresh)
   else:  # XLA:CPU compiled the fresh steps 1-2 for other vector units (docs/reproducibility.md)
     for x, y in zip(state_leaves(resumed), state_leaves(fresh), strict=True):
       np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
-
-def writer_instruction_set_available() -> bool:
-  """Whether this CPU has AVX-512, as the machine that wrote tests/data/toy2x2_step2_v0.1.0
-  had: XLA:CPU generates code for the vector units it finds, and sums in another order
-  without them."""
-  with open('/proc/cpuinfo') as cpuinfo:
-    return 'avx512f' in cpuinfo.read().split()

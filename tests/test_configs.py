@@ -20,7 +20,8 @@ from facegan_jax.training import trainer as trainer_lib
     (celeba, 'stylegan2'), (celeba, 'stylegan2_128'), (lfw_demo, 'stylegan2'), (ffhq, None),
     (ffhq, 'stylegan2'), (ffhq, 'stylegan2_1024'), (ffhq, 'paper512'), (ffhq, 'paper1024'),
     (ffhq, 'r3gan64'), (ffhq, 'r3gan256'), (celeba, 'r3gan'), (lfw_demo, 'r3gan'),
-    (lfw_demo, 'r3gan_test')])
+    (lfw_demo, 'r3gan_test'), (celeba, 'stylegan2_ada_3k'), (lfw_demo, 'ada'),
+    (lfw_demo, 'stylegan2_ada'), (ffhq, 'ada'), (ffhq, 'ada_1k')])
 def test_every_variant_is_a_valid_config(module, variant):
   trainer_lib.make_trainer(module.get_config(variant))
 
@@ -53,7 +54,8 @@ def field_names(config, prefix=''):
 @pytest.mark.parametrize('module, variant', [
     (celeba, None), (celeba, 'test'), (celeba, 'best_3k'), (celeba, 'sngan'),
     (celeba, 'stylegan2'), (lfw_demo, 'best'), (lfw_demo, 'sngan'), (lfw_demo, 'stylegan2'),
-    (toy2x2, None), (ffhq, None), (ffhq, 'r3gan256'), (lfw_demo, 'r3gan_test')])
+    (toy2x2, None), (ffhq, None), (ffhq, 'r3gan256'), (lfw_demo, 'r3gan_test'), (ffhq, 'ada_5k'),
+    (celeba, 'stylegan2_ada_3k'), (lfw_demo, 'stylegan2_ada')])
 def test_configs_override_the_defaults_and_add_no_field(module, variant):
   assert field_names(module.get_config(variant)) == field_names(default.get_config())
 def test_sngan_variants_are_mimicrys_recipe():

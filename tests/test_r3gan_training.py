@@ -17,6 +17,7 @@ from configs import lfw_demo
 from facegan_jax.models import r3gan
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import UserError
+from facegan_jax.training import ada
 from facegan_jax.training import config_check
 from facegan_jax.training import loop
 from facegan_jax.training import optimizers
@@ -75,7 +76,8 @@ def starting_state(run):
   return state_lib.TrainState(
       step=jnp.asarray(nimg // 4, jnp.int32), key=jax.random.key(0), g_params=g_params,
       g_batch_stats={}, d_params=d_params, d_batch_stats={}, g_opt_state=g_opt,
-      d_opt_state=d_opt, g_ema_params=g_init, pl_mean=jnp.zeros((), jnp.float32))
+      d_opt_state=d_opt, g_ema_params=g_init, pl_mean=jnp.zeros((), jnp.float32),
+      **state_lib.ada_fields(ada.initial_state(trainer.ada_schedule)))
 
 
 def check_trees(ours, fixture, prefix, network, **tolerance):
@@ -178,6 +180,8 @@ def test_preset_configs_follow_the_reference_tables(module, variant, preset):
      "loss, phases and schedules (docs/training.md); use 1."),
     ('loss.discriminator', 'hinge', "config.loss.discriminator='hinge' does not apply to R3GAN, "
      "whose step has its own loss, phases and schedules (docs/training.md); use 'logistic'."),
+    ('augment.pipe', 'bgc', "config.augment.pipe='bgc' does not apply to R3GAN, whose step has "
+     "its own loss, phases and schedules (docs/training.md); use ''."),
     ('augment.policy', 'color', "config.augment.policy='color' does not apply to R3GAN, whose "
      "step has its own loss, phases and schedules (docs/training.md); use ''."),
     ('optim.d_learning_rate', 2e-3, 'config.optim.d_learning_rate=0.002 differs from '

@@ -12,7 +12,6 @@ from facegan_jax.data import image_sources
 from facegan_jax.data import input_pipeline
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import UserError
-from facegan_jax.training import augment
 from facegan_jax.training import config_check
 from facegan_jax.training import loop
 from facegan_jax.training import optimizers
@@ -278,19 +277,23 @@ class LinearLogit(nn.Module):
     return jnp.sum(images * weight, axis=(1, 2, 3))
 
 
-def test_r1_differentiates_through_the_augmentation_as_stylegan2_ada():
+@pytest.mark.parametrize('augmentation', [dict(policy='cutout'), dict(pipe='cutout')])
+def test_r1_differentiates_through_the_augmentation_as_stylegan2_ada(augmentation):
+  """DiffAugment's cutout, and ADA's pipe with its cutout at p = 1."""
   config = lfw_demo.get_config('test')
-  config.loss.r1_gamma, config.augment.policy = 1.0, 'cutout'
+  config.loss.r1_gamma = 1.0
+  config.augment.update(**augmentation)
   trainer = trainer_lib.make_trainer(config).replace(discriminator=LinearLogit())
   real = jax.random.normal(jax.random.key(0), (4, 32, 32, 1))
   params = LinearLogit().init(jax.random.key(1), real)['params']
   key = jax.random.key(2)
-  _, r1 = step_lib._r1_loss(trainer, params, {}, real, key)  # pylint: disable=protected-access
+  _, r1 = step_lib._r1_loss(  # pylint: disable=protected-access
+      trainer, params, {}, real, key, 1.0)
   # D(cutout(x)) = <w * mask, x>: the gradient with respect to the images before augmentation
   # is w * mask, so R1 leaves out the cut-out square (with respect to the augmented images it
   # would be |w|^2 for every image).
-  mask = augment.augment(key, jnp.ones_like(real), trainer.augment_policy,
-                         trainer.augment_strength)
+  mask = step_lib._augment(  # pylint: disable=protected-access
+      trainer, key, jnp.ones_like(real), 1.0)
   assert 0 < float(mask.mean()) < 1
   expected = jnp.mean(jnp.sum(jnp.square(params['w'] * mask), axis=(1, 2, 3)))
   assert float(r1) == pytest.approx(float(expected), rel=1e-5)

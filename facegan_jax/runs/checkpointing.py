@@ -37,9 +37,10 @@ RESUMABLE_CHANGES = ('train.num_steps', 'train.log_every', 'samples.', 'checkpoi
                      'deterministic', 'compilation_cache', 'optim.g_learning_rate',
                      'optim.d_learning_rate')
 
-# TrainState fields added since checkpoints were first written (StyleGAN2's path-length mean):
-# an older checkpoint lacks them, and resumes with their initial values, which it never changed.
-ADDED_STATE_FIELDS = ('pl_mean',)
+# TrainState fields added since checkpoints were first written (StyleGAN2's path-length mean,
+# ADA's p and accumulators): an older checkpoint lacks them, and resumes with their initial
+# values, which it never changed.
+ADDED_STATE_FIELDS = ('pl_mean', 'ada_p', 'ada_sign_sum', 'ada_count')
 
 # Config fields renamed since checkpoints were first written: old dotted name -> new one. A saved
 # config is read with the new names, so old workdirs resume and sample.
@@ -159,9 +160,11 @@ def restore_state(manager: ocp.CheckpointManager, step: int, state):
   try:
     restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(template)))
   except ValueError as error:
-    if not any(field in str(error) for field in ADDED_STATE_FIELDS):
+    # Orbax names each field the checkpoint lacks on a line of its own, as 'name:'.
+    missing = [field for field in ADDED_STATE_FIELDS if f'{field}:' in str(error).split()]
+    if not missing:
       raise
-    older = {name: value for name, value in template.items() if name not in ADDED_STATE_FIELDS}
+    older = {name: value for name, value in template.items() if name not in missing}
     restored = manager.restore(step, args=ocp.args.Composite(state=_restore_args(older)))
     return flax.serialization.from_state_dict(state, dict(template, **restored['state']))
   return flax.serialization.from_state_dict(state, restored['state'])

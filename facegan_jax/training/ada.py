@@ -10,11 +10,12 @@ reference's statistics are gathered over all GPUs).
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax.numpy as jnp
 
 from facegan_jax.system.errors import UserError
+from facegan_jax.training import augment_pipe
 
 MODES = ('adaptive', 'fixed', 'cosine')
 
@@ -32,6 +33,59 @@ class Schedule:
   ada_kimg: float = 500.0
   final_p: float = 0.0
   total_images: float = 0.0
+
+
+def _number(text) -> Optional[float]:
+  try:
+    value = float(text)
+  except ValueError:
+    return None
+  return value if math.isfinite(value) else None
+
+
+def pipe_settings(augment_config) -> Optional[augment_pipe.AugmentSettings]:
+  """The AugmentSettings of config.augment (its pipe preset changed by pipe_settings), or None
+  when the pipe is off; UserError naming the bad field."""
+  if not augment_config.pipe:
+    if augment_config.pipe_settings:
+      raise UserError(f'config.augment.pipe_settings={augment_config.pipe_settings!r} needs a '
+                      "pipe; set config.augment.pipe, e.g. 'bgc', or pipe_settings=''.")
+    return None
+  if augment_config.pipe not in augment_pipe.PRESETS:
+    raise UserError(f'config.augment.pipe={augment_config.pipe!r} is unknown; use one of '
+                    f"{list(augment_pipe.PRESETS)}, or '' for none.")
+  settings = augment_pipe.preset(augment_config.pipe)
+  known = {field.name for field in dataclasses.fields(settings) if field.name != 'imgfilter_bands'}
+  changes = {}
+  for item in filter(None, (item.strip() for item in augment_config.pipe_settings.split(','))):
+    name, _, text = (part.strip() for part in item.partition('='))
+    value = _number(text)
+    if name not in known or value is None or value < 0:
+      raise UserError(f'config.augment.pipe_settings has {item!r}; use name=value with a '
+                      f'number >= 0 and a name of {sorted(known)}.')
+    changes[name] = value
+  return dataclasses.replace(settings, **changes)
+
+
+def schedule_of(augment_config) -> Schedule:
+  """The Schedule of config.augment."""
+  return Schedule(mode=augment_config.p_mode, p=augment_config.p,
+                  target=augment_config.ada_target, interval=augment_config.ada_interval,
+                  ada_kimg=augment_config.ada_kimg, final_p=augment_config.final_p,
+                  total_images=augment_config.cosine_images)
+
+
+def check_config(augment_config):
+  """UserError (one line) for the first bad ADA field of config.augment."""
+  if pipe_settings(augment_config) is None:
+    return
+  if augment_config.policy:
+    raise UserError(f'config.augment.policy={augment_config.policy!r} and config.augment.pipe='
+                    f"{augment_config.pipe!r} are both on; use one: set policy='' or pipe=''.")
+  if augment_config.p_mode == 'cosine' and augment_config.cosine_images <= 0:
+    raise UserError(f'config.augment.cosine_images={augment_config.cosine_images} with '
+                    "p_mode='cosine'; use the schedule's length in images, > 0.")
+  check_schedule(schedule_of(augment_config))
 
 
 def check_schedule(schedule: Schedule):
@@ -55,8 +109,9 @@ class AdaState(NamedTuple):
 
 
 def initial_state(schedule: Schedule) -> AdaState:
-  zero = jnp.zeros((), jnp.float32)
-  return AdaState(jnp.asarray(schedule.p, jnp.float32), zero, zero)
+  """p at step 0 and empty sums, each leaf its own buffer (the step donates the state)."""
+  return AdaState(jnp.asarray(schedule.p, jnp.float32), jnp.zeros((), jnp.float32),
+                  jnp.zeros((), jnp.float32))
 
 
 def accumulate_signs(sign_sum, count, real_logits):

@@ -16,6 +16,7 @@ import ml_collections
 from facegan_jax import models
 from facegan_jax.data import image_sources
 from facegan_jax.system.errors import UserError
+from facegan_jax.training import ada
 from facegan_jax.training import augment
 from facegan_jax.training import losses
 
@@ -89,6 +90,11 @@ FIELDS = {
     'loss.r1_every': _count(), 'loss.pl_weight': _NONNEGATIVE, 'loss.pl_every': _count(),
     'loss.pl_batch_shrink': _count(), 'loss.pl_decay': Spec(float, 0.0, 1.0),
     'augment.policy': _TEXT, 'augment.strength': _NONNEGATIVE,
+    'augment.pipe': _TEXT, 'augment.pipe_settings': _TEXT,
+    'augment.p_mode': Spec(str, choices=('adaptive', 'fixed', 'cosine')),
+    'augment.p': _NONNEGATIVE, 'augment.ada_target': Spec(float, -1.0, 1.0),
+    'augment.ada_interval': _count(), 'augment.ada_kimg': _positive(),
+    'augment.final_p': _NONNEGATIVE, 'augment.cosine_images': _NONNEGATIVE,
     'init.from_pkl': _TEXT, 'init.from_pkl_sha256': _TEXT,
     'ema.halflife_images': _NONNEGATIVE, 'ema.rampup': _NONNEGATIVE,
     'optim.g_learning_rate': _positive(), 'optim.d_learning_rate': _positive(),
@@ -116,10 +122,12 @@ FIELDS = {
 
 # Fields that R3GAN's step (model.name='r3gan') does not read, at the one value that describes
 # it: one D phase per G phase, D's phase first, the RpGAN loss (logistic in s_real - s_fake), R1
-# and R2 at every step, no DiffAugment, its own schedules of the learning rate and EMA.
+# and R2 at every step, no DiffAugment and no augment pipe (yet), its own schedules of the
+# learning rate and EMA.
 R3GAN_RECIPE = {'train.d_steps': 1, 'train.fresh_generator_pass': False,
                 'train.generator_first': False, 'loss.discriminator': 'logistic',
                 'loss.generator': 'non_saturating', 'loss.r1_every': 1, 'augment.policy': '',
+                'augment.pipe': '',
                 'ema.rampup': 0.0, 'optim.schedule': 'constant'}
 
 
@@ -165,6 +173,7 @@ def check(config: ml_collections.ConfigDict, data: bool = True):
   losses.get_discriminator_loss(config.loss.discriminator)
   losses.get_generator_loss(config.loss.generator)
   augment.parse_policy(config.augment.policy)
+  ada.check_config(config.augment)
   if data:
     image_sources.check_data_config(config.data)
   _check_minibatch_groups(config)

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from facegan_jax.sampling import generation
+from facegan_jax.training import ada
 from facegan_jax.training.trainer import Trainer
 
 
@@ -25,6 +26,11 @@ class TrainState:
   d_opt_state: Any
   g_ema_params: Any  # moving average of g_params; {} when config.ema is off
   pl_mean: jax.Array  # float32 scalar: decaying mean of the path lengths (StyleGAN2); 0 if off
+  # ADA (training/ada.py), float32 scalars: the augment pipe's p for the next step, and the sum
+  # and count of the signs of D's logits on reals since the controller's last update.
+  ada_p: jax.Array
+  ada_sign_sum: jax.Array
+  ada_count: jax.Array
 
 
 class InitialNetworks(NamedTuple):
@@ -65,4 +71,15 @@ def create_train_state(trainer: Trainer, key: jax.Array, image_shape) -> TrainSt
       d_params=d_params, d_batch_stats=d_vars.get('batch_stats', {}),
       g_opt_state=trainer.g_optimizer.init(g_params),
       d_opt_state=trainer.d_optimizer.init(d_params),
-      g_ema_params=g_params if trainer.ema_decay else {}, pl_mean=jnp.zeros((), jnp.float32))
+      g_ema_params=g_params if trainer.ema_decay else {}, pl_mean=jnp.zeros((), jnp.float32),
+      **ada_fields(ada.initial_state(trainer.ada_schedule)))
+
+
+def ada_fields(ada_state: ada.AdaState) -> dict[str, jax.Array]:
+  """TrainState's fields holding `ada_state`."""
+  return {'ada_p': ada_state.p, 'ada_sign_sum': ada_state.sign_sum,
+          'ada_count': ada_state.count}
+
+
+def ada_state_of(state: TrainState) -> ada.AdaState:
+  return ada.AdaState(state.ada_p, state.ada_sign_sum, state.ada_count)

@@ -23,12 +23,15 @@ import optax
 from facegan_jax.data import images as images_lib
 from facegan_jax.sampling import generation
 from facegan_jax.system import parallel
+from facegan_jax.training import ada
 from facegan_jax.training import augment
+from facegan_jax.training import augment_pipe
 from facegan_jax.training import divergence
 from facegan_jax.training import ema
 from facegan_jax.training import losses
 from facegan_jax.training import optimizers
 from facegan_jax.training import r3gan_step
+from facegan_jax.training import state as state_lib
 from facegan_jax.training.state import TrainState
 from facegan_jax.training.state import create_train_state
 from facegan_jax.training.trainer import Trainer
@@ -49,16 +52,43 @@ def _apply_train(module, params, batch_stats, inputs, noise_key=None, labels=Non
   return outputs, updates.get('batch_stats', batch_stats)
 
 
-def _augment(trainer, key, images):
+def _augment(trainer, key, images, p):
+  """D's view of images [B, H, W, C]: DiffAugment's policy, or NVIDIA's augment pipe at
+  probability p (the step's TrainState.ada_p), with `key`'s randomness."""
+  if trainer.augment_pipe is not None:
+    return augment_pipe.augment_with_key(key, images.astype(jnp.float32), p,
+                                         trainer.augment_pipe)
   return augment.augment(key, images, trainer.augment_policy, trainer.augment_strength)
 
 
-def _r1_loss(trainer, d_params, stats, real, augment_key, labels=None):
+def _with_real_signs(trainer, state, real_logits):
+  """The state with sign(D's logits on reals) added to the adaptive controller's sums (only with
+  the pipe on, in that mode), and this update's (sum of signs, count); the sums are over the
+  global batch."""
+  sign_sum, count = ada.accumulate_signs(0.0, 0, jax.lax.stop_gradient(real_logits))
+  if trainer.augment_pipe is not None and trainer.ada_schedule.mode == 'adaptive':
+    state = state.replace(ada_sign_sum=state.ada_sign_sum + sign_sum,
+                          ada_count=state.ada_count + count)
+  return state, (sign_sum, count)
+
+
+def _ada_update(trainer, state, signs, batch_size):
+  """After the step's updates (state.step already counts it): the controller's next p, and the
+  metrics augment_p (this step's p) and ada_rt (the mean sign of D's logits on this step's
+  reals, over all its D updates)."""
+  metrics = {'augment_p': state.ada_p,
+             'ada_rt': sum(s for s, _ in signs) / sum(c for _, c in signs)}
+  updated = ada.update(trainer.ada_schedule, state_lib.ada_state_of(state), state.step,
+                       state.step * batch_size, batch_size)
+  return state.replace(**state_lib.ada_fields(updated)), metrics
+
+
+def _r1_loss(trainer, d_params, stats, real, augment_key, p, labels=None):
   """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C], D seeing them
   augmented with `augment_key`: the gradient is taken with respect to the images before
   augmentation, as NVIDIA's StyleGAN2-ADA and DiffAugment's StyleGAN2 do."""
   logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats,
-                                     _augment(trainer, augment_key, x), labels=labels)[0]
+                                     _augment(trainer, augment_key, x, p), labels=labels)[0]
   r1 = losses.r1_penalty(logits_fn, real)
   return 0.5 * trainer.r1_gamma * trainer.r1_every * r1, r1
 
@@ -66,7 +96,8 @@ def _r1_loss(trainer, d_params, stats, real, augment_key, labels=None):
 def _lazy_r1_update(trainer, state, real, augment_key, labels=None):
   """D's lazy R1 phase (r1_every > 1): its own Adam step on the weighted R1; (state, R1)."""
   (_, r1), grads = jax.value_and_grad(
-      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key, labels),
+      lambda p: _r1_loss(trainer, p, state.d_batch_stats, real, augment_key, state.ada_p,
+                         labels),
       has_aux=True)(state.d_params)
   d_params, d_opt_state = optimizers.apply_step(trainer.d_optimizer, state.d_params,
                                                 state.d_opt_state, grads)
@@ -93,15 +124,16 @@ def lazy_phases(trainer: Trainer, step: int) -> LazyPhases:
 
 def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(None, None)):
   """One Adam step of D on its loss (+ R1 in the same step if r1_every is 1), then, if
-  `lazy_r1`, R1's step of its own; returns (state, metrics of this update).
+  `lazy_r1`, R1's step of its own; returns (state, metrics of this update, (sum, count) of the
+  signs of D's logits on the reals).
 
   real, fakes: [B, H, W, C] in [-1, 1]; `key` draws their augmentations; `labels`: those of
   (real, fakes), [B, c_dim] each, in a conditional run.
   """
   real_labels, fake_labels = labels
   real_key, fake_key = jax.random.split(key)
-  augmented_real = _augment(trainer, real_key, real)
-  fakes = _augment(trainer, fake_key, fakes)
+  augmented_real = _augment(trainer, real_key, real, state.ada_p)
+  fakes = _augment(trainer, fake_key, fakes, state.ada_p)
 
   def loss_fn(d_params):
     real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats,
@@ -112,11 +144,14 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(Non
     metrics = {'d_loss': loss, 'd_real': jax.nn.sigmoid(real_logits).mean(),
                'd_fake': jax.nn.sigmoid(fake_logits).mean()}
     if trainer.r1_gamma and trainer.r1_every == 1:
-      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real, real_key, real_labels)
+      r1_loss, metrics['r1'] = _r1_loss(trainer, d_params, stats, real, real_key, state.ada_p,
+                                        real_labels)
       loss = loss + r1_loss
-    return loss, (stats, metrics)
+    return loss, (stats, metrics, real_logits)
 
-  (_, (stats, metrics)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.d_params)
+  (_, (stats, metrics, real_logits)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.d_params)
+  state, signs = _with_real_signs(trainer, state, real_logits)
   d_params, d_opt_state = optimizers.apply_step(trainer.d_optimizer, state.d_params,
                                                 state.d_opt_state, grads)
   state = state.replace(d_params=d_params, d_batch_stats=stats, d_opt_state=d_opt_state)
@@ -124,7 +159,7 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(Non
     state, metrics['r1'] = _lazy_r1_update(trainer, state, real, real_key, real_labels)
   elif trainer.r1_gamma and trainer.r1_every > 1:
     metrics['r1'] = jnp.zeros((), jnp.float32)
-  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads))
+  return state, dict(metrics, d_grad_norm=optax.tree.norm(grads)), signs
 
 
 def _path_length_update(trainer, state, batch_size, key):
@@ -173,7 +208,8 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
     (new state, metrics): d_loss, g_loss, d_real = mean D(x), d_fake = mean D(G(z)) (the last
     discriminator update's, before it), d_grad_norm and g_grad_norm (global L2 norms of the last
     discriminator update's and of the generator update's gradients), r1 when R1 is on (0 on
-    steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), and
+    steps without it when lazy) and path_length likewise (StyleGAN2's regulariser), augment_p
+    and ada_rt with ADA's pipe on (the step's p and mean sign of D's logits on reals), and
     params_finite (bool: every parameter of the new state is finite; see `divergence`). The
     generator's forward pass of the last discriminator update is reused, through its VJP, for
     the generator update, as in the DCGAN reference, unless trainer.fresh_generator_pass or
@@ -214,7 +250,7 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
   def generator_phase(state, fakes, pullback, g_stats):
     """G's update from its pass (D frozen), then its lazy path-length step."""
     def g_loss_fn(fakes):
-      fakes = _augment(trainer, augment_keys[-1], fakes)
+      fakes = _augment(trainer, augment_keys[-1], fakes, state.ada_p)
       logits, d_stats = _apply_train(trainer.discriminator, state.d_params,
                                      state.d_batch_stats, fakes, labels=g_labels)
       return trainer.generator_loss(logits), d_stats
@@ -236,18 +272,22 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
   if trainer.generator_first:
     fakes, pullback, _ = generator_pass(state)  # G's statistics: from the D phase's passes
     state, g_metrics = generator_phase(state, fakes, pullback, state.g_batch_stats)
+  signs = []  # (sum, count) of the signs of D's logits on reals, per D update
   for i in range(d_steps if fresh else d_steps - 1):
     labels = (label_of(real_labels, i), label_of(fake_labels, i))
     fakes, g_stats = generate(state.g_params, state.g_batch_stats, latents[i], noise_keys[i],
                               labels[1])
-    state, metrics = _discriminator_update(trainer, state.replace(g_batch_stats=g_stats),
-                                           real[i], fakes, augment_keys[i], phases.r1, labels)
+    state, metrics, update_signs = _discriminator_update(
+        trainer, state.replace(g_batch_stats=g_stats), real[i], fakes, augment_keys[i], phases.r1,
+        labels)
+    signs.append(update_signs)
   if not trainer.generator_first:
     fakes, pullback, g_stats = generator_pass(state)
     if not fresh:
-      state, metrics = _discriminator_update(trainer, state, real[-1],
-                                             jax.lax.stop_gradient(fakes), augment_keys[-2],
-                                             phases.r1, (label_of(real_labels, -1), g_labels))
+      state, metrics, update_signs = _discriminator_update(
+          trainer, state, real[-1], jax.lax.stop_gradient(fakes), augment_keys[-2], phases.r1,
+          (label_of(real_labels, -1), g_labels))
+      signs.append(update_signs)
     state, g_metrics = generator_phase(state, fakes, pullback, g_stats)
   metrics = dict(metrics, **g_metrics)
   if trainer.ema_decay:
@@ -256,6 +296,9 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
              else trainer.ema_decay)
     state = state.replace(g_ema_params=ema.update(state.g_ema_params, state.g_params, decay))
   state = state.replace(step=state.step + 1)
+  if trainer.augment_pipe is not None:
+    state, ada_metrics = _ada_update(trainer, state, signs, batch_size)
+    metrics.update(ada_metrics)
   params_finite = divergence.all_finite(state.g_params, state.d_params, state.g_ema_params)
   return state, dict(metrics, **{divergence.PARAMS_FINITE: params_finite})
 

@@ -1,7 +1,7 @@
 """The static parts of training (`Trainer`): models, optimisers, losses, regularisers and
 augmentation, built once from the config; jit treats them as constants."""
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax
 import ml_collections
@@ -9,6 +9,7 @@ import ml_collections
 from facegan_jax import models
 from facegan_jax.sampling import generation
 from facegan_jax.system.errors import UserError
+from facegan_jax.training import ada
 from facegan_jax.training import augment
 from facegan_jax.training import ema
 from facegan_jax.training import losses
@@ -35,6 +36,9 @@ class Trainer:
   r1_every: int = _static(default=1)  # ... on every r1_every-th step, scaled by r1_every
   augment_policy: tuple[str, ...] = _static(default=())
   augment_strength: float = _static(default=0.0)
+  # ADA: NVIDIA's augment pipe (None: off) and how its p evolves (TrainState.ada_*).
+  augment_pipe: Optional[Any] = _static(default=None)
+  ada_schedule: ada.Schedule = _static(default=ada.Schedule())
   ema_decay: float = _static(default=0.0)  # 0: no EMA generator
   sampling_params_field: str = _static(default='g_params')  # the weights that sample
   # True (Mimicry's SNGAN trainer): G's update draws its own latents and runs G and D afresh in
@@ -77,6 +81,8 @@ def make_trainer(config: ml_collections.ConfigDict) -> Trainer:
                     r1_gamma=config.loss.r1_gamma, r1_every=config.loss.r1_every,
                     augment_policy=augment.parse_policy(config.augment.policy),
                     augment_strength=config.augment.strength,
+                    augment_pipe=ada.pipe_settings(config.augment),
+                    ada_schedule=ada.schedule_of(config.augment),
                     ema_decay=(ema.decay_per_step(config.train.batch_size, halflife)
                                if generation.uses_ema(config.ema) else 0.0),
                     sampling_params_field=generation.sampling_params_field(config.ema),

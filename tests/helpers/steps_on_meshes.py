@@ -2,9 +2,10 @@
 
   python tests/helpers/steps_on_meshes.py OUT.npz NUM_STEPS VARIANT DEVICE_COUNT [DEVICE_COUNT ...]
 
-VARIANT: of configs/lfw_demo.py, e.g. 'test', 'sngan_test' or 'stylegan2_test'.
+VARIANT: of configs/lfw_demo.py, e.g. 'test', 'sngan_test', 'stylegan2_test' or 'ada_test'.
 
-Run with enough virtual devices (tests/helpers/multidevice.py). Used by tests/test_parallel.py.
+Run with enough virtual devices (tests/helpers/multidevice.py). Used by tests/test_parallel.py
+and tests/test_ada_training.py.
 """
 
 import sys
@@ -20,6 +21,10 @@ from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
 
 
+# The metrics saved per step (as columns of `losses`); ADA's only where the config uses its pipe.
+LOGGED = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'augment_p', 'ada_rt')
+
+
 def run(config, device_count, num_steps):
   trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh(jax.devices()[:device_count])
@@ -33,7 +38,7 @@ def run(config, device_count, num_steps):
   for step in range(num_steps):
     state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh),
                              step_lib.lazy_phases(trainer, step))
-    losses.append([float(metrics[k]) for k in ('d_loss', 'g_loss', 'd_real', 'd_fake')])
+    losses.append([float(metrics[k]) for k in LOGGED if k in metrics])
   leaves = jax.tree_util.tree_leaves_with_path(
       {'g': state.g_params, 'd': state.d_params, 'g_stats': state.g_batch_stats,
        'd_stats': state.d_batch_stats})
