@@ -25,7 +25,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP_ONE = re.compile(r'^I(\d{4}) (\d\d:\d\d:\d\d\.\d+) .*step 1/1:', re.M)
-READY = re.compile(r'The train step \((\d+) lazy-phase program\(s\)\) is ready in ([\d.]+) s: (.*)\.')
+READY = re.compile(r'The train step is ready in ([\d.]+) s: (.*?); its other')
 
 
 def config_flags(name: str) -> list[str]:
@@ -57,7 +57,7 @@ def first_step(config, workdir, cache):
   month_day, clock = STEP_ONE.search(log).groups()
   today = datetime.datetime.fromtimestamp(start)
   stamp = datetime.datetime.strptime(f'{today.year}{month_day} {clock}', '%Y%m%d %H:%M:%S.%f')
-  _, ready_seconds, source = READY.search(log).groups()
+  ready_seconds, source = READY.search(log).groups()
   return stamp.timestamp() - start, float(ready_seconds), source
 
 

@@ -92,9 +92,9 @@ def _write_samples(workdir, step, samples):
 
 
 def _compile_steps(trainer, step_fn, state, config, mesh, image_shape, c_dim):
-  """The run's train-step programs (`step_lib.compile_steps`) for batches as
+  """The run's train-step programs (`step_lib.StepPrograms`) for batches as
   `input_pipeline.global_batches` makes them (with labels [.., c_dim] if `c_dim`), logging how
-  long they took and whether they came from the persistent compilation cache."""
+  long the first took and whether it came from the persistent compilation cache."""
   phase_list = step_lib.phases_of_run(trainer, int(state.step), config.train.num_steps)
   leading = (trainer.real_batches, config.train.batch_size)
   sharding = parallel.batch_sharding(mesh)
@@ -104,9 +104,10 @@ def _compile_steps(trainer, step_fn, state, config, mesh, image_shape, c_dim):
                   jax.ShapeDtypeStruct((*leading, c_dim), jnp.float32, sharding=sharding))
   start = time.perf_counter()
   with compile_cache.CacheCount() as count:
-    programs = step_lib.compile_steps(step_fn, state, batch_spec, phase_list)
-  logging.info('The train step (%d lazy-phase program(s)) is ready in %.1f s: %s.',
-               len(phase_list), time.perf_counter() - start, count.describe())
+    programs = step_lib.StepPrograms(step_fn, state, batch_spec, phase_list)
+  logging.info('The train step is ready in %.1f s: %s; its other %d lazy-phase program(s) '
+               'compile while the first steps run.', time.perf_counter() - start,
+               count.describe(), max(len(phase_list) - 1, 0))
   return programs
 
 
@@ -197,6 +198,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     step_programs = _compile_steps(trainer, step_fn, state, config, mesh, images.shape[1:],
                                    0 if dataset.labels is None else dataset.labels.shape[1])
+    stack.callback(step_programs.close)
     progress = _Progress(start_step, config.train.num_steps, config.train.batch_size)
     saved_step = start_step or None  # the newest checkpoint, None if there is none
     unchecked, history = [], []  # device metrics not yet checked; checked ones not yet logged

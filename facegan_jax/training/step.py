@@ -342,23 +342,38 @@ def phases_of_run(trainer: Trainer, start_step: int, num_steps: int) -> list[Laz
   return list(dict.fromkeys(lazy_phases(trainer, step) for step in steps))
 
 
-def compile_steps(step, state, batch_spec, phase_list) -> dict[LazyPhases, object]:
-  """`step` (of `compile_functions`) compiled ahead of time for each of `phase_list`: traced
-  one after the other, then compiled concurrently (XLA compiles without Python's lock).
+class StepPrograms:
+  """The jitted `step` (of `compile_functions`) compiled ahead of time for each LazyPhases of
+  `phase_list` (`phases_of_run`, in order of first use). The first program is traced and
+  compiled before the constructor returns; the others one after another in a background thread
+  meanwhile, so the run's first step waits for one program only. `programs[phases]` is the
+  executable taking (state, batch), waiting for its compilation if it is still running.
+  `close()` abandons the compilations not started (a run that stops does not wait for them).
 
   Args:
     step: the jitted step.
-    state: the TrainState the run starts from (its shapes and shardings).
+    state: the TrainState the run starts from (only its shapes and shardings are kept: the
+      steps donate its buffers).
     batch_spec: jax.ShapeDtypeStruct of the global batch, with its sharding.
     phase_list: the LazyPhases to compile.
-
-  Returns:
-    phases -> executable taking (state, batch).
   """
-  lowered = {phases: step.lower(state, batch_spec, phases) for phases in phase_list}
-  pool = concurrent.futures.ThreadPoolExecutor(max(len(lowered), 1))
-  try:
-    futures = {phases: pool.submit(program.compile) for phases, program in lowered.items()}
-    return {phases: future.result() for phases, future in futures.items()}
-  finally:  # a signal that stops the run does not wait for the compilations to end
-    pool.shutdown(wait=False, cancel_futures=True)
+
+  def __init__(self, step, state, batch_spec, phase_list):
+    state_spec = jax.tree.map(
+        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), state)
+
+    def compile_program(phases):
+      return step.lower(state_spec, batch_spec, phases).compile()
+
+    self._pool = concurrent.futures.ThreadPoolExecutor(1)
+    self._programs = {phases: compile_program(phases) for phases in phase_list[:1]}
+    self._pending = {phases: self._pool.submit(compile_program, phases)
+                     for phases in phase_list[1:]}
+
+  def __getitem__(self, phases):
+    if phases not in self._programs:
+      self._programs[phases] = self._pending.pop(phases).result()
+    return self._programs[phases]
+
+  def close(self):
+    self._pool.shutdown(wait=False, cancel_futures=True)
