@@ -65,13 +65,19 @@ def use_ada(config):
                         ada_interval=4, ada_kimg=500.0)
 
 
+# R3GAN's --aug=1: NVIDIA's augment pipe with its 'bgc' transforms, the colour ones at multiplier
+# 0.5, and cutout (no image-space filter, no noise).
+R3GAN_PIPE_SETTINGS = 'brightness=0.5,contrast=0.5,lumaflip=0.5,hue=0.5,saturation=0.5,cutout=1'
+
+
 def use_r3gan(config, preset):
   """R3GAN's paper preset `preset` ('FFHQ-64' or 'FFHQ-256', brownvc/R3GAN's train.py --preset
-  with the README's --batch=256 --mirror=1): its networks (models/r3gan.py, PRESET_FIELDS),
-  float32 throughout (the reference computes some stages in bfloat16), and its recipe with the
-  schedules of r3gan_schedules.PRESETS over 20M images, for 20M images (the reference trains
-  until stopped, at the schedules' end values after 20M). The reference's --aug=1 (NVIDIA's
-  augmentation, p from 0 to 0.3) is not part of it here."""
+  with the README's --batch=256 --mirror=1 --aug=1): its networks (models/r3gan.py,
+  PRESET_FIELDS), float32 throughout (the reference computes some stages in bfloat16), and its
+  recipe with the schedules of r3gan_schedules.PRESETS over 20M images, for 20M images (the
+  reference trains until stopped, at the schedules' end values after 20M): NVIDIA's augment pipe
+  on everything D sees with the reference's settings (R3GAN_PIPE_SETTINGS), p following the
+  preset's cosine (0 -> 0.3 for both FFHQ presets)."""
   schedules = r3gan_schedules.PRESETS[preset]
   total = schedules.learning_rate.total_nimg
   config.model.update(name='r3gan', **r3gan.PRESET_FIELDS[preset])
@@ -82,6 +88,9 @@ def use_r3gan(config, preset):
   config.ema.halflife_images = schedules.ema_nimg.final
   config.r3gan.update(schedule_images=total, final_learning_rate=schedules.learning_rate.final,
                       final_b2=schedules.beta2.final, final_gamma=schedules.gamma.final)
+  config.augment.update(pipe='bgc', pipe_settings=R3GAN_PIPE_SETTINGS, p_mode='cosine',
+                        p=float(schedules.augment_p.base), final_p=schedules.augment_p.final,
+                        cosine_images=schedules.augment_p.total_nimg)
   config.data.random_flip = True
   config.train.batch_size = 256
   config.train.num_steps = int(total) // config.train.batch_size

@@ -17,9 +17,10 @@ shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to 16x16
 the EMA generator with ramp-up, Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps
 (about 5 CPU-minutes): far too few for StyleGAN2 to draw clear faces; `stylegan2_test` shrinks it to
 seconds. `r3gan` trains a small R3GAN (width 16, one group per convolution) with R3GAN's recipe
-(D's phase with R1 and R2 at every step, then G's, cosine schedules) for R3GAN_STEPS steps (about 5
-CPU-minutes): grey textures with dark blobs, no faces yet (R3GAN sees 9,600 images in the time
-DCGAN sees 128,000); `r3gan_test` shrinks it to seconds. `ada` and `stylegan2_ada` add ADA
+(D's phase with R1 and R2 at every step, then G's, cosine schedules, NVIDIA's augment pipe with p
+0 -> 0.3) for R3GAN_STEPS steps (about 5 CPU-minutes): grey textures with dark blobs, no faces yet
+(R3GAN sees 9,600 images in the time DCGAN sees 128,000; both measured before the demo had the
+augmentation); `r3gan_test` shrinks it to seconds. `ada` and `stylegan2_ada` add ADA
 (NVIDIA's 'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving
 fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500); `ada_test` and
 `stylegan2_ada_test` shrink them to seconds, with p moving by 0.01 every 2 steps.
@@ -83,10 +84,10 @@ def get_config(variant=None):
 def use_r3gan_demo(config):
   """A small R3GAN-32 (width 16 in every stage, one block per stage, z of 64) with R3GAN's
   recipe (configs/celeba.py, use_r3gan) for the CPU budget: learning rates 1e-3 -> 2.5e-4 (5x
-  the paper's), ImageNet-32's gamma 0.5 -> 0.05, the schedules ending with the demo's
-  R3GAN_STEPS steps of batch 32 (benchmarks/README.md, 'R3GAN on the LFW demo'). One group per
-  convolution: XLA:CPU differentiates grouped convolutions with respect to their weights about
-  15x slower than an ungrouped one of 8x the work."""
+  the paper's), ImageNet-32's gamma 0.5 -> 0.05, the schedules (the augment pipe's p 0 -> 0.3
+  among them) ending with the demo's R3GAN_STEPS steps of batch 32 (benchmarks/README.md, 'R3GAN
+  on the LFW demo'). One group per convolution: XLA:CPU differentiates grouped convolutions with
+  respect to their weights about 15x slower than an ungrouped one of 8x the work."""
   celeba.use_r3gan(config, 'FFHQ-64')
   config.model.update(resolution=32, channels=1, channel_base=512, channel_max=16,
                       group_width=32, blocks_per_stage=1)
@@ -94,18 +95,20 @@ def use_r3gan_demo(config):
   config.optim.g_learning_rate = config.optim.d_learning_rate = 1e-3
   config.r3gan.final_learning_rate = 2.5e-4
   config.loss.r1_gamma, config.r3gan.final_gamma = 0.5, 0.05
-  config.r3gan.schedule_images = float(R3GAN_STEPS * config.train.batch_size)
+  config.r3gan.schedule_images = config.augment.cosine_images = float(
+      R3GAN_STEPS * config.train.batch_size)
   config.ema.halflife_images = 500.0
   config.samples.every = 100
 
 
 def shrink_r3gan_for_tests(config):
   """The `r3gan` demo shrunk to seconds: 8x8 with widths 16 and 8 in groups of 8, z of 16,
-  batch 8, 2 steps whose schedules end after 16 images (the two steps see different values)."""
+  batch 8, 2 steps whose schedules end after 16 images (the two steps see different values: p is
+  0, then 0.15)."""
   config.model.update(resolution=8, channel_base=64, channel_max=16, group_width=8,
                       latent_dim=16)
   config.train.update(batch_size=8, num_steps=2, log_every=1)
-  config.r3gan.schedule_images = 16.0
+  config.r3gan.schedule_images = config.augment.cosine_images = 16.0
   config.ema.halflife_images = 16.0
   config.samples.update(every=2, count=4)
   config.checkpoint.every = 2

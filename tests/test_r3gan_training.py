@@ -18,6 +18,7 @@ from facegan_jax.models import r3gan
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import ada
+from facegan_jax.training import augment_pipe
 from facegan_jax.training import config_check
 from facegan_jax.training import loop
 from facegan_jax.training import optimizers
@@ -36,10 +37,11 @@ RUNS = {'loopA': 'runA', 'loopB': 'runB'}
 @functools.lru_cache(maxsize=None)
 def fixture_trainer():
   """The FFHQ-256 preset's trainer (the fixture loop's schedules) with the fixture's tiny
-  networks, and its `update` jitted (one compilation for both runs)."""
+  networks and without augmentation (as the fixture loop), and its `update` jitted (one
+  compilation for both runs)."""
   _, generator, discriminator, _, _ = test_r3gan.reference('uncond')
   trainer = trainer_lib.make_trainer(ffhq.get_config('r3gan256')).replace(
-      generator=generator, discriminator=discriminator)
+      generator=generator, discriminator=discriminator, augment_pipe=None)
   return trainer, jax.jit(functools.partial(r3gan_step.update, trainer))
 
 
@@ -97,7 +99,7 @@ def test_two_training_iterations_equal_the_reference():
     scalars = facts[RUNS[run]]
     real = jnp.stack([nhwc(fixture[f'{run}/{phase}_phase/real']) for phase in 'DG'])
     latents = jnp.stack([jnp.asarray(fixture[f'{run}/{phase}_phase/z']) for phase in 'DG'])
-    state, metrics = update(starting_state(run), real, latents)
+    state, metrics = update(starting_state(run), real, latents, jax.random.key(0))
     assert int(state.step) == scalars['cur_nimg_after'] // 4 and metrics['params_finite']
     # The losses and penalties: means of the reference's two chunks of 2 per phase.
     for name, key in (('d_loss', 'D_round{}/adv'), ('r1', 'D_round{}/R1'),
@@ -173,33 +175,51 @@ def test_preset_configs_follow_the_reference_tables(module, variant, preset):
                                                   'd_learning_rate': 2e-4}
   last = optimizers.learning_rates(config, config.train.num_steps + 1)['g_learning_rate']
   assert last == pytest.approx(5e-5, rel=1e-12)
+  # --aug=1: NVIDIA's pipe with the reference's settings, p on the preset's cosine.
+  assert trainer.augment_pipe == augment_pipe.AugmentSettings(
+      **{name: float(value) for name, value in reference['augment_kwargs'].items()})
+  aug = reference['aug_scheduler']
+  assert trainer.ada_schedule == ada.Schedule(mode='cosine', p=aug['base_value'],
+                                              final_p=aug['final_value'],
+                                              total_images=aug['total_nimg'])
 
 
-@pytest.mark.parametrize('field, value, message', [
-    ('train.d_steps', 5, "config.train.d_steps=5 does not apply to R3GAN, whose step has its own "
-     "loss, phases and schedules (docs/training.md); use 1."),
-    ('loss.discriminator', 'hinge', "config.loss.discriminator='hinge' does not apply to R3GAN, "
-     "whose step has its own loss, phases and schedules (docs/training.md); use 'logistic'."),
-    ('augment.pipe', 'bgc', "config.augment.pipe='bgc' does not apply to R3GAN, whose step has "
-     "its own loss, phases and schedules (docs/training.md); use ''."),
-    ('augment.policy', 'color', "config.augment.policy='color' does not apply to R3GAN, whose "
-     "step has its own loss, phases and schedules (docs/training.md); use ''."),
-    ('optim.d_learning_rate', 2e-3, 'config.optim.d_learning_rate=0.002 differs from '
+@pytest.mark.parametrize('changes, message', [
+    ({'train.d_steps': 5}, "config.train.d_steps=5 does not apply to R3GAN, whose step has its "
+     "own loss, phases and schedules (docs/training.md); use 1."),
+    ({'loss.discriminator': 'hinge'}, "config.loss.discriminator='hinge' does not apply to "
+     "R3GAN, whose step has its own loss, phases and schedules (docs/training.md); use "
+     "'logistic'."),
+    ({'augment.p_mode': 'adaptive'}, "config.augment.p_mode='adaptive' does not apply to R3GAN, "
+     "whose step schedules the augment pipe's p; use 'cosine' (R3GAN's presets) or 'fixed'."),
+    ({'augment.policy': 'color', 'augment.pipe': '', 'augment.pipe_settings': ''},
+     "config.augment.policy='color' does not apply to R3GAN, whose step has its own loss, "
+     "phases and schedules (docs/training.md); use ''."),
+    ({'optim.d_learning_rate': 2e-3}, 'config.optim.d_learning_rate=0.002 differs from '
      'config.optim.g_learning_rate=0.001: R3GAN schedules one learning rate for both networks; '
      'set them equal.'),
 ])
-def test_settings_that_r3gans_step_would_ignore_are_refused(field, value, message):
+def test_settings_that_r3gans_step_would_ignore_are_refused(changes, message):
   config = lfw_demo.get_config('r3gan_test')
-  section, name = field.split('.')
-  config[section][name] = value
+  for field, value in changes.items():
+    section, name = field.split('.')
+    config[section][name] = value
   with pytest.raises(UserError) as error:
     config_check.check(config)
   assert str(error.value) == message
 
 
+def test_the_augment_pipe_may_be_off_or_at_a_fixed_p():
+  config = lfw_demo.get_config('r3gan_test')
+  config.augment.p_mode = 'fixed'
+  config_check.check(config)
+  config.augment.update(pipe='', pipe_settings='', p_mode='adaptive')
+  config_check.check(config)
+
+
 def params(state):
   return jax.tree_util.tree_leaves((state.g_params, state.d_params, state.g_ema_params,
-                                    state.g_opt_state, state.d_opt_state))
+                                    state.g_opt_state, state.d_opt_state, state.ada_p))
 
 
 @pytest.mark.slow
@@ -207,6 +227,8 @@ def test_a_short_run_trains_and_reruns_and_resumes_bit_identically(tmp_path):
   config = lfw_demo.get_config('r3gan_test')
   first = loop.train_and_evaluate(config, str(tmp_path / 'a'))
   assert int(first.step) == config.train.num_steps == 2
+  # With the preset's augment pipe, p at the end of its cosine over the 16 images.
+  assert config.augment.pipe and float(first.ada_p) == pytest.approx(0.3, rel=1e-6)
   # The same config again, stopped after its first step and resumed from that checkpoint.
   config.train.num_steps = 1
   loop.train_and_evaluate(config, str(tmp_path / 'b'))

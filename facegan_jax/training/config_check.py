@@ -122,12 +122,11 @@ FIELDS = {
 
 # Fields that R3GAN's step (model.name='r3gan') does not read, at the one value that describes
 # it: one D phase per G phase, D's phase first, the RpGAN loss (logistic in s_real - s_fake), R1
-# and R2 at every step, no DiffAugment and no augment pipe (yet), its own schedules of the
+# and R2 at every step, no DiffAugment (NVIDIA's augment pipe instead), its own schedules of the
 # learning rate and EMA.
 R3GAN_RECIPE = {'train.d_steps': 1, 'train.fresh_generator_pass': False,
                 'train.generator_first': False, 'loss.discriminator': 'logistic',
                 'loss.generator': 'non_saturating', 'loss.r1_every': 1, 'augment.policy': '',
-                'augment.pipe': '',
                 'ema.rampup': 0.0, 'optim.schedule': 'constant'}
 
 
@@ -194,8 +193,9 @@ def _check_minibatch_groups(config: ml_collections.ConfigDict):
 
 
 def _check_r3gan_recipe(config: ml_collections.ConfigDict):
-  """An R3GAN config sets none of what its step would ignore (R3GAN_RECIPE), and one learning
-  rate for both networks."""
+  """An R3GAN config sets none of what its step would ignore (R3GAN_RECIPE), one learning rate
+  for both networks, and with the augment pipe on a scheduled p: its step keeps no statistics of
+  D's logits for the adaptive controller."""
   if config.model.name != 'r3gan':
     return
   values = flatten(config.to_dict())
@@ -207,3 +207,6 @@ def _check_r3gan_recipe(config: ml_collections.ConfigDict):
     raise UserError(f'config.optim.d_learning_rate={config.optim.d_learning_rate} differs from '
                     f'config.optim.g_learning_rate={config.optim.g_learning_rate}: R3GAN '
                     'schedules one learning rate for both networks; set them equal.')
+  if config.augment.pipe and config.augment.p_mode == 'adaptive':
+    raise UserError("config.augment.p_mode='adaptive' does not apply to R3GAN, whose step "
+                    "schedules the augment pipe's p; use 'cosine' (R3GAN's presets) or 'fixed'.")

@@ -9,10 +9,12 @@ s_r = D(real) and s_f = D(fake), [N] each:
 with R1_n = ||d(sum_m s_r,m) / d real_n||^2 and R2_n the same on the fakes, both at every step.
 The parameter gradient of L_D includes the penalties' second-order terms. Everything here is a
 pure function of `logits_fn`, D's apply function closed over its parameters (and labels):
-images [N, H, W, C] -> logits [N]; the caller differentiates with respect to the parameters.
+images [N, H, W, C] -> logits [N], and of `fake_logits_fn`, the same for the fakes where D sees
+them otherwise (augmented with draws of their own; default `logits_fn`); the caller
+differentiates with respect to the parameters.
 """
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,24 +45,27 @@ def logits_and_gradient_norms(logits_fn: LogitsFn, images):
   return logits, jnp.sum(jnp.square(gradient), axis=tuple(range(1, gradient.ndim)))
 
 
-def discriminator_terms(logits_fn: LogitsFn, real, fake) -> DiscriminatorTerms:
+def discriminator_terms(logits_fn: LogitsFn, real, fake,
+                        fake_logits_fn: Optional[LogitsFn] = None) -> DiscriminatorTerms:
   """L_D's per-sample terms on real and fake images [N, H, W, C] (both held constant)."""
   real_logits, r1 = logits_and_gradient_norms(logits_fn, jax.lax.stop_gradient(real))
-  fake_logits, r2 = logits_and_gradient_norms(logits_fn, jax.lax.stop_gradient(fake))
+  fake_logits, r2 = logits_and_gradient_norms(fake_logits_fn or logits_fn,
+                                              jax.lax.stop_gradient(fake))
   relativistic = real_logits - fake_logits
   return DiscriminatorTerms(jax.nn.softplus(-relativistic), relativistic, r1, r2)
 
 
-def discriminator_loss(logits_fn: LogitsFn, real, fake, gamma):
+def discriminator_loss(logits_fn: LogitsFn, real, fake, gamma,
+                       fake_logits_fn: Optional[LogitsFn] = None):
   """(L_D scalar, DiscriminatorTerms): mean of softplus(s_f - s_r) + gamma / 2 (R1 + R2)."""
-  terms = discriminator_terms(logits_fn, real, fake)
+  terms = discriminator_terms(logits_fn, real, fake, fake_logits_fn)
   per_sample = terms.adversarial + gamma / 2 * (terms.r1 + terms.r2)
   return jnp.mean(per_sample), terms
 
 
-def generator_loss(logits_fn: LogitsFn, real, fake):
+def generator_loss(logits_fn: LogitsFn, real, fake, fake_logits_fn: Optional[LogitsFn] = None):
   """(L_G scalar, GeneratorTerms): mean of softplus(s_r - s_f); the real images constant, the
-  fakes differentiable (D's parameters are whatever `logits_fn` closes over)."""
-  relativistic = logits_fn(fake) - logits_fn(jax.lax.stop_gradient(real))
+  fakes differentiable (D's parameters are whatever the logits functions close over)."""
+  relativistic = (fake_logits_fn or logits_fn)(fake) - logits_fn(jax.lax.stop_gradient(real))
   adversarial = jax.nn.softplus(-relativistic)
   return jnp.mean(adversarial), GeneratorTerms(adversarial, relativistic)

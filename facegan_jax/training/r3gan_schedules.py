@@ -83,7 +83,9 @@ def from_config(config) -> Schedules:
   """The schedules of an R3GAN run's config, over config.r3gan.schedule_images images: the
   learning rate from optim.g_learning_rate (= d_learning_rate) to r3gan.final_learning_rate,
   beta2 from optim.b2 to r3gan.final_b2, gamma from loss.r1_gamma to r3gan.final_gamma, the EMA
-  half-life from 0 to ema.halflife_images; p stays 0 (our R3GAN runs do not augment)."""
+  half-life from 0 to ema.halflife_images. augment_p stays 0: the augment pipe's p lives in the
+  train state, scheduled by config.augment (training/ada.py; use_r3gan in configs/celeba.py sets
+  the preset's cosine there)."""
   total = config.r3gan.schedule_images
   return Schedules(Cosine(config.optim.g_learning_rate, config.r3gan.final_learning_rate, total),
                    Cosine(config.optim.b2, config.r3gan.final_b2, total),

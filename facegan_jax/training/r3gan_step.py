@@ -9,10 +9,15 @@ At n = state.step * B images seen before the step (B the global batch):
 3. G's phase, on a real batch and latents of its own: one Adam step of G on
    mean softplus(D(real) - D(G(z))) through the updated D;
 4. G_ema <- beta G_ema + (1 - beta) G with beta = 0.5^(B / half-life): 0 at n = 0, where the EMA
-   becomes G.
+   becomes G;
+5. with the augment pipe on (the reference's --aug=1): p for the next step (`ada.update`, the
+   cosine schedule of config.augment in R3GAN's presets).
 Both optimisers are `r3gan_schedules.adam()`, given this step's learning rate and beta2 before
-their update; nothing is clipped, scaled or lazy. Step t draws its flips and latents from
-fold_in(state.key, t), so a run is a pure function of the config and the data.
+their update; nothing is clipped, scaled or lazy. With the pipe on, D sees every batch (reals and
+fakes, in both phases) through it at p = state.ada_p, each batch with draws of its own, and R1
+and R2 are taken with respect to the images before augmentation. Step t draws its flips,
+latents and augmentations from fold_in(state.key, t), so a run is a pure function of the config
+and the data.
 """
 
 import jax
@@ -21,6 +26,7 @@ import optax
 
 from facegan_jax.data import images as images_lib
 from facegan_jax.training import augment
+from facegan_jax.training import augment_step
 from facegan_jax.training import divergence
 from facegan_jax.training import ema
 from facegan_jax.training import optimizers
@@ -30,30 +36,46 @@ from facegan_jax.training.state import TrainState
 from facegan_jax.training.trainer import Trainer
 
 
-def update(trainer: Trainer, state: TrainState, real, latents):
+def _logits_fn(trainer: Trainer, params, p, key):
+  """D's logits [N] of images [N, H, W, C] as D sees them: through the augment pipe at
+  probability p with `key`'s draws when the pipe is on."""
+  def logits(images):
+    if trainer.augment_pipe is not None:
+      images = augment_step.discriminator_view(trainer, key, images, p)
+    return trainer.discriminator.apply({'params': params}, images)
+  return logits
+
+
+def update(trainer: Trainer, state: TrainState, real, latents, augment_key):
   """One iteration from `state` on real images [2, B, H, W, C] in [-1, 1] and latents
-  [2, B, latent_dim], slice 0 for D's phase and 1 for G's.
+  [2, B, latent_dim], slice 0 for D's phase and 1 for G's; `augment_key` draws the pipe's
+  augmentations (unused with the pipe off).
 
   Returns (new state, metrics): d_loss (mean of D's adversarial term), r1, r2 (means), g_loss,
-  d_grad_norm, g_grad_norm (global L2 norms of the gradients each Adam step received) and
-  params_finite (`divergence`).
+  d_grad_norm, g_grad_norm (global L2 norms of the gradients each Adam step received),
+  augment_p (this step's p, with the pipe on) and params_finite (`divergence`).
   """
   batch_size = real.shape[1]
   values = r3gan_schedules.values_at(trainer.r3gan_schedules,
                                      state.step.astype(jnp.float32) * batch_size)
   generate = lambda params, z: trainer.generator.apply({'params': params}, z)
-  logits_fn = lambda params: lambda x: trainer.discriminator.apply({'params': params}, x)
+  # D's view of D's phase's reals and fakes, then of G's phase's.
+  d_real_key, d_fake_key, g_real_key, g_fake_key = jax.random.split(augment_key, 4)
+  logits_fn = lambda params, key: _logits_fn(trainer, params, state.ada_p, key)
 
   fakes = generate(state.g_params, latents[0])
   (_, d_terms), d_grads = jax.value_and_grad(
-      lambda p: r3gan_loss.discriminator_loss(logits_fn(p), real[0], fakes, values.gamma),
+      lambda p: r3gan_loss.discriminator_loss(logits_fn(p, d_real_key), real[0], fakes,
+                                              values.gamma, logits_fn(p, d_fake_key)),
       has_aux=True)(state.d_params)
   d_params, d_opt_state = optimizers.apply_step(
       trainer.d_optimizer, state.d_params,
       r3gan_schedules.with_values(state.d_opt_state, values), d_grads)
 
   (g_loss, _), g_grads = jax.value_and_grad(
-      lambda p: r3gan_loss.generator_loss(logits_fn(d_params), real[1], generate(p, latents[1])),
+      lambda p: r3gan_loss.generator_loss(logits_fn(d_params, g_real_key), real[1],
+                                          generate(p, latents[1]),
+                                          logits_fn(d_params, g_fake_key)),
       has_aux=True)(state.g_params)
   g_params, g_opt_state = optimizers.apply_step(
       trainer.g_optimizer, state.g_params,
@@ -70,18 +92,24 @@ def update(trainer: Trainer, state: TrainState, real, latents):
              'r2': d_terms.r2.mean(), 'g_loss': g_loss,
              'd_grad_norm': optax.tree.norm(d_grads), 'g_grad_norm': optax.tree.norm(g_grads),
              divergence.PARAMS_FINITE: divergence.all_finite(g_params, d_params, g_ema_params)}
+  if trainer.augment_pipe is not None:
+    state, augment_metrics = augment_step.next_p(trainer, state, batch_size)
+    metrics.update(augment_metrics)
   return state, metrics
 
 
 def train_step(trainer: Trainer, state: TrainState, batch, phases):
   """`update` on batch [2, B, H, W, C] uint8 (D's real images, then G's), each image flipped
   with probability 1/2 if trainer.random_flip (the reference's --mirror), with standard normal
-  latents, all drawn from fold_in(state.key, state.step). `phases` is `step.lazy_phases`'s,
-  always empty here: R3GAN regularises at every step."""
+  latents and the pipe's augmentations, all drawn from fold_in(state.key, state.step).
+  `phases` is `step.lazy_phases`'s, always empty here: R3GAN regularises at every step."""
   del phases
-  flip_key, latent_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+  step_key = jax.random.fold_in(state.key, state.step)
+  flip_key, latent_key = jax.random.split(step_key)
+  # From a stream of its own, so that the keys above stay those of runs without augmentation.
+  augment_key = jax.random.fold_in(step_key, 1)
   real = images_lib.to_model_range(batch)
   if trainer.random_flip:
     real = augment.random_flip(flip_key, real)
   latents = jax.random.normal(latent_key, batch.shape[:2] + (trainer.latent_dim,))
-  return update(trainer, state, real, latents)
+  return update(trainer, state, real, latents, augment_key)

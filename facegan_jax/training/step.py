@@ -25,13 +25,12 @@ from facegan_jax.sampling import generation
 from facegan_jax.system import parallel
 from facegan_jax.training import ada
 from facegan_jax.training import augment
-from facegan_jax.training import augment_pipe
+from facegan_jax.training import augment_step
 from facegan_jax.training import divergence
 from facegan_jax.training import ema
 from facegan_jax.training import losses
 from facegan_jax.training import optimizers
 from facegan_jax.training import r3gan_step
-from facegan_jax.training import state as state_lib
 from facegan_jax.training.state import TrainState
 from facegan_jax.training.state import create_train_state
 from facegan_jax.training.trainer import Trainer
@@ -52,15 +51,6 @@ def _apply_train(module, params, batch_stats, inputs, noise_key=None, labels=Non
   return outputs, updates.get('batch_stats', batch_stats)
 
 
-def _augment(trainer, key, images, p):
-  """D's view of images [B, H, W, C]: DiffAugment's policy, or NVIDIA's augment pipe at
-  probability p (the step's TrainState.ada_p), with `key`'s randomness."""
-  if trainer.augment_pipe is not None:
-    return augment_pipe.augment_with_key(key, images.astype(jnp.float32), p,
-                                         trainer.augment_pipe)
-  return augment.augment(key, images, trainer.augment_policy, trainer.augment_strength)
-
-
 def _with_real_signs(trainer, state, real_logits):
   """The state with sign(D's logits on reals) added to the adaptive controller's sums (only with
   the pipe on, in that mode), and this update's (sum of signs, count); the sums are over the
@@ -73,22 +63,19 @@ def _with_real_signs(trainer, state, real_logits):
 
 
 def _ada_update(trainer, state, signs, batch_size):
-  """After the step's updates (state.step already counts it): the controller's next p, and the
-  metrics augment_p (this step's p) and ada_rt (the mean sign of D's logits on this step's
-  reals, over all its D updates)."""
-  metrics = {'augment_p': state.ada_p,
-             'ada_rt': sum(s for s, _ in signs) / sum(c for _, c in signs)}
-  updated = ada.update(trainer.ada_schedule, state_lib.ada_state_of(state), state.step,
-                       state.step * batch_size, batch_size)
-  return state.replace(**state_lib.ada_fields(updated)), metrics
+  """After the step's updates (state.step already counts it): `augment_step.next_p`, and the
+  metric ada_rt (the mean sign of D's logits on this step's reals, over all its D updates)."""
+  state, metrics = augment_step.next_p(trainer, state, batch_size)
+  return state, dict(metrics, ada_rt=sum(s for s, _ in signs) / sum(c for _, c in signs))
 
 
 def _r1_loss(trainer, d_params, stats, real, augment_key, p, labels=None):
   """(r1_every * r1_gamma / 2 * R1, R1) at the real images [B, H, W, C], D seeing them
   augmented with `augment_key`: the gradient is taken with respect to the images before
   augmentation, as NVIDIA's StyleGAN2-ADA and DiffAugment's StyleGAN2 do."""
-  logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats,
-                                     _augment(trainer, augment_key, x, p), labels=labels)[0]
+  view = lambda x: augment_step.discriminator_view(trainer, augment_key, x, p)
+  logits_fn = lambda x: _apply_train(trainer.discriminator, d_params, stats, view(x),
+                                     labels=labels)[0]
   r1 = losses.r1_penalty(logits_fn, real)
   return 0.5 * trainer.r1_gamma * trainer.r1_every * r1, r1
 
@@ -132,8 +119,8 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(Non
   """
   real_labels, fake_labels = labels
   real_key, fake_key = jax.random.split(key)
-  augmented_real = _augment(trainer, real_key, real, state.ada_p)
-  fakes = _augment(trainer, fake_key, fakes, state.ada_p)
+  augmented_real = augment_step.discriminator_view(trainer, real_key, real, state.ada_p)
+  fakes = augment_step.discriminator_view(trainer, fake_key, fakes, state.ada_p)
 
   def loss_fn(d_params):
     real_logits, stats = _apply_train(trainer.discriminator, d_params, state.d_batch_stats,
@@ -250,7 +237,7 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
   def generator_phase(state, fakes, pullback, g_stats):
     """G's update from its pass (D frozen), then its lazy path-length step."""
     def g_loss_fn(fakes):
-      fakes = _augment(trainer, augment_keys[-1], fakes, state.ada_p)
+      fakes = augment_step.discriminator_view(trainer, augment_keys[-1], fakes, state.ada_p)
       logits, d_stats = _apply_train(trainer.discriminator, state.d_params,
                                      state.d_batch_stats, fakes, labels=g_labels)
       return trainer.generator_loss(logits), d_stats
