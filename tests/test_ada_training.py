@@ -21,7 +21,6 @@ from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
-from tests.helpers import cpu_features
 from tests.helpers import multidevice
 from tests.helpers import steps_on_meshes
 
@@ -133,16 +132,14 @@ def test_bfloat16_ada_runs_are_finite_and_rerun_bit_identically():
 
 
 # The parameters of lfw_demo.py:test after 3 steps under the tests' XLA settings, written at
-# commit 8ae434f (before ADA reached the train step; jax 0.10.2) on an x86 CPU without AVX-512.
+# commit 8ae434f (before ADA reached the train step; jax 0.10.2) on a 2-core x86 CPU without
+# AVX-512. Other vector units and thread counts sum in other orders, so they are compared to
+# float32 round-off: any change to what the step computes moves them far more after 3 Adam steps.
 # Rewrite it if an upgrade of jax or XLA moves the numbers, on a commit known to train as before.
 PRE_ADA_PARAMS = 'tests/data/dcgan_test_3steps_pre_ada.npy'
 
 
 @pytest.mark.slow
-def test_runs_without_the_pipe_train_bit_identically_to_before_ada():
+def test_runs_without_the_pipe_train_as_before_ada():
   _, params, _ = steps_on_meshes.run(lfw_demo.get_config('test'), 1, 3)
-  expected = np.load(PRE_ADA_PARAMS)
-  if cpu_features.has_avx512():  # other vector units sum in another order
-    np.testing.assert_allclose(params, expected, rtol=1e-5, atol=1e-6)
-  else:
-    np.testing.assert_array_equal(params, expected)
+  np.testing.assert_allclose(params, np.load(PRE_ADA_PARAMS), rtol=1e-5, atol=1e-6)
