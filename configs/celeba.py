@@ -14,7 +14,7 @@ from facegan_jax.models import r3gan
 from facegan_jax.training import r3gan_schedules
 
 VARIANTS = ('test', 'best', 'best_3k', 'sngan', 'sngan128', 'stylegan2', 'stylegan2_128',
-            'stylegan2_ada_3k', 'r3gan')
+            'stylegan2_ada_3k', 'stylegan2_attributes', 'r3gan')
 
 
 def get_config(variant=None):
@@ -24,8 +24,9 @@ def get_config(variant=None):
   'stylegan2_128' (NVIDIA's StyleGAN2 at 64x64 and 128x128, stylegan2-ada-pytorch's 'auto'
   settings for one GPU: batch 32, 2 mapping layers, R1 gamma 0.0002 * res^2 / 32, EMA 10 kimg
   with ramp-up 0.05; about 6.4M images, where NVIDIA trains 25M), 'stylegan2_ada_3k' (that
-  StyleGAN2 at 64x64 on the first 3,000 faces with ADA, `use_ada`), 'r3gan' (R3GAN at 64x64 with
-  its FFHQ-64 preset: `use_r3gan`)."""
+  StyleGAN2 at 64x64 on the first 3,000 faces with ADA, `use_ada`), 'stylegan2_attributes' (that
+  StyleGAN2 conditioned on all 40 CelebA attributes, a 0/1 vector per face), 'r3gan' (R3GAN at
+  64x64 with its FFHQ-64 preset: `use_r3gan`)."""
   default.check_variant('configs/celeba.py', variant, VARIANTS)
   config = default.get_config()
   if variant == 'test':
@@ -40,7 +41,7 @@ def get_config(variant=None):
   elif variant in ('sngan', 'sngan128'):
     config.data.update(split='all', crop=178, random_flip=False)  # Mimicry's CelebA
     use_sngan(config, 128 if variant == 'sngan128' else 64)
-  elif variant in ('stylegan2', 'stylegan2_128', 'stylegan2_ada_3k'):
+  elif variant in ('stylegan2', 'stylegan2_128', 'stylegan2_ada_3k', 'stylegan2_attributes'):
     resolution = 128 if variant == 'stylegan2_128' else 64
     use_stylegan2(config, resolution, batch_size=32, learning_rate=0.0025,
                   r1_gamma=0.0002 * resolution**2 / 32, ema_kimg=10, ema_rampup=0.05)
@@ -50,6 +51,9 @@ def get_config(variant=None):
     if variant == 'stylegan2_ada_3k':
       config.data.max_examples = 3000  # the 3,000-face subsets of low-budget papers and demos
       use_ada(config)
+    if variant == 'stylegan2_attributes':
+      config.data.update(labels='celeba_attributes', attributes='')  # all 40
+      config.model.c_dim = 40
   elif variant == 'r3gan':
     use_r3gan(config, 'FFHQ-64')
     config.train.log_every = 500

@@ -192,6 +192,9 @@ def get_config():
   config.eval.precision_recall_k = 3  # k-NN balls of precision/recall (Kynkaanniemi et al.)
   config.eval.density_coverage_k = 5  # k-NN balls of density/coverage (Naeem et al.)
   # Perceptual path length (evaluate --ppl; facegan_jax/metrics/ppl.py): StyleGAN's definition.
+  # ppl: also PPL at each evaluation during training (every config.eval.every steps), logged as
+  # 'ppl' in metrics.jsonl and TensorBoard (needs the LPIPS weights, lpips_weights).
+  config.eval.ppl = False
   config.eval.ppl_samples = 10_000  # path lengths averaged (StyleGAN: 100,000)
   config.eval.ppl_space = 'w'  # 'w' (lerp; StyleGAN2 only) or 'z' (slerp)
   config.eval.ppl_sampling = 'end'  # 'end' (t = 0) or 'full' (t ~ U(0, 1))

@@ -1,6 +1,8 @@
-"""Conditional DCGAN and SNGAN training from a labelled dataset zip (data the tests make): the
-step passes the real labels to D and labels drawn from the training labels to G and D."""
+"""Conditional DCGAN, SNGAN and StyleGAN2 training from a labelled dataset zip (data the tests
+make): the step passes the real labels to D and labels drawn from the training labels to G and D
+(and StyleGAN2's path-length phase)."""
 
+import functools
 import io
 import json
 import zipfile
@@ -13,6 +15,7 @@ from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import evaluate
+from facegan_jax import models
 from facegan_jax.sampling import generation
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
@@ -22,18 +25,20 @@ from facegan_jax.training import trainer as trainer_lib
 from tests.conftest import TINY
 
 
-def labelled_zip(path, count=32, size=32):
-  """Dark faces (class 0) and light faces (class 1) in dataset_tool.py's layout."""
+def labelled_zip(path, count=32, size=32, classes=2, channels=1):
+  """Images of `classes` brightness levels (class 0 the darkest), image i of class i % classes,
+  in dataset_tool.py's layout."""
   rng = np.random.default_rng(0)
   names = [f'00000/img{i:08d}.png' for i in range(count)]
+  levels = np.linspace(60, 190, classes)
+  shape = (size, size) if channels == 1 else (size, size, channels)
   with zipfile.ZipFile(path, 'w') as archive:
     for i, name in enumerate(names):
-      level = 60 if i % 2 == 0 else 190
-      pixels = np.clip(rng.normal(level, 20, (size, size)), 0, 255).astype(np.uint8)
+      pixels = np.clip(rng.normal(levels[i % classes], 20, shape), 0, 255).astype(np.uint8)
       encoded = io.BytesIO()
       Image.fromarray(pixels).save(encoded, format='PNG')
       archive.writestr(name, encoded.getvalue())
-    archive.writestr('dataset.json', json.dumps({'labels': [[n, i % 2] for i, n in
+    archive.writestr('dataset.json', json.dumps({'labels': [[n, i % classes] for i, n in
                                                             enumerate(names)]}))
   return str(path)
 
@@ -51,7 +56,7 @@ def test_generated_labels_are_each_updates_real_labels_in_another_order():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('variant', ['test', 'sngan_test'])
+@pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test'])
 def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weights):
   config = lfw_demo.get_config(variant)
   config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
@@ -67,14 +72,32 @@ def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weigh
               .splitlines()]
     assert [np.isfinite(line['fid']) for line in logged if 'fid' in line] == [True]
   assert int(state.step) == config.train.num_steps
-  embedding = 'projection' if variant == 'test' else 'l_y'
-  assert state.d_params[embedding]['kernel'].shape[0] == 2
+  embedding = {'test': ('projection', 'kernel'), 'sngan_test': ('l_y', 'kernel'),
+               'stylegan2_test': ('mapping', 'embed', 'weight')}[variant]
+  kernel = lambda params: functools.reduce(lambda tree, name: tree[name], embedding, params)
+  assert kernel(state.d_params).shape[0] == 2
   assert (tmp_path / 'run' / 'samples' / f'step_{config.train.num_steps:07d}.png').exists()
-  # Training moved the label embedding: D's gradients reach it through the labels.
+  # Training moved the label embeddings: the gradients reach them through the labels.
   initial = state_lib.create_train_state(trainer_lib.make_trainer(config),
-                                         jax.random.key(config.seed), (32, 32, 1))
-  assert not np.allclose(state.d_params[embedding]['kernel'],
-                         initial.d_params[embedding]['kernel'])
+                                         jax.random.key(config.seed),
+                                         models.image_shape(config.model))
+  assert not np.allclose(kernel(state.d_params), kernel(initial.d_params))
+  if variant == 'stylegan2_test':
+    g_embedding = lambda params: params['mapping']['embed']['weight']
+    assert not np.allclose(g_embedding(state.g_params), g_embedding(initial.g_params))
+
+
+def test_stylegan2s_path_length_phase_sees_the_g_labels():
+  config = lfw_demo.get_config('stylegan2_test')
+  config.model.c_dim = 2
+  trainer = trainer_lib.make_trainer(config)
+  state = state_lib.create_train_state(trainer, jax.random.key(0),
+                                       models.image_shape(config.model))
+  labels = jnp.eye(2)[jnp.array([0, 1] * (config.train.batch_size // 2))]
+  lengths = [step_lib._path_length_update(  # pylint: disable=protected-access
+      trainer, state, config.train.batch_size, jax.random.key(1), c)[1]
+             for c in (labels, 1 - labels, None)]
+  assert lengths[0] != lengths[1] and np.isfinite(lengths).all()
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from PIL import Image
 
 from configs import lfw_demo
 from facegan_jax import evaluate
+from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
 from tests.helpers import event_files
 from tests.helpers import multidevice
@@ -60,6 +61,33 @@ def test_demo_writes_tensorboard_scalars_images_and_fid_that_the_command_reprodu
   for name in ('precision', 'recall', 'density', 'coverage'):
     assert result[name] == pytest.approx(scalars[name][4], abs=1e-6)
   assert result['inception'] == evaluations[-1]['inception']
+
+
+@pytest.mark.slow
+def test_ppl_during_training_is_logged_and_equals_the_command(tiny_weights, lpips_weights,
+                                                              tmp_path):
+  workdir = tmp_path / 'run'
+  config = demo_config_with_eval(tiny_weights, tmp_path / 'stats')
+  config.eval.update(ppl=True, ppl_space='z', ppl_samples=16, lpips_weights=lpips_weights)
+  loop.train_and_evaluate(config, str(workdir))
+  scalars, _ = event_files.read_events(str(workdir))
+  assert sorted(scalars['ppl']) == [2, 4] and scalars['ppl'][4] > 0
+  logged = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
+  assert [line['step'] for line in logged if 'ppl' in line] == [2, 4]
+  restored = evaluate.restore(str(workdir), None, None, None, None, 1.0)
+  result = evaluate.evaluate_restored(restored, 1.0, with_fid=False, with_ppl=True)
+  assert result['ppl'] == pytest.approx(scalars['ppl'][4], rel=1e-5)
+
+
+def test_ppl_during_training_checks_the_lpips_weights_and_the_space_first(tiny_weights, tmp_path):
+  config = demo_config_with_eval(tiny_weights, tmp_path / 'stats')
+  config.eval.update(ppl=True, ppl_space='z', lpips_weights=str(tmp_path / 'absent.npz'))
+  with pytest.raises(UserError, match='the LPIPS weights .*absent.npz.* are not a file'):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  config.eval.ppl_space = 'w'
+  with pytest.raises(UserError, match=r"config.eval.ppl_space='w' needs a StyleGAN2 run"):
+    loop.train_and_evaluate(config, str(tmp_path / 'run'))
+  assert not (tmp_path / 'run' / 'checkpoints').exists()
 
 
 @pytest.mark.slow

@@ -16,7 +16,6 @@ from facegan_jax.data import images as images_lib
 from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.sampling import generation
 from facegan_jax.system.errors import UserError
-from facegan_jax.training import loop
 from tests.conftest import TINY
 from tests.helpers import multidevice
 from tests.helpers import reference_arrays
@@ -120,10 +119,6 @@ def test_a_conditional_run_samples_the_class_asked_for(tmp_path):
       '--class=4 is not a class of this run; use 0 to 3.')
   assert refusal(generation.RestoredGenerator, str(workdir)) == (
       'this run is conditional (4 classes): choose one with --class=K, K in 0..3.')
-  # Training a conditional StyleGAN2 is refused until a test shows it equal to NVIDIA's.
-  config.data.path = str(faces(tmp_path / 'faces'))
-  assert refusal(loop.train_and_evaluate, config, str(workdir)).startswith(
-      'config.model.c_dim=4: training a conditional StyleGAN2 is not tested yet')
 
 
 @pytest.mark.slow

@@ -88,17 +88,22 @@ def compute(key: jax.Array, num_samples: int, batch: int, latent_dim: int, **kwa
   return filtered_mean(np.concatenate(jax.device_get(lengths))[:num_samples])
 
 
+def check_space(model, eval_config):
+  """UserError when config.eval.ppl_space is 'w' for a generator without one (not StyleGAN2)."""
+  if model.name != 'stylegan2' and eval_config.ppl_space == 'w':
+    raise UserError(f'config.eval.ppl_space=\'w\' needs a StyleGAN2 run; this one is '
+                    f'{model.name!r}: set --config.eval.ppl_space=z.')
+
+
 def of_generator(generator, variables, model, eval_config, seed: int) -> dict:
   """{'ppl', 'ppl_space', 'ppl_sampling', 'ppl_samples', 'ppl_epsilon', 'ppl_crop'} of a
   restored generator (`variables` its sampling variables, `model` config.model) under
   config.eval's ppl fields, the latents drawn from `seed`. UserError when the weights of LPIPS
   are missing, or space 'w' is asked of a generator without one."""
+  check_space(model, eval_config)
   params = lpips.load(eval_config.lpips_weights)
   space = eval_config.ppl_space
   if model.name != 'stylegan2':
-    if space == 'w':
-      raise UserError(f'config.eval.ppl_space=\'w\' needs a StyleGAN2 run; this one is '
-                      f'{model.name!r}: set --config.eval.ppl_space=z.')
     # Slerp stays on the unit sphere: z of a prior without a normalising mapping is put back
     # on the shell of radius sqrt(latent_dim) where N(0, I) puts it.
     map_fn = None

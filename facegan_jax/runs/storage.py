@@ -182,7 +182,16 @@ def append_text(location: str, text: str):
 
 
 def read_bytes(location: str) -> bytes:
-  return epath.Path(location).read_bytes()
+  """The bytes of a local file or a GCS object; FileNotFoundError if there is none. An object
+  is read in one request, so a concurrent rewrite yields the old or the new bytes, never the new
+  cut to the old size (gcsfs asks for the size first, then for that many bytes)."""
+  if not is_gcs(location):
+    return epath.Path(location).read_bytes()
+  _, api_exceptions, _ = gcs_modules()
+  try:
+    return blob(location).download_as_bytes(retry=retry(), timeout=timeout())
+  except api_exceptions.NotFound as error:
+    raise FileNotFoundError(f'{location} does not exist') from error
 
 
 def list_objects(url: str) -> dict[str, str]:

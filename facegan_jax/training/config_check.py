@@ -114,7 +114,7 @@ FIELDS = {
     'eval.stats_dir': _TEXT, 'eval.kid_subsets': _count(), 'eval.kid_subset_size': _count(2),
     'eval.protocol': _TEXT, 'eval.precision_recall_k': _count(),
     'eval.density_coverage_k': _count(),
-    'eval.ppl_samples': _count(), 'eval.ppl_space': Spec(str, choices=('w', 'z')),
+    'eval.ppl': _FLAG, 'eval.ppl_samples': _count(), 'eval.ppl_space': Spec(str, choices=('w', 'z')),
     'eval.ppl_sampling': Spec(str, choices=('end', 'full')), 'eval.ppl_epsilon': _positive(),
     'eval.ppl_crop': _FLAG, 'eval.lpips_weights': _TEXT,
 }

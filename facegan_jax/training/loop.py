@@ -18,6 +18,8 @@ from facegan_jax.data import image_sources
 from facegan_jax.data import images as images_lib
 from facegan_jax.data import input_pipeline
 from facegan_jax.metrics import fid
+from facegan_jax.metrics import lpips
+from facegan_jax.metrics import ppl
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import metric_writer
 from facegan_jax.runs import storage
@@ -135,10 +137,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   (`preemption`).
   """
   config_check.check(config)
-  if config.model.get('c_dim') and config.model.name == 'stylegan2':
-    raise UserError(f'config.model.c_dim={config.model.c_dim}: training a conditional StyleGAN2 '
-                    'is not tested yet (DCGAN and SNGAN train on labels); sample a conditional '
-                    'StyleGAN2 run with python -m facegan_jax.sample --class=K.')
   if config.init.from_pkl and initial_networks is None:
     raise UserError(f'config.init.from_pkl={config.init.from_pkl} is read by python -m '
                     'facegan_jax.main; pass its networks '
@@ -151,6 +149,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
+  with_ppl = bool(config.eval.every and config.eval.ppl)
+  if with_ppl:  # the LPIPS weights and the space, checked before anything is written
+    ppl.check_space(config.model, config.eval)
+    lpips.load(config.eval.lpips_weights)
   dataset = image_sources.load_dataset(config)  # labels: None unless the run is conditional
   images = dataset.images
   if len(images) < config.train.batch_size:
@@ -233,7 +235,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         if is_chief:
           writer.write_image(step, 'samples', _write_samples(workdir, step, grid))
       if evaluates:
-        scores = evaluator(step_lib.sampling_variables(trainer, state))  # every process joins in
+        variables = step_lib.sampling_variables(trainer, state)
+        scores = evaluator(variables)  # every process joins in
+        if with_ppl:
+          scores['ppl'] = ppl.of_generator(trainer.generator, variables, config.model,
+                                           config.eval, config.seed)['ppl']
         logging.info('step %d/%d: %s (%s)', step, config.train.num_steps,
                      metric_writer.format_scalars(scores), fid.describe(evaluator.context))
         writer.write_scalars(step, scores, context=evaluator.context)

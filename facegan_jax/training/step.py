@@ -149,17 +149,20 @@ def _discriminator_update(trainer, state, real, fakes, key, lazy_r1, labels=(Non
   return state, dict(metrics, d_grad_norm=optax.tree.norm(grads)), signs
 
 
-def _path_length_update(trainer, state, batch_size, key):
+def _path_length_update(trainer, state, batch_size, key, labels=None):
   """G's lazy path-length phase (StyleGAN2): one Adam step on pl_every * pl_weight * the mean
   path-length penalty of batch_size / pl_batch_shrink new latents, with random noise and style
-  mixing; returns (state with the new pl_mean, mean path length)."""
+  mixing, conditioned on the first of `labels` [batch_size, c_dim] (a conditional run's G labels,
+  as NVIDIA's phase reuses its gen_c); returns (state with the new pl_mean, mean path length)."""
   latent_key, noise_key, direction_key = jax.random.split(key, 3)
-  z = jax.random.normal(latent_key, (batch_size // trainer.pl_batch_shrink, trainer.latent_dim))
+  count = batch_size // trainer.pl_batch_shrink
+  z = jax.random.normal(latent_key, (count, trainer.latent_dim))
+  conditioning = {} if labels is None else {'c': labels[:count]}
 
   def loss_fn(g_params):
     variables = _variables(g_params, state.g_batch_stats)
     apply = functools.partial(trainer.generator.apply, variables, rngs={'noise': noise_key})
-    ws = apply(z, method='styles')
+    ws = apply(z, method='styles', **conditioning)
     synthesize = lambda ws: apply(ws, 'random', method='synthesize')
     direction = losses.path_length_noise(direction_key, jax.eval_shape(synthesize, ws).shape)
     lengths = losses.path_lengths(synthesize, ws, direction)
@@ -251,7 +254,8 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases: LazyPhases):
     state = state.replace(g_params=g_params, g_batch_stats=g_stats, g_opt_state=g_opt_state)
     metrics = {'g_loss': g_loss, 'g_grad_norm': optax.tree.norm(g_grads)}
     if phases.path_length:
-      state, metrics['path_length'] = _path_length_update(trainer, state, batch_size, pl_key)
+      state, metrics['path_length'] = _path_length_update(trainer, state, batch_size, pl_key,
+                                                          g_labels)
     elif trainer.pl_weight:
       metrics['path_length'] = jnp.zeros((), jnp.float32)
     return state, metrics
