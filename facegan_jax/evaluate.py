@@ -24,6 +24,7 @@ from absl import flags
 from facegan_jax.data import image_sources
 from facegan_jax.metrics import fid
 from facegan_jax.metrics import inception
+from facegan_jax.metrics import lpips
 from facegan_jax.metrics import ppl
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
@@ -63,15 +64,10 @@ def restore(workdir: str, step: int | None = None, num_samples: int | None = Non
             ppl_overrides: dict | None = None) -> generation.RestoredGenerator:
   """The generator of a checkpoint in `workdir`, its config.eval overridden by the arguments
   that are not None (`ppl_overrides`: {'ppl_samples': ...}). UserError for a non-finite
-  `truncation`, fewer than 2 samples or a conditional run."""
+  `truncation` or fewer than 2 samples."""
   if num_samples is not None:
     command_line.check_range('num_samples', num_samples, 2)
-  try:
-    restored = generation.RestoredGenerator(workdir, step, truncation)
-  except generation.ClassNeeded as error:
-    raise UserError(f'{workdir} is a conditional run: evaluate does not draw its labels yet; '
-                    'its FID during training (config.eval.every) draws them from the data.'
-                    ) from error
+  restored = generation.RestoredGenerator(workdir, step, truncation)
   overrides = {'num_samples': num_samples, 'inception_weights': inception_weights,
                'protocol': protocol, **(ppl_overrides or {})}
   restored.config.eval.update({field: value for field, value in overrides.items()
@@ -85,7 +81,8 @@ def evaluate_restored(restored: generation.RestoredGenerator, truncation: float 
   generator, with what they were computed on (fid.Evaluator.context: 'protocol',
   'num_generated', 'num_real', 'source', 'split', 'inception'; and 'truncation').
 
-  The generator samples as in training (`generation`): the EMA one when the run kept it;
+  The generator samples as in training (`generation`): the EMA one when the run kept it, a
+  conditional run's with labels drawn from its training labels (`fid.generator_inputs`);
   `truncation` < 1 (StyleGAN2 only, else UserError) pulls its w towards the tracked average.
   `with_ppl` adds ppl.of_generator's fields (the untruncated generator, config.eval.ppl_*);
   `with_fid` False leaves out the Inception metrics; `ppl_overrides` {'ppl_samples': ...}
@@ -95,14 +92,16 @@ def evaluate_restored(restored: generation.RestoredGenerator, truncation: float 
   result = dict(step=restored.step)
   if with_ppl:
     result.update(ppl.of_generator(restored.generator, restored.variables, config.model,
-                                   config.eval, config.seed))
+                                   config.eval, config.seed,
+                                   lpips.load(config.eval.lpips_weights)))
   if not with_fid:
     return result
   extractor = fid.make_extractor(config.eval, parallel.make_mesh())
+  dataset = image_sources.load_dataset(config)
   evaluator = fid.make_evaluator(config, functools.partial(generation.generate,
                                                            restored.generator,
                                                            truncation=truncation),
-                                 extractor, image_sources.load_images(config))
+                                 extractor, dataset.images, dataset.labels)
   return dict(result, **evaluator(restored.variables), **evaluator.context,
               truncation=truncation)
 

@@ -80,11 +80,10 @@ def main(argv):
   command_line.check_output_dir('out', FLAGS.out)
   lpips_params = lpips.load(FLAGS.lpips_weights)
   compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
-  try:
-    restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step)
-  except generation.ClassNeeded as error:
+  restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step)
+  if restored.c_dim:
     raise UserError(f'{FLAGS.workdir} is a conditional run: the projector does not search its '
-                    'labels yet; project into an unconditional run.') from error
+                    'labels yet; project into an unconditional run.')
   config = restored.config
   space = space_name(config.model.name)
   target_uint8 = projector.read_target(FLAGS.target, config.data.crop, config.model.resolution,

@@ -8,6 +8,13 @@ z, or for StyleGAN2 linear in w with `--interpolate_in=w`), and for StyleGAN2 wi
 the `--mixing_styles` layers taken from each column seed). With `--from=a.npz --to=b.npz` (two
 `project` outputs) the strip and the mixing figure go from one projected face to the other. The
 same flags give byte-identical PNGs.
+
+A conditional run's samples take labels drawn from its training labels (as NVIDIA's grids and
+metrics draw them; sampling/labels.py), or with `--class=K` class K, or with
+`--attributes=Smiling,Eyeglasses,-Male` those CelebA attributes on (a name) or off (a leading
+minus) and the rest drawn. Repeating --class or --attributes makes a grid with one row per
+setting, the same latents (and drawn labels) in every column; the strips and figures take the
+first setting's first label.
 """
 
 import os
@@ -19,6 +26,7 @@ import numpy as np
 from facegan_jax.data import images as images_lib
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
+from facegan_jax.sampling import labels as labels_lib
 from facegan_jax.system import command_line
 from facegan_jax.system import compile_cache
 from facegan_jax.system import quiet_log
@@ -54,16 +62,21 @@ flags.DEFINE_string('from', None, 'A projected.npz (python -m facegan_jax.projec
                     'StyleGAN2, its style mixing with --to.')
 flags.DEFINE_string('to', None, 'The projected.npz that --from morphs into.')
 compile_cache.define_flag()
-flags.DEFINE_integer('class', None, 'Conditional StyleGAN2: the class K (0 to c_dim - 1) of every '
-                     'sample (one-hot label).')
+flags.DEFINE_multi_integer('class', None, 'Conditional run: the class K (0 to c_dim - 1) of '
+                           'every sample (one-hot label); repeated, one grid row per class.')
+flags.DEFINE_multi_string('attributes', None, 'Conditional run on CelebA attributes: e.g. '
+                          'Smiling,Eyeglasses,-Male (on; a leading minus: off; the others drawn '
+                          'from the training labels); repeated, one grid row per setting.')
 flags.mark_flag_as_required('workdir')
 
 
 def write_samples(restored: generation.RestoredGenerator, out: str, num: int, seed: int,
-                  images_dir: str | None):
-  """Writes the grid (and, if `images_dir`, each image); returns the uint8 images."""
-  images = restored.images(restored.seed_latents(seed, num))
-  images_lib.save_png(out, images_lib.make_grid(images))
+                  images_dir: str | None, classes=None, settings=None):
+  """Writes the grid of `labels_lib.grid_inputs` (and, if `images_dir`, each image); returns
+  the uint8 images."""
+  latents, labels, columns = labels_lib.grid_inputs(restored, num, seed, classes, settings)
+  images = restored.images(latents, labels)
+  images_lib.save_png(out, images_lib.make_grid(images, columns))
   if images_dir:
     storage.makedirs(images_dir)
     for index, image in enumerate(images):
@@ -143,10 +156,14 @@ def main(argv):
   seeds, mixing = check_flags()
   compile_cache.enable(FLAGS.compilation_cache, FLAGS.workdir)
   restored = generation.RestoredGenerator(FLAGS.workdir, FLAGS.step, FLAGS.truncation,
-                                          FLAGS.batch, FLAGS['class'].value)
+                                          FLAGS.batch)
   check_model(restored, seeds, mixing)
-  write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir)
-  print(f'Wrote {FLAGS.out} ({FLAGS.num} samples of step {restored.step}, seed {FLAGS.seed}).')
+  images = write_samples(restored, FLAGS.out, FLAGS.num, FLAGS.seed, FLAGS.images_dir,
+                         FLAGS['class'].value, FLAGS.attributes)
+  drawn = (' with labels drawn from the training labels'
+           if restored.c_dim and not FLAGS['class'].value else '')
+  print(f'Wrote {FLAGS.out} ({len(images)} samples of step {restored.step}, seed {FLAGS.seed}'
+        f'{drawn}).')
   if seeds:
     if FLAGS.interpolate_in == 'w':
       strip = restored.images_of_styles(

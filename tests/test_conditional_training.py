@@ -1,6 +1,6 @@
 """Conditional DCGAN, SNGAN and StyleGAN2 training from a labelled dataset zip (data the tests
 make): the step passes the real labels to D and labels drawn from the training labels to G and D
-(and StyleGAN2's path-length phase)."""
+(and StyleGAN2's path-length phase); sampling and evaluating such a run."""
 
 import functools
 import io
@@ -16,7 +16,9 @@ from PIL import Image
 from configs import lfw_demo
 from facegan_jax import evaluate
 from facegan_jax import models
+from facegan_jax.metrics import ppl
 from facegan_jax.sampling import generation
+from facegan_jax.sampling import labels as labels_lib
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
 from facegan_jax.training import state as state_lib
@@ -71,6 +73,10 @@ def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weigh
     logged = [json.loads(line) for line in (tmp_path / 'run' / 'metrics.jsonl').read_text()
               .splitlines()]
     assert [np.isfinite(line['fid']) for line in logged if 'fid' in line] == [True]
+    # evaluate draws the labels as training's FID does: the same latents, labels and score.
+    scores = evaluate.evaluate_checkpoint(str(tmp_path / 'run'))
+    assert scores['fid'] == pytest.approx([line['fid'] for line in logged if 'fid' in line][0],
+                                         rel=1e-5)
   assert int(state.step) == config.train.num_steps
   embedding = {'test': ('projection', 'kernel'), 'sngan_test': ('l_y', 'kernel'),
                'stylegan2_test': ('mapping', 'embed', 'weight')}[variant]
@@ -101,7 +107,7 @@ def test_stylegan2s_path_length_phase_sees_the_g_labels():
 
 
 @pytest.mark.slow
-def test_a_conditional_runs_generator_samples_a_class_and_evaluate_refuses_it(tmp_path):
+def test_a_class_runs_samples_take_the_classes_asked_for_or_drawn_labels(tmp_path):
   config = lfw_demo.get_config('test')
   config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
                      labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
@@ -109,12 +115,29 @@ def test_a_conditional_runs_generator_samples_a_class_and_evaluate_refuses_it(tm
   config.train.num_steps = 1
   workdir = str(tmp_path / 'run')
   loop.train_and_evaluate(config, workdir)
-  dark, light = (generation.RestoredGenerator(workdir, class_index=k) for k in (0, 1))
-  z = dark.seed_latents(0, 4)
-  assert not np.array_equal(dark.images(z), light.images(z))  # the label reaches the images
-  with pytest.raises(UserError, match=r'^this run is conditional \(2 classes\): choose one with '
-                     r'--class=K, K in 0..1.$'):
-    generation.RestoredGenerator(workdir)
-  with pytest.raises(UserError, match=r'is a conditional run: evaluate does not draw its labels '
-                     r'yet; its FID during training \(config.eval.every\) draws them'):
-    evaluate.restore(workdir)
+  restored = generation.RestoredGenerator(workdir)
+  z = restored.seed_latents(0, 4)
+  dark, light = (restored.images(z, np.eye(2, dtype=np.float32)[[k] * 4]) for k in (0, 1))
+  assert not np.array_equal(dark, light)  # the label reaches the images
+  # Two classes: a row each, the same latents in both rows.
+  latents, labels, columns = labels_lib.grid_inputs(restored, 8, 0, [1, 0], None)
+  assert columns == 4 and restored.label.tolist() == [0.0, 1.0]
+  np.testing.assert_array_equal(latents, np.tile(z, (2, 1)))
+  assert labels.argmax(1).tolist() == [1] * 4 + [0] * 4
+  np.testing.assert_array_equal(restored.images(latents, labels), np.concatenate([light, dark]))
+  # No class: labels drawn from the training labels, both classes among 16 draws.
+  _, drawn, columns = labels_lib.grid_inputs(restored, 16, 0, None, None)
+  assert columns == 0 and sorted(set(drawn.argmax(1).tolist())) == [0, 1]
+  assert set(map(tuple, drawn.tolist())) <= {(1.0, 0.0), (0.0, 1.0)}
+  for classes, settings, message in (
+      ([2], None, r'^--class=2 is not a class of this run; use 0 to 1.$'),
+      ([0], ['Smiling'], r'^--class and --attributes ask for labels of different kinds'),
+      ([0, 1, 0], None, r'^--num=2 gives no sample to each of the 3 label settings'),
+      (None, ['Smiling'], r"^--attributes=Smiling needs a run trained on CelebA attributes "
+                          r"\(config.data.labels='celeba_attributes'\); this one is conditioned "
+                          r"on config.data.labels='dataset_json'.$")):
+    with pytest.raises(UserError, match=message):
+      labels_lib.grid_inputs(restored, 2, 0, classes, settings)
+  with pytest.raises(UserError, match=r'^PPL of a conditional run \(config.model.c_dim=2\) is not '
+                     r'computed here; leave config.eval.ppl and --ppl off for it.$'):
+    ppl.check_applies(restored.config.model, restored.config.eval)

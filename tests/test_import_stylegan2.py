@@ -2,7 +2,6 @@
 a --config that disagrees refused with one line, and `sample`, `evaluate` and `main` on the
 imported run as on any, in processes where torch cannot be imported."""
 
-import functools
 import json
 import shlex
 
@@ -15,6 +14,7 @@ from configs import ffhq
 from facegan_jax.data import images as images_lib
 from facegan_jax.pretrained import convert_stylegan2
 from facegan_jax.sampling import generation
+from facegan_jax.sampling import labels
 from facegan_jax.system.errors import UserError
 from tests.conftest import TINY
 from tests.helpers import multidevice
@@ -105,27 +105,27 @@ def test_a_conditional_run_samples_the_class_asked_for(tmp_path):
   z = jnp.asarray(expected['sg3_stylegan2_res32_cond4/z'])
   reference = images_lib.to_uint8(
       expected['sg3_stylegan2_res32_cond4/G_ema_img_psi07'].transpose(0, 2, 3, 1))
+  restored = generation.RestoredGenerator(str(workdir), truncation=0.7)
   for k in (0, 3):
-    ours = generation.RestoredGenerator(str(workdir), truncation=0.7, class_index=k).images(
-        z[k:k + 1])
+    ours = restored.images(z[k:k + 1], np.eye(4, dtype=np.float32)[[k]])
     assert np.abs(ours.astype(int) - reference[k:k + 1]).max() <= 1
 
   sampled = run_without_torch('sample', f'--workdir={workdir}', '--num=4', '--class=2',
                               f'--out={tmp_path / "grid.png"}')
   assert sampled.returncode == 0, sampled.stderr[-3000:]
   assert Image.open(tmp_path / 'grid.png').size == (2 * 32 + 3 * 2, 2 * 32 + 3 * 2)
-  with_class = lambda k: functools.partial(generation.RestoredGenerator, class_index=k)
-  assert refusal(with_class(4), str(workdir)) == (
+  assert refusal(labels.class_rows, [2, 4], restored.config) == (
       '--class=4 is not a class of this run; use 0 to 3.')
-  assert refusal(generation.RestoredGenerator, str(workdir)) == (
-      'this run is conditional (4 classes): choose one with --class=K, K in 0..3.')
+  assert refusal(restored.images, z[:1]) == (
+      'this run is conditional (config.model.c_dim=4): give the labels of the images to '
+      'generate.')
 
 
 @pytest.mark.slow
 def test_class_on_an_unconditional_run_is_refused(tmp_path):
   import_without_config(path('sg3_stylegan2_res32'), tmp_path)
-  with_class_0 = functools.partial(generation.RestoredGenerator, class_index=0)
-  assert refusal(with_class_0, str(tmp_path)) == (
+  config = generation.RestoredGenerator(str(tmp_path)).config
+  assert refusal(labels.class_rows, [0], config) == (
       '--class=0 needs a conditional run; this one is unconditional (config.model.c_dim=0): '
       'leave --class out.')
 

@@ -221,25 +221,35 @@ def _generate_conditional(generate: Callable, latent_dim: int, state, latents_an
                   labels=latents_and_labels[:, latent_dim:])
 
 
+def generator_inputs(config: ml_collections.ConfigDict, generate: Callable, count: int,
+                     training_labels: np.ndarray | None = None) -> tuple[Callable, np.ndarray]:
+  """(generate, inputs [count, ...]) that Evaluator and FeatureExtractor.of_generator feed the
+  generator: the fixed evaluation latents, and for a conditional run (`training_labels`
+  [N, c_dim]) labels drawn from the training labels (`generation.draw_labels`, from the
+  evaluation stream: fixed per seed) riding in the same rows."""
+  latents = eval_latents(config.seed, count, config.model.latent_dim)
+  if training_labels is None:
+    return generate, latents
+  labels = generation.draw_labels(
+      jax.random.fold_in(generation.stream_key(config.seed, generation.EVAL_STREAM), 1),
+      training_labels, count)
+  return (functools.partial(_generate_conditional, generate, config.model.latent_dim),
+          np.concatenate([latents, labels], axis=1))
+
+
 def make_evaluator(config: ml_collections.ConfigDict, generate: Callable,
                    extractor: FeatureExtractor, real_images: np.ndarray,
                    training_labels: np.ndarray | None = None) -> Evaluator:
   """The Evaluator of `config` (a checked config.eval, see make_extractor), against the first
   min(config.eval.num_samples, N) of `real_images` [N, H, W, C] uint8 (their features cached).
 
-  A conditional run passes its `training_labels` [N, c_dim]: the generated images' labels are
-  drawn from them (`generation.draw_labels`, from the evaluation stream: fixed per seed) and
-  `generate` is called as generate(state, z, labels=c)."""
+  A conditional run passes its `training_labels` [N, c_dim] (`generator_inputs`): `generate`
+  is then called as generate(state, z, labels=c)."""
   eval_config = config.eval
   real = reference_features(real_images[:eval_config.num_samples], extractor,
                             eval_config.stats_dir, f'{config.data.source}-{config.data.split}')
-  latents = eval_latents(config.seed, eval_config.num_samples, config.model.latent_dim)
-  if training_labels is not None:
-    labels = generation.draw_labels(
-        jax.random.fold_in(generation.stream_key(config.seed, generation.EVAL_STREAM), 1),
-        training_labels, eval_config.num_samples)
-    latents = np.concatenate([latents, labels], axis=1)
-    generate = functools.partial(_generate_conditional, generate, config.model.latent_dim)
+  generate, latents = generator_inputs(config, generate, eval_config.num_samples,
+                                       training_labels)
   score = functools.partial(
       scores, kid_subsets=eval_config.kid_subsets, kid_subset_size=eval_config.kid_subset_size,
       seed=config.seed, precision_recall_k=eval_config.precision_recall_k,

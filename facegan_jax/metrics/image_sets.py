@@ -7,7 +7,8 @@ A set is one of (`load`):
   they are, or float in [-1, 1] (a generator's output) quantised as a saved PNG would be
   (`images.to_uint8`), C = 1 or 3;
 - a training workdir (it holds checkpoints/): its generator (`generation.RestoredGenerator`,
-  the newest checkpoint) on evaluation's fixed latents, exactly as `evaluate` samples.
+  the newest checkpoint) on evaluation's fixed latents (a conditional run's with labels drawn
+  from its training labels), exactly as `evaluate` samples.
 
 Files are decoded as a viewer shows them (`image_sources.to_8bit_upright`) to RGB; grayscale
 and RGB give the same features, since the Inception repeats gray to RGB. Images of a set must
@@ -23,7 +24,7 @@ import functools
 import io
 import os
 import zipfile
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,7 @@ from facegan_jax.data import images as images_lib
 from facegan_jax.metrics import fid
 from facegan_jax.runs import storage
 from facegan_jax.sampling import generation
+from facegan_jax.sampling import labels
 from facegan_jax.system import parallel
 from facegan_jax.system.errors import UserError
 
@@ -45,10 +47,13 @@ FIX = 'give a folder of images, a dataset .zip, a .npy/.npz array or a training 
 
 
 class ImageSet(NamedTuple):
-  """`images` uint8 [N, H, W, C], or a restored `generator` with its `latents` [N, latent_dim]."""
+  """`images` uint8 [N, H, W, C], or a restored `generator` with its evaluation inputs
+  `latents` [N, ...] that `generate` takes (fid.generator_inputs: a conditional run's labels
+  ride with its latents)."""
   location: str
   kind: str
   images: Optional[np.ndarray] = None
+  generate: Optional[Callable] = None
   generator: Optional[generation.RestoredGenerator] = None
   latents: Optional[np.ndarray] = None
 
@@ -176,9 +181,10 @@ def load(location: str, what: str, *, num: int = 0, resolution: int = 0) -> Imag
   if kind == 'workdir':
     generator = generation.RestoredGenerator(location)
     config = generator.config
-    latents = fid.eval_latents(config.seed, num or config.eval.num_samples,
-                               config.model.latent_dim)
-    return ImageSet(location, kind, generator=generator, latents=latents)
+    generate, inputs = fid.generator_inputs(
+        config, functools.partial(generation.generate, generator.generator),
+        num or config.eval.num_samples, labels.training_labels(config))
+    return ImageSet(location, kind, generate=generate, generator=generator, latents=inputs)
   if kind == 'array':
     images = read_array(location, what)[:num or None]
     if resolution and len(images):
@@ -195,8 +201,8 @@ def features(image_set: ImageSet, extractor: fid.FeatureExtractor, stats_dir: st
   generator exactly as `evaluate` does."""
   if image_set.images is not None:  # named by content alone: the same pixels share one file
     return fid.reference_features(image_set.images, extractor, stats_dir, 'images')
-  generate = functools.partial(generation.generate, image_set.generator.generator)
-  return extractor.of_generator(generate, image_set.generator.variables, image_set.latents)
+  return extractor.of_generator(image_set.generate, image_set.generator.variables,
+                                image_set.latents)
 
 
 def check_sizes(sets: dict, *, kid_subset_size: int, nearest_k: int):

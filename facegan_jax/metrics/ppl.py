@@ -88,20 +88,23 @@ def compute(key: jax.Array, num_samples: int, batch: int, latent_dim: int, **kwa
   return filtered_mean(np.concatenate(jax.device_get(lengths))[:num_samples])
 
 
-def check_space(model, eval_config):
-  """UserError when config.eval.ppl_space is 'w' for a generator without one (not StyleGAN2)."""
+def check_applies(model, eval_config):
+  """UserError for a conditional generator (its labels are not drawn here), or when
+  config.eval.ppl_space is 'w' for a generator without one (not StyleGAN2)."""
+  if model.get('c_dim', 0):
+    raise UserError(f'PPL of a conditional run (config.model.c_dim={model.c_dim}) is not '
+                    'computed here; leave config.eval.ppl and --ppl off for it.')
   if model.name != 'stylegan2' and eval_config.ppl_space == 'w':
     raise UserError(f'config.eval.ppl_space=\'w\' needs a StyleGAN2 run; this one is '
                     f'{model.name!r}: set --config.eval.ppl_space=z.')
 
 
-def of_generator(generator, variables, model, eval_config, seed: int) -> dict:
+def of_generator(generator, variables, model, eval_config, seed: int, lpips_params) -> dict:
   """{'ppl', 'ppl_space', 'ppl_sampling', 'ppl_samples', 'ppl_epsilon', 'ppl_crop'} of a
   restored generator (`variables` its sampling variables, `model` config.model) under
-  config.eval's ppl fields, the latents drawn from `seed`. UserError when the weights of LPIPS
-  are missing, or space 'w' is asked of a generator without one."""
-  check_space(model, eval_config)
-  params = lpips.load(eval_config.lpips_weights)
+  config.eval's ppl fields, the latents drawn from `seed`, distances by LPIPS with
+  `lpips_params` (lpips.load's). UserError where `check_applies` says."""
+  check_applies(model, eval_config)
   space = eval_config.ppl_space
   if model.name != 'stylegan2':
     # Slerp stays on the unit sphere: z of a prior without a normalising mapping is put back
@@ -119,7 +122,7 @@ def of_generator(generator, variables, model, eval_config, seed: int) -> dict:
                   epsilon=eval_config.ppl_epsilon, crop=eval_config.ppl_crop)
   value = compute(jax.random.key(seed), eval_config.ppl_samples,
                   min(eval_config.batch_size, eval_config.ppl_samples), model.latent_dim,
-                  map_fn=map_fn, synthesize_fn=synthesize_fn, distance_fn=lpips_distance(params),
+                  map_fn=map_fn, synthesize_fn=synthesize_fn, distance_fn=lpips_distance(lpips_params),
                   **settings)
   return dict(ppl=value, ppl_samples=eval_config.ppl_samples,
               **{f'ppl_{key}': item for key, item in settings.items()})

@@ -76,17 +76,16 @@ def _no_checkpoint(workdir: str) -> UserError:
                    'of a run.')
 
 
-class ClassNeeded(UserError):
-  """A conditional run restored without a class."""
-
-
 class RestoredGenerator:
   """A generator restored from a checkpoint: only its sampling weights, its BatchNorm statistics
   and the run's saved config are read. It generates at most `batch_size` images at a time
-  (default: all at once)."""
+  (default: all at once).
+
+  A conditional run's generator (c_dim > 0) takes labels [N, c_dim] with its latents, or gives
+  every image `label` [c_dim] when it is set (`sample` sets it: sampling/labels.py)."""
 
   def __init__(self, workdir: str, step: int | None = None, truncation: float = 1.0,
-               batch_size: int | None = None, class_index: int | None = None):
+               batch_size: int | None = None):
     if not math.isfinite(truncation):
       raise UserError(f'--truncation={truncation} is not a finite number; use e.g. '
                       '--truncation=0.7 (1: no truncation).')
@@ -114,14 +113,11 @@ class RestoredGenerator:
         raise checkpointing.damaged(workdir, [step] + others, error, 'sample from') from error
     if truncation != 1:
       self.check_style_based(f'--truncation={truncation}', '(leave --truncation at 1)')
-    labels = self._check_class(class_index)
-    batch_labels = lambda z: None if labels is None else jnp.broadcast_to(
-        labels, (z.shape[0], labels.size))
-    self._generate = jax.jit(lambda v, z: generate(self.generator, v, z, truncation,
-                                                   batch_labels(z)))
-    self._map = jax.jit(lambda v, z: self.generator.apply(v, z, truncation, batch_labels(z),
-                                                          method='map'))
-    self._synthesize = jax.jit(lambda v, ws: self.generator.apply(v, ws, method='synthesize'))
+    self.c_dim = self.config.model.get('c_dim', 0)
+    self.label = None
+    self._generate = jax.jit(lambda v, z, c: generate(self.generator, v, z, truncation, c))
+    self._map = jax.jit(lambda v, z, c: self.generator.apply(v, z, truncation, c, method='map'))
+    self._synthesize = jax.jit(lambda v, ws, _: self.generator.apply(v, ws, method='synthesize'))
 
   def _restore(self, manager, step: int):
     """Reads the run's config and the generator's sampling variables of `step`."""
@@ -139,21 +135,16 @@ class RestoredGenerator:
                         'g_batch_stats': abstract.get('batch_stats', {})})
     self.variables = {'params': restored[params], 'batch_stats': restored['g_batch_stats']}
 
-  def _check_class(self, class_index: int | None):
-    """The one-hot labels [c_dim] of `class_index` (the `sample` command's --class), None for an
-    unconditional run; UserError for a class out of range, a class for an unconditional run
-    and none for a conditional one."""
-    c_dim = self.config.model.get('c_dim', 0)
-    if class_index is None and c_dim:
-      raise ClassNeeded(f'this run is conditional ({c_dim} classes): choose one with --class=K, K '
-                      f'in 0..{c_dim - 1}.')
-    if class_index is not None and not c_dim:
-      raise UserError(f'--class={class_index} needs a conditional run; this one is '
-                      'unconditional (config.model.c_dim=0): leave --class out.')
-    if class_index is not None and not 0 <= class_index < c_dim:
-      raise UserError(f'--class={class_index} is not a class of this run; use 0 to '
-                      f'{c_dim - 1}.')
-    return None if class_index is None else jax.nn.one_hot(class_index, c_dim)
+  def _labels(self, count: int, labels):
+    """Labels [count, c_dim] of a batch: `labels` if given, else `label` for every image; None
+    for an unconditional run."""
+    if not self.c_dim:
+      return None
+    if labels is None and self.label is None:
+      raise UserError(f'this run is conditional (config.model.c_dim={self.c_dim}): give the '
+                      'labels of the images to generate.')
+    return jnp.broadcast_to(jnp.asarray(self.label if labels is None else labels, jnp.float32),
+                            (count, self.c_dim))
 
   def seed_latents(self, seed: int, count: int) -> jax.Array:
     """[count, latent_dim] latents of `seed` (the `sample` command's --seed)."""
@@ -163,19 +154,24 @@ class RestoredGenerator:
     """[len(seeds), latent_dim]: the first latent of each seed."""
     return jnp.stack([self.seed_latents(seed, 1)[0] for seed in seeds])
 
-  def images(self, latent_batch) -> np.ndarray:
-    """latents [N, latent_dim] -> uint8 images [N, H, W, C]."""
-    return self._in_batches(self._generate, latent_batch)
+  def images(self, latent_batch, labels=None) -> np.ndarray:
+    """latents [N, latent_dim] (and a conditional run's labels [N, c_dim], else `label`) ->
+    uint8 images [N, H, W, C]."""
+    return self._in_batches(self._generate, latent_batch,
+                            self._labels(len(latent_batch), labels))
 
-  def _in_batches(self, program, inputs) -> np.ndarray:
-    """uint8 images of `program(variables, rows)` over `inputs` [N, ...], `batch_size` rows at
-    a time; the last batch is padded to full size, so that one compiled program serves all."""
+  def _in_batches(self, program, inputs, labels=None) -> np.ndarray:
+    """uint8 images of `program(variables, rows, labels)` over `inputs` [N, ...] (and `labels`
+    [N, c_dim] or None), `batch_size` rows at a time; the last batch is padded to full size, so
+    that one compiled program serves all."""
     size = min(self.batch_size or len(inputs), len(inputs))
+    padded = lambda rows: None if rows is None else jnp.concatenate(
+        [rows, jnp.zeros((size - len(rows),) + rows.shape[1:], rows.dtype)])
     outputs = []
     for start in range(0, len(inputs), size):
       rows = jnp.asarray(inputs[start:start + size])
-      padding = jnp.zeros((size - len(rows),) + rows.shape[1:], rows.dtype)
-      images = program(self.variables, jnp.concatenate([rows, padding]))[:len(rows)]
+      row_labels = None if labels is None else labels[start:start + size]
+      images = program(self.variables, padded(rows), padded(row_labels))[:len(rows)]
       outputs.append(images_lib.to_uint8(jax.device_get(images)))
     return np.concatenate(outputs)
 
@@ -190,8 +186,9 @@ class RestoredGenerator:
                       f'{self.config.model.name!r} {instead}.')
 
   def styles(self, latent_batch) -> jax.Array:
-    """StyleGAN2: ws [N, num_ws, w_dim] of latents [N, latent_dim], truncated as `images`."""
-    return self._map(self.variables, latent_batch)
+    """StyleGAN2: ws [N, num_ws, w_dim] of latents [N, latent_dim] (and a conditional run's
+    `label`), truncated as `images`."""
+    return self._map(self.variables, latent_batch, self._labels(len(latent_batch), None))
 
   def images_of_styles(self, ws) -> np.ndarray:
     """StyleGAN2: ws [N, num_ws, w_dim] -> uint8 images [N, H, W, C] (constant noise, so

@@ -13,7 +13,8 @@ from facegan_jax.training.trainer import Trainer
 
 def discriminator_view(trainer: Trainer, key, images, p):
   """D's view of images [B, H, W, C]: DiffAugment's policy, or NVIDIA's augment pipe at
-  probability p (the step's TrainState.ada_p), with `key`'s randomness."""
+  probability p (the step's TrainState.ada_p), with `key`'s randomness; the images themselves
+  with neither."""
   if trainer.augment_pipe is not None:
     return augment_pipe.augment_with_key(key, images.astype(jnp.float32), p,
                                          trainer.augment_pipe)

@@ -149,10 +149,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Loads the Inception weights and the images before anything is written: a missing or
   # unreadable input is a UserError that leaves the workdir as it was.
   extractor = fid.make_extractor(config.eval, mesh) if config.eval.every else None
-  with_ppl = bool(config.eval.every and config.eval.ppl)
-  if with_ppl:  # the LPIPS weights and the space, checked before anything is written
-    ppl.check_space(config.model, config.eval)
-    lpips.load(config.eval.lpips_weights)
+  lpips_params = None  # loaded, with the space checked, before anything is written
+  if config.eval.every and config.eval.ppl:
+    ppl.check_applies(config.model, config.eval)
+    lpips_params = lpips.load(config.eval.lpips_weights)
   dataset = image_sources.load_dataset(config)  # labels: None unless the run is conditional
   images = dataset.images
   if len(images) < config.train.batch_size:
@@ -237,9 +237,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       if evaluates:
         variables = step_lib.sampling_variables(trainer, state)
         scores = evaluator(variables)  # every process joins in
-        if with_ppl:
+        if lpips_params is not None:
           scores['ppl'] = ppl.of_generator(trainer.generator, variables, config.model,
-                                           config.eval, config.seed)['ppl']
+                                           config.eval, config.seed, lpips_params)['ppl']
         logging.info('step %d/%d: %s (%s)', step, config.train.num_steps,
                      metric_writer.format_scalars(scores), fid.describe(evaluator.context))
         writer.write_scalars(step, scores, context=evaluator.context)

@@ -38,10 +38,10 @@ from facegan_jax.training.trainer import Trainer
 
 def _logits_fn(trainer: Trainer, params, p, key):
   """D's logits [N] of images [N, H, W, C] as D sees them: through the augment pipe at
-  probability p with `key`'s draws when the pipe is on."""
+  probability p with `key`'s draws when the pipe is on (R3GAN has no DiffAugment policy: with
+  the pipe off D sees the images themselves)."""
   def logits(images):
-    if trainer.augment_pipe is not None:
-      images = augment_step.discriminator_view(trainer, key, images, p)
+    images = augment_step.discriminator_view(trainer, key, images, p)
     return trainer.discriminator.apply({'params': params}, images)
   return logits
 
