@@ -54,7 +54,7 @@ flags.DEFINE_string('from', None, 'A projected.npz (python -m facegan_jax.projec
                     'StyleGAN2, its style mixing with --to.')
 flags.DEFINE_string('to', None, 'The projected.npz that --from morphs into.')
 compile_cache.define_flag()
-flags.DEFINE_integer('class', None, 'Conditional StyleGAN2: the class K (0 to c_dim - 1) of every '
+flags.DEFINE_integer('class', None, 'A conditional run: the class K (0 to c_dim - 1) of every '
                      'sample (one-hot label).')
 flags.mark_flag_as_required('workdir')
 
