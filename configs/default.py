@@ -48,7 +48,8 @@ def get_config():
   config.model.latent_dim = 100
   # Label values per image (config.data.labels); 0: unconditional. DCGAN/SNGAN: conditional
   # BatchNorm in G and a projection D; StyleGAN2: NVIDIA's (G embeds the labels into its mapping,
-  # D projects on its label map).
+  # D projects on its label map); R3GAN: brownvc/R3GAN's (G concatenates a label embedding to z,
+  # D projects its basis output on one).
   config.model.c_dim = 0
   config.model.g_width = 64  # ngf: generator channels at full resolution / 2
   config.model.d_width = 64  # ndf: discriminator channels of its first layer

@@ -1,6 +1,7 @@
-"""Conditional DCGAN, SNGAN and StyleGAN2 training from a labelled dataset zip (data the tests
-make): the step passes the real labels to D and labels drawn from the training labels to G and D
-(and StyleGAN2's path-length phase); sampling and evaluating such a run."""
+"""Conditional DCGAN, SNGAN, StyleGAN2 and R3GAN training from a labelled dataset zip (data the
+tests make): the step passes the real labels to D and labels drawn from the training labels to G
+and D (and StyleGAN2's path-length phase); R3GAN's step gives each phase's fakes the labels of the
+reals they are paired with; sampling and evaluating such a run."""
 
 import functools
 import io
@@ -21,6 +22,8 @@ from facegan_jax.sampling import generation
 from facegan_jax.sampling import labels as labels_lib
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
+from facegan_jax.training import r3gan_loss
+from facegan_jax.training import r3gan_step
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
@@ -58,7 +61,7 @@ def test_generated_labels_are_each_updates_real_labels_in_another_order():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test'])
+@pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test', 'r3gan_test'])
 def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weights):
   config = lfw_demo.get_config(variant)
   config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
@@ -78,19 +81,21 @@ def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weigh
     assert scores['fid'] == pytest.approx([line['fid'] for line in logged if 'fid' in line][0],
                                          rel=1e-5)
   assert int(state.step) == config.train.num_steps
-  embedding = {'test': ('projection', 'kernel'), 'sngan_test': ('l_y', 'kernel'),
-               'stylegan2_test': ('mapping', 'embed', 'weight')}[variant]
-  kernel = lambda params: functools.reduce(lambda tree, name: tree[name], embedding, params)
-  assert kernel(state.d_params).shape[0] == 2
+  # The label embeddings' paths: D's, and G's where G embeds the labels with a kernel.
+  d_embedding, g_embedding = {
+      'test': (('projection', 'kernel'), None), 'sngan_test': (('l_y', 'kernel'), None),
+      'stylegan2_test': (('mapping', 'embed', 'weight'),) * 2,
+      'r3gan_test': (('embedding', 'kernel'),) * 2}[variant]
+  at = lambda path, params: functools.reduce(lambda tree, name: tree[name], path, params)
+  assert at(d_embedding, state.d_params).shape[0] == 2
   assert (tmp_path / 'run' / 'samples' / f'step_{config.train.num_steps:07d}.png').exists()
   # Training moved the label embeddings: the gradients reach them through the labels.
   initial = state_lib.create_train_state(trainer_lib.make_trainer(config),
                                          jax.random.key(config.seed),
                                          models.image_shape(config.model))
-  assert not np.allclose(kernel(state.d_params), kernel(initial.d_params))
-  if variant == 'stylegan2_test':
-    g_embedding = lambda params: params['mapping']['embed']['weight']
-    assert not np.allclose(g_embedding(state.g_params), g_embedding(initial.g_params))
+  assert not np.allclose(at(d_embedding, state.d_params), at(d_embedding, initial.d_params))
+  if g_embedding:
+    assert not np.allclose(at(g_embedding, state.g_params), at(g_embedding, initial.g_params))
 
 
 def test_stylegan2s_path_length_phase_sees_the_g_labels():
@@ -141,3 +146,40 @@ def test_a_class_runs_samples_take_the_classes_asked_for_or_drawn_labels(tmp_pat
   with pytest.raises(UserError, match=r'^PPL of a conditional run \(config.model.c_dim=2\) is not '
                      r'computed here; leave config.eval.ppl and --ppl off for it.$'):
     ppl.check_applies(restored.config.model, restored.config.eval)
+
+
+def test_r3gans_step_pairs_each_real_with_a_fake_of_its_labels():
+  """D's phase: D(real_0, c_0) against D(G(z_0, c_0), c_0); G's phase, through the updated D:
+  D(real_1, c_1) against D(G(z_1, c_1), c_1) (the pipe off: r3gan_augment's tests cover it)."""
+  config = lfw_demo.get_config('r3gan_test')
+  config.model.c_dim = 2
+  trainer = trainer_lib.make_trainer(config).replace(augment_pipe=None)
+  state = state_lib.create_train_state(trainer, jax.random.key(0), (8, 8, 1))
+  batch = config.train.batch_size
+  real = jax.random.uniform(jax.random.key(1), (2, batch, 8, 8, 1), minval=-1, maxval=1)
+  latents = jax.random.normal(jax.random.key(2), (2, batch, trainer.latent_dim))
+  labels = jnp.eye(2)[jnp.array([[0, 1] * (batch // 2), [0, 0, 1, 1] * (batch // 4)])]
+  new_state, metrics = jax.jit(functools.partial(r3gan_step.update, trainer))(
+      state, real, latents, jax.random.key(3), labels)
+
+  @jax.jit
+  def by_hand(fake_labels):
+    """(d_loss, r1, r2, g_loss) with the fakes generated and scored with `fake_labels`."""
+    d = lambda params, c: lambda x: trainer.discriminator.apply({'params': params}, x, c=c)
+    g = lambda z, c: trainer.generator.apply({'params': state.g_params}, z, c=c)
+    terms = r3gan_loss.discriminator_terms(d(state.d_params, labels[0]), real[0],
+                                           g(latents[0], fake_labels[0]),
+                                           d(state.d_params, fake_labels[0]))
+    g_loss, _ = r3gan_loss.generator_loss(d(new_state.d_params, labels[1]), real[1],
+                                          g(latents[1], fake_labels[1]),
+                                          d(new_state.d_params, fake_labels[1]))
+    return terms.adversarial.mean(), terms.r1.mean(), terms.r2.mean(), g_loss
+
+  names = ('d_loss', 'r1', 'r2', 'g_loss')
+  np.testing.assert_allclose([metrics[name] for name in names], by_hand(labels), rtol=1e-5)
+  # The fakes with the same labels in another order (as the other families draw theirs).
+  # (R1 does not see the fakes; at initialisation D is linear in the images, so R2 sees only
+  # the labels' multiset.)
+  swapped = dict(zip(names, by_hand(jnp.roll(labels, 1, axis=1))))
+  for name in ('d_loss', 'g_loss'):
+    assert abs(float(metrics[name] / swapped[name]) - 1) > 0.01, name

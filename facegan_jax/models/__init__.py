@@ -18,8 +18,9 @@ from facegan_jax.system.errors import UserError
 
 FAMILIES = {'dcgan': dcgan, 'mlp': mlp, 'r3gan': r3gan, 'sngan': sngan, 'stylegan2': stylegan2}
 # The families that config.model.c_dim > 0 makes label-conditional: DCGAN and SNGAN by
-# models/conditional.py, StyleGAN2 as NVIDIA's (models/stylegan2.py).
-CONDITIONAL_FAMILIES = ('dcgan', 'sngan', 'stylegan2')
+# models/conditional.py, StyleGAN2 as NVIDIA's (models/stylegan2.py), R3GAN as brownvc/R3GAN's
+# (models/r3gan.py).
+CONDITIONAL_FAMILIES = ('dcgan', 'r3gan', 'sngan', 'stylegan2')
 COMPUTE_DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 

@@ -314,14 +314,19 @@ def check_config(model):
 def build(model, dtype):
   """(generator, discriminator) of an R3GAN `config.model`, computing in `dtype`: stage widths
   min(channel_base / r, channel_max), cardinalities width x expansion / group_width and
-  blocks_per_stage blocks per stage, as the reference's presets."""
+  blocks_per_stage blocks per stage, as the reference's presets; conditional on labels of
+  model.c_dim values if it is > 0, with the reference's embedding widths (G: latent_dim, D: G's
+  4x4 width)."""
   widths = stage_widths(model.resolution, model.channel_base, model.channel_max)
   cardinalities = tuple(width * model.expansion // model.group_width for width in widths)
   blocks = (model.blocks_per_stage,) * len(widths)
+  c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
   generator = R3GANGenerator(widths, cardinalities, blocks, model.expansion, model.latent_dim,
-                             embedding_dim=model.latent_dim, channels=model.channels, dtype=dtype)
+                             c_dim=c_dim, embedding_dim=model.latent_dim, channels=model.channels,
+                             dtype=dtype)
   discriminator = R3GANDiscriminator(widths[::-1], cardinalities[::-1], blocks,
-                                     model.expansion, embedding_dim=widths[0], dtype=dtype)
+                                     model.expansion, c_dim=c_dim, embedding_dim=widths[0],
+                                     dtype=dtype)
   return generator, discriminator
 
 

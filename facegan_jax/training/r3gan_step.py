@@ -18,6 +18,11 @@ fakes, in both phases) through it at p = state.ada_p, each batch with draws of i
 and R2 are taken with respect to the images before augmentation. Step t draws its flips,
 latents and augmentations from fold_in(state.key, t), so a run is a pure function of the config
 and the data.
+
+In a conditional run (config.model.c_dim > 0) each phase's fakes take the labels of that phase's
+reals, sample n paired with sample n (the reference's pairing): D's phase scores D(real_0, c_0)
+against D(G(z_0, c_0), c_0), G's phase D(real_1, c_1) against D(G(z_1, c_1), c_1); no labels are
+drawn for the fakes. The flip and the augment pipe leave labels unchanged.
 """
 
 import jax
@@ -36,20 +41,22 @@ from facegan_jax.training.state import TrainState
 from facegan_jax.training.trainer import Trainer
 
 
-def _logits_fn(trainer: Trainer, params, p, key):
+def _logits_fn(trainer: Trainer, params, p, key, labels):
   """D's logits [N] of images [N, H, W, C] as D sees them: through the augment pipe at
   probability p with `key`'s draws when the pipe is on (R3GAN has no DiffAugment policy: with
-  the pipe off D sees the images themselves)."""
+  the pipe off D sees the images themselves), conditioned on `labels` [N, c_dim] (None if
+  unconditional)."""
   def logits(images):
     images = augment_step.discriminator_view(trainer, key, images, p)
-    return trainer.discriminator.apply({'params': params}, images)
+    return trainer.discriminator.apply({'params': params}, images, c=labels)
   return logits
 
 
-def update(trainer: Trainer, state: TrainState, real, latents, augment_key):
+def update(trainer: Trainer, state: TrainState, real, latents, augment_key, labels=None):
   """One iteration from `state` on real images [2, B, H, W, C] in [-1, 1] and latents
   [2, B, latent_dim], slice 0 for D's phase and 1 for G's; `augment_key` draws the pipe's
-  augmentations (unused with the pipe off).
+  augmentations (unused with the pipe off); `labels` [2, B, c_dim] are the reals' in a
+  conditional run (each phase's fakes take its reals' labels), else None.
 
   Returns (new state, metrics): d_loss (mean of D's adversarial term), r1, r2 (means), g_loss,
   d_grad_norm, g_grad_norm (global L2 norms of the gradients each Adam step received),
@@ -58,24 +65,26 @@ def update(trainer: Trainer, state: TrainState, real, latents, augment_key):
   batch_size = real.shape[1]
   values = r3gan_schedules.values_at(trainer.r3gan_schedules,
                                      state.step.astype(jnp.float32) * batch_size)
-  generate = lambda params, z: trainer.generator.apply({'params': params}, z)
+  d_labels, g_labels = (None, None) if labels is None else labels
+  generate = lambda params, z, c: trainer.generator.apply({'params': params}, z, c=c)
   # D's view of D's phase's reals and fakes, then of G's phase's.
   d_real_key, d_fake_key, g_real_key, g_fake_key = jax.random.split(augment_key, 4)
-  logits_fn = lambda params, key: _logits_fn(trainer, params, state.ada_p, key)
+  logits_fn = lambda params, key, c: _logits_fn(trainer, params, state.ada_p, key, c)
 
-  fakes = generate(state.g_params, latents[0])
+  fakes = generate(state.g_params, latents[0], d_labels)
   (_, d_terms), d_grads = jax.value_and_grad(
-      lambda p: r3gan_loss.discriminator_loss(logits_fn(p, d_real_key), real[0], fakes,
-                                              values.gamma, logits_fn(p, d_fake_key)),
+      lambda p: r3gan_loss.discriminator_loss(logits_fn(p, d_real_key, d_labels), real[0],
+                                              fakes, values.gamma,
+                                              logits_fn(p, d_fake_key, d_labels)),
       has_aux=True)(state.d_params)
   d_params, d_opt_state = optimizers.apply_step(
       trainer.d_optimizer, state.d_params,
       r3gan_schedules.with_values(state.d_opt_state, values), d_grads)
 
   (g_loss, _), g_grads = jax.value_and_grad(
-      lambda p: r3gan_loss.generator_loss(logits_fn(d_params, g_real_key), real[1],
-                                          generate(p, latents[1]),
-                                          logits_fn(d_params, g_fake_key)),
+      lambda p: r3gan_loss.generator_loss(logits_fn(d_params, g_real_key, g_labels), real[1],
+                                          generate(p, latents[1], g_labels),
+                                          logits_fn(d_params, g_fake_key, g_labels)),
       has_aux=True)(state.g_params)
   g_params, g_opt_state = optimizers.apply_step(
       trainer.g_optimizer, state.g_params,
@@ -99,11 +108,13 @@ def update(trainer: Trainer, state: TrainState, real, latents, augment_key):
 
 
 def train_step(trainer: Trainer, state: TrainState, batch, phases):
-  """`update` on batch [2, B, H, W, C] uint8 (D's real images, then G's), each image flipped
-  with probability 1/2 if trainer.random_flip (the reference's --mirror), with standard normal
-  latents and the pipe's augmentations, all drawn from fold_in(state.key, state.step).
+  """`update` on batch [2, B, H, W, C] uint8 (D's real images, then G's; in a conditional run the
+  pair (those images, their labels [2, B, c_dim] float32)), each image flipped with probability
+  1/2 if trainer.random_flip (the reference's --mirror), with standard normal latents and the
+  pipe's augmentations, all drawn from fold_in(state.key, state.step).
   `phases` is `step.lazy_phases`'s, always empty here: R3GAN regularises at every step."""
   del phases
+  batch, labels = batch if isinstance(batch, tuple) else (batch, None)
   step_key = jax.random.fold_in(state.key, state.step)
   flip_key, latent_key = jax.random.split(step_key)
   # From a stream of its own, so that the keys above stay those of runs without augmentation.
@@ -112,4 +123,4 @@ def train_step(trainer: Trainer, state: TrainState, batch, phases):
   if trainer.random_flip:
     real = augment.random_flip(flip_key, real)
   latents = jax.random.normal(latent_key, batch.shape[:2] + (trainer.latent_dim,))
-  return update(trainer, state, real, latents, augment_key)
+  return update(trainer, state, real, latents, augment_key, labels)
