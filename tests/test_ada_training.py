@@ -103,16 +103,17 @@ def expected_p(rt, config):
 
 
 @pytest.mark.slow
-def test_one_and_two_devices_move_p_alike_as_the_controller_says(tmp_path):
-  """r_t is reduced over the global batch: 2 devices (4 reals each) move p as 1 does, and p
-  follows NVIDIA's rule fed the logged mean signs."""
+def test_one_two_and_eight_devices_move_p_alike_as_the_controller_says(tmp_path):
+  """r_t is reduced over the global batch: 2 devices (4 reals each) and 8 (1 each) move p as 1
+  does, and p follows NVIDIA's rule fed the logged mean signs."""
   out = tmp_path / 'runs.npz'
   result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '6', 'ada_test',
-                                   '1', '2'], devices=2)
+                                   '1', '2', '8'], devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
-  np.testing.assert_allclose(runs['losses_2'], runs['losses_1'], rtol=2e-5, atol=2e-6)
-  np.testing.assert_allclose(runs['params_2'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  for count in (2, 8):
+    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
   p, rt = runs['losses_1'][:, 4], runs['losses_1'][:, 5]
   np.testing.assert_array_equal(p, expected_p(rt, lfw_demo.get_config('ada_test')))
   assert p[-1] > 0  # D is sure of the reals from the start: p rises

@@ -48,6 +48,15 @@ def labelled_zip(path, count=32, size=32, classes=2, channels=1):
   return str(path)
 
 
+def labelled_config(tmp_path, variant='test'):
+  """lfw_demo's `variant`, conditional on a labelled zip of two classes."""
+  config = lfw_demo.get_config(variant)
+  config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
+                     labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
+  config.model.c_dim = 2
+  return config
+
+
 def test_generated_labels_are_each_updates_real_labels_in_another_order():
   real = jnp.eye(4)[jnp.array([[0, 1, 2, 3, 3, 3], [2, 2, 1, 0, 0, 1]])]  # [d_steps, B, 4]
   drawn = step_lib.generated_labels(jax.random.key(0), real)
@@ -63,10 +72,7 @@ def test_generated_labels_are_each_updates_real_labels_in_another_order():
 @pytest.mark.slow
 @pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test', 'r3gan_test'])
 def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weights):
-  config = lfw_demo.get_config(variant)
-  config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
-                     labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
-  config.model.c_dim = 2
+  config = labelled_config(tmp_path, variant)
   if variant == 'test':  # FID of generated images whose labels are drawn from the data's
     config.eval.update(every=4, num_samples=24, batch_size=8, inception_weights=tiny_weights,
                        inception_width_multiplier=TINY, stats_dir=str(tmp_path / 'stats'),
@@ -98,6 +104,24 @@ def test_a_conditional_run_trains_on_labelled_data(tmp_path, variant, tiny_weigh
     assert not np.allclose(at(g_embedding, state.g_params), at(g_embedding, initial.g_params))
 
 
+@pytest.mark.slow
+def test_a_conditional_run_resumes_bit_identically(tmp_path):
+  """Stopped at step 2 and resumed, the labels of steps 3 and 4 (real and drawn) are those of an
+  uninterrupted run: the same parameters and sample grid."""
+  config = labelled_config(tmp_path)
+  whole = loop.train_and_evaluate(config, str(tmp_path / 'whole'))
+  config.train.num_steps = 2
+  loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  config.train.num_steps = 4
+  resumed = loop.train_and_evaluate(config, str(tmp_path / 'resumed'))
+  for ours, theirs in zip(jax.tree_util.tree_leaves((whole.g_params, whole.d_params)),
+                          jax.tree_util.tree_leaves((resumed.g_params, resumed.d_params)),
+                          strict=True):
+    np.testing.assert_array_equal(ours, theirs)
+  grid = lambda run: (tmp_path / run / 'samples' / 'step_0000004.png').read_bytes()
+  assert grid('whole') == grid('resumed')
+
+
 def test_stylegan2s_path_length_phase_sees_the_g_labels():
   config = lfw_demo.get_config('stylegan2_test')
   config.model.c_dim = 2
@@ -113,10 +137,7 @@ def test_stylegan2s_path_length_phase_sees_the_g_labels():
 
 @pytest.mark.slow
 def test_a_class_runs_samples_take_the_classes_asked_for_or_drawn_labels(tmp_path):
-  config = lfw_demo.get_config('test')
-  config.data.update(source='zip', path=labelled_zip(tmp_path / 'faces.zip'), crop=0,
-                     labels='dataset_json', cache_dir=str(tmp_path / 'cache'))
-  config.model.c_dim = 2
+  config = labelled_config(tmp_path)
   config.train.num_steps = 1
   workdir = str(tmp_path / 'run')
   loop.train_and_evaluate(config, workdir)

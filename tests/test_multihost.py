@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from configs import lfw_demo
 from facegan_jax.runs import checkpointing
 from facegan_jax.sampling import generation
 from facegan_jax.system import distributed
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
+from tests import test_conditional_training
 from tests.helpers import multidevice
 from tests.helpers import multihost_batches
 from tests.helpers import steps_on_meshes
@@ -43,17 +43,29 @@ def launch(num_processes, *flags, devices=2):
                          env=dict(os.environ, PYTHON=sys.executable))
 
 
-def losses(workdir):
+def metrics(workdir, *names):
+  """[steps, len(names)] of metrics.jsonl's lines."""
   with open(os.path.join(workdir, 'metrics.jsonl')) as f:
     lines = [json.loads(line) for line in f]
-  return np.array([[line['d_loss'], line['g_loss']] for line in lines])
+  return np.array([[line[name] for name in names] for line in lines])
+
+
+def losses(workdir):
+  return metrics(workdir, 'd_loss', 'g_loss')
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('variant', ['test', 'sngan_test', 'stylegan2_test'])
+@pytest.mark.parametrize('variant', ['ada_test', 'sngan_test', 'stylegan2_test', 'r3gan_test'])
 def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, variant):
+  """DCGAN with ADA (r_t reduced over both processes), a conditional SNGAN (labels sharded with
+  their images over the processes), StyleGAN2 and R3GAN."""
   multi, single = tmp_path / 'multi', tmp_path / 'single'
   flags = [f'--config=configs/lfw_demo.py:{variant}', *FLAGS[1:], '--config.optim.decay_steps=6']
+  if variant == 'sngan_test':
+    faces = test_conditional_training.labelled_zip(tmp_path / 'faces.zip')
+    flags += ['--config.data.source=zip', f'--config.data.path={faces}', '--config.data.crop=0',
+              '--config.data.labels=dataset_json', '--config.model.c_dim=2',
+              f'--config.data.cache_dir={tmp_path / "cache"}']
   result = launch(2, *flags, f'--workdir={multi}')
   assert result.returncode == 0, result.stderr[-3000:]
   result = multidevice.run_python(['-m', 'facegan_jax.main', *flags, f'--workdir={single}'],
@@ -61,6 +73,10 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, v
   assert result.returncode == 0, result.stderr[-3000:]
   np.testing.assert_allclose(losses(multi), losses(single), rtol=2e-5, atol=2e-6)
   assert len(losses(multi)) == 6
+  if variant == 'ada_test':  # p moved, alike
+    p = [metrics(workdir, 'augment_p') for workdir in (multi, single)]
+    np.testing.assert_array_equal(p[0], p[1])
+    assert p[0][-1] > 0
 
   # Both checkpoints restore here, in one process with one device.
   multi_restored = generation.RestoredGenerator(str(multi))
@@ -70,7 +86,7 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, v
   # SNGAN's G biases in front of a BatchNorm have gradients of round-off size, which Adam
   # scales to steps of the learning rate (tests/helpers/steps_on_meshes.py): with b1 = 0 a step
   # is at most lr / sqrt(1 - b2) = 3.2 lr, so two runs part by at most 2 x 3.2 lr per step.
-  config = lfw_demo.get_config(variant)
+  config = multi_restored.config  # the run's, labels included
   size = config.model.resolution
   abstract = jax.eval_shape(lambda: state_lib.create_train_state(
       trainer_lib.make_trainer(config), jax.random.key(0), (size, size, 1)))
@@ -88,7 +104,8 @@ def test_two_processes_of_two_devices_train_like_one_process_of_four(tmp_path, v
     round_off = variant == 'sngan_test' and steps_on_meshes.is_round_off(path)
     atol = 2 * 3.2 * 2e-4 * 6 if round_off else 2e-6
     np.testing.assert_allclose(multi_leaf, single_leaf, rtol=1e-4, atol=atol)
-  images = multi_restored.images(multi_restored.seed_latents(0, 4))
+  labels = np.eye(2, dtype=np.float32)[[0, 1, 0, 1]] if multi_restored.c_dim else None
+  images = multi_restored.images(multi_restored.seed_latents(0, 4), labels)
   assert images.shape == (4, size, size, 1) and images.std() > 0
 
 

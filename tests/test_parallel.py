@@ -1,4 +1,5 @@
-"""Data parallelism: 1, 2 and 8 devices compute the same training (BatchNorm over the global batch),
+"""Data parallelism: 1, 2 and 8 devices compute the same training (BatchNorm over the global batch,
+labels sharded with their images),
 and many simulated CPU devices train to the end."""
 
 import subprocess
@@ -7,14 +8,18 @@ import sys
 import numpy as np
 import pytest
 
+from tests import test_conditional_training
 from tests.helpers import multidevice
 
 
 @pytest.mark.slow
 def test_one_two_and_eight_devices_give_the_same_losses_and_parameters(tmp_path):
+  """A conditional DCGAN: the labels are sharded with their images, BatchNorm (conditional in G)
+  takes its statistics over the global batch."""
   out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '4', 'test',
-                                   '1', '2', '8'], devices=8)
+  faces = test_conditional_training.labelled_zip(tmp_path / 'faces.zip')
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '4',
+                                   f'test@{faces}', '1', '2', '8'], devices=8)
   assert result.returncode == 0, result.stderr[-3000:]
   runs = np.load(out)
   for count in (2, 8):

@@ -1,5 +1,6 @@
 """R3GAN's recipe: our train step against the official loop's two recorded iterations (runs A and
-B of ../shared/fixtures/r3gan/, README section 3), its schedules, its configs and a short run.
+B of ../shared/fixtures/r3gan/, README section 3), its schedules, its configs, a short run and
+1 = 2 = 8 devices.
 """
 
 import functools
@@ -28,6 +29,7 @@ from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
 from tests import test_r3gan
+from tests.helpers import multidevice
 from tests.test_r3gan import FACTS
 from tests.test_r3gan import nhwc
 
@@ -248,3 +250,19 @@ def test_a_short_run_trains_and_reruns_and_resumes_bit_identically(tmp_path):
   np.testing.assert_allclose(first.g_opt_state.hyperparams['b2'], 0.945, rtol=1e-6)
   assert (tmp_path / 'a' / 'samples' / 'step_0000002.png').read_bytes() == (
       tmp_path / 'b' / 'samples' / 'step_0000002.png').read_bytes()
+
+
+@pytest.mark.slow
+def test_one_two_and_eight_devices_train_the_same(tmp_path):
+  """Eight devices of one image each: R1 and R2 per image, the gradients' and the losses' means
+  over the global batch, p scheduled from the global image count."""
+  out = tmp_path / 'runs.npz'
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
+                                   'r3gan_test', '1', '2', '8'], devices=8, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  runs = np.load(out)
+  for count in (2, 8):
+    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  assert runs['losses_1'].shape == (2, 3)  # d_loss, g_loss, augment_p
+  np.testing.assert_allclose(runs['losses_1'][:, 2], [0.0, 0.15], rtol=1e-6)

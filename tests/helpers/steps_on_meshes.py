@@ -2,13 +2,18 @@
 
   python tests/helpers/steps_on_meshes.py OUT.npz NUM_STEPS VARIANT DEVICE_COUNT [DEVICE_COUNT ...]
 
-VARIANT: of configs/lfw_demo.py, e.g. 'test', 'sngan_test', 'stylegan2_test' or 'ada_test'.
+VARIANT: of configs/lfw_demo.py, e.g. 'test', 'sngan_test', 'stylegan2_test', 'r3gan_test' or
+'ada_test'; 'VARIANT@ZIP' trains it conditionally on the labelled dataset zip ZIP (its
+dataset.json's class ids, one-hot).
 
 Run with enough virtual devices (tests/helpers/multidevice.py). Used by tests/test_parallel.py
 and tests/test_ada_training.py.
 """
 
+import json
+import os
 import sys
+import zipfile
 
 import jax
 import numpy as np
@@ -28,16 +33,16 @@ LOGGED = ('d_loss', 'g_loss', 'd_real', 'd_fake', 'augment_p', 'ada_rt')
 def run(config, device_count, num_steps):
   trainer = trainer_lib.make_trainer(config)
   mesh = parallel.make_mesh(jax.devices()[:device_count])
-  images = image_sources.load_images(config)
-  init, step_fn, _ = step_lib.compile_functions(trainer, mesh, images.shape[1:])
+  dataset = image_sources.load_dataset(config)
+  init, step_fn, _ = step_lib.compile_functions(trainer, mesh, dataset.images.shape[1:])
   state = init(jax.random.key(config.seed))
-  batches = input_pipeline.host_batches(images, seed=config.seed, start_step=0,
+  batches = input_pipeline.host_batches(dataset.images, seed=config.seed, start_step=0,
                                         batch_size=config.train.batch_size,
-                                        d_steps=config.train.d_steps)
+                                        d_steps=trainer.real_batches, labels=dataset.labels)
   losses = []
   for step in range(num_steps):
-    state, metrics = step_fn(state, parallel.host_batch_to_global(next(batches), mesh),
-                             step_lib.lazy_phases(trainer, step))
+    batch = jax.tree.map(lambda rows: parallel.host_batch_to_global(rows, mesh), next(batches))
+    state, metrics = step_fn(state, batch, step_lib.lazy_phases(trainer, step))
     losses.append([float(metrics[k]) for k in LOGGED if k in metrics])
   leaves = jax.tree_util.tree_leaves_with_path(
       {'g': state.g_params, 'd': state.d_params, 'g_stats': state.g_batch_stats,
@@ -57,8 +62,21 @@ def is_round_off(path):
           or (names[0] == 'g_stats' and names[-1] == 'mean'))
 
 
+def config_of(variant):
+  """The lfw_demo config of VARIANT or VARIANT@ZIP (module docstring)."""
+  name, _, labelled_zip = variant.partition('@')
+  config = lfw_demo.get_config(name)
+  if labelled_zip:
+    with zipfile.ZipFile(labelled_zip) as archive:
+      classes = [label for _, label in json.loads(archive.read('dataset.json'))['labels']]
+    config.data.update(source='zip', path=labelled_zip, crop=0, labels='dataset_json',
+                       cache_dir=os.path.join(os.path.dirname(labelled_zip), 'cache'))
+    config.model.c_dim = max(classes) + 1
+  return config
+
+
 def main(out, num_steps, variant, *device_counts):
-  config = lfw_demo.get_config(variant)
+  config = config_of(variant)
   results = {}
   for count in map(int, device_counts):
     results[f'losses_{count}'], results[f'params_{count}'], results['round_off'] = run(
