@@ -21,7 +21,6 @@ from facegan_jax.system.errors import UserError
 from facegan_jax.training import config_check
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
-from tests.helpers import multidevice
 from tests.helpers import steps_on_meshes
 
 
@@ -106,14 +105,8 @@ def expected_p(rt, config):
 def test_one_two_and_eight_devices_move_p_alike_as_the_controller_says(tmp_path):
   """r_t is reduced over the global batch: 2 devices (4 reals each) and 8 (1 each) move p as 1
   does, and p follows NVIDIA's rule fed the logged mean signs."""
-  out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '6', 'ada_test',
-                                   '1', '2', '8'], devices=8)
-  assert result.returncode == 0, result.stderr[-3000:]
-  runs = np.load(out)
-  for count in (2, 8):
-    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
-    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  runs = steps_on_meshes.train_on_meshes(tmp_path, 6, 'ada_test')
+  steps_on_meshes.assert_meshes_agree(runs)
   p, rt = runs['losses_1'][:, 4], runs['losses_1'][:, 5]
   np.testing.assert_array_equal(p, expected_p(rt, lfw_demo.get_config('ada_test')))
   assert p[-1] > 0  # D is sure of the reals from the start: p rises

@@ -10,21 +10,16 @@ import pytest
 
 from tests import test_conditional_training
 from tests.helpers import multidevice
+from tests.helpers import steps_on_meshes
 
 
 @pytest.mark.slow
 def test_one_two_and_eight_devices_give_the_same_losses_and_parameters(tmp_path):
   """A conditional DCGAN: the labels are sharded with their images, BatchNorm (conditional in G)
   takes its statistics over the global batch."""
-  out = tmp_path / 'runs.npz'
   faces = test_conditional_training.labelled_zip(tmp_path / 'faces.zip')
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '4',
-                                   f'test@{faces}', '1', '2', '8'], devices=8)
-  assert result.returncode == 0, result.stderr[-3000:]
-  runs = np.load(out)
-  for count in (2, 8):
-    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
-    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  runs = steps_on_meshes.train_on_meshes(tmp_path, 4, f'test@{faces}')
+  steps_on_meshes.assert_meshes_agree(runs)
   assert not np.allclose(runs['losses_1'][0], runs['losses_1'][-1])  # training moved
 
 

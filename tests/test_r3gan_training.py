@@ -29,7 +29,7 @@ from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
 from tests import test_r3gan
-from tests.helpers import multidevice
+from tests.helpers import steps_on_meshes
 from tests.test_r3gan import FACTS
 from tests.test_r3gan import nhwc
 
@@ -256,13 +256,7 @@ def test_a_short_run_trains_and_reruns_and_resumes_bit_identically(tmp_path):
 def test_one_two_and_eight_devices_train_the_same(tmp_path):
   """Eight devices of one image each: R1 and R2 per image, the gradients' and the losses' means
   over the global batch, p scheduled from the global image count."""
-  out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
-                                   'r3gan_test', '1', '2', '8'], devices=8, timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  runs = np.load(out)
-  for count in (2, 8):
-    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
-    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  runs = steps_on_meshes.train_on_meshes(tmp_path, 2, 'r3gan_test', timeout=900)
+  steps_on_meshes.assert_meshes_agree(runs)
   assert runs['losses_1'].shape == (2, 3)  # d_loss, g_loss, augment_p
   np.testing.assert_allclose(runs['losses_1'][:, 2], [0.0, 0.15], rtol=1e-6)

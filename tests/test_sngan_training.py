@@ -19,6 +19,7 @@ from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
 from tests.conftest import TINY
 from tests.helpers import multidevice
+from tests.helpers import steps_on_meshes
 from tests.test_checkpointing import assert_identical
 
 
@@ -87,18 +88,14 @@ def test_sampling_cli_writes_a_grid_and_interpolations_from_an_sngan_checkpoint(
 
 @pytest.mark.slow
 def test_one_two_and_eight_devices_give_the_same_training(tmp_path):
-  out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
-                                   'sngan_test', '1', '2', '8'], devices=8)
-  assert result.returncode == 0, result.stderr[-3000:]
-  runs = np.load(out)
+  runs = steps_on_meshes.train_on_meshes(tmp_path, 2, 'sngan_test')
+  steps_on_meshes.assert_meshes_agree(runs, with_params=False)
   exact, round_off = ~runs['round_off'], runs['round_off']
   # A parameter whose gradient is round-off moves by up to lr * sqrt((1 - b2^t) / (1 - b2)) at
   # Adam's step t (b1 = 0, b2 = 0.9: an earlier gradient of ~0 leaves v small), either way.
   lr, beta2 = 2e-4, 0.9
   largest_move = sum(lr * np.sqrt((1 - beta2**t) / (1 - beta2)) for t in (1, 2))
   for count in (2, 8):
-    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
     np.testing.assert_allclose(runs[f'params_{count}'][exact], runs['params_1'][exact],
                                rtol=1e-4, atol=2e-6)
     np.testing.assert_allclose(runs[f'params_{count}'][round_off], runs['params_1'][round_off],

@@ -26,6 +26,7 @@ from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
 from tests.conftest import TINY
 from tests.helpers import multidevice
+from tests.helpers import steps_on_meshes
 from tests.helpers import reference_arrays
 from tests import test_train
 
@@ -214,14 +215,8 @@ def test_truncation_of_a_dcgan_run_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_one_two_and_eight_devices_train_the_same(tmp_path):
   """Eight devices share a batch of 8 and the path-length phase's 4 latents."""
-  out = tmp_path / 'runs.npz'
-  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), '2',
-                                   'stylegan2_test', '1', '2', '8'], devices=8, timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  runs = np.load(out)
-  for count in (2, 8):
-    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
-    np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4, atol=2e-6)
+  runs = steps_on_meshes.train_on_meshes(tmp_path, 2, 'stylegan2_test', timeout=900)
+  steps_on_meshes.assert_meshes_agree(runs)
   assert not np.allclose(runs['losses_1'][0], runs['losses_1'][-1])  # training moved
 
 

@@ -6,8 +6,8 @@ VARIANT: of configs/lfw_demo.py, e.g. 'test', 'sngan_test', 'stylegan2_test', 'r
 'ada_test'; 'VARIANT@ZIP' trains it conditionally on the labelled dataset zip ZIP (its
 dataset.json's class ids, one-hot).
 
-Run with enough virtual devices (tests/helpers/multidevice.py). Used by tests/test_parallel.py
-and tests/test_ada_training.py.
+Run with enough virtual devices (tests/helpers/multidevice.py): `train_on_meshes` does, for the
+tests of every family.
 """
 
 import json
@@ -24,6 +24,7 @@ from facegan_jax.data import input_pipeline
 from facegan_jax.system import parallel
 from facegan_jax.training import step as step_lib
 from facegan_jax.training import trainer as trainer_lib
+from tests.helpers import multidevice
 
 
 # The metrics saved per step (as columns of `losses`); ADA's only where the config uses its pipe.
@@ -73,6 +74,27 @@ def config_of(variant):
                        cache_dir=os.path.join(os.path.dirname(labelled_zip), 'cache'))
     config.model.c_dim = max(classes) + 1
   return config
+
+
+def train_on_meshes(tmp_path, num_steps: int, variant: str, counts=(1, 2, 8), timeout=600):
+  """This script's runs of `variant` on meshes of `counts` devices, in a process with enough
+  virtual devices: {'losses_N', 'params_N', 'round_off'} arrays."""
+  out = tmp_path / 'runs.npz'
+  result = multidevice.run_python(['tests/helpers/steps_on_meshes.py', str(out), str(num_steps),
+                                   variant, *map(str, counts)], devices=max(counts),
+                                  timeout=timeout)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return np.load(out)
+
+
+def assert_meshes_agree(runs, counts=(2, 8), with_params=True):
+  """The losses (and parameters) of each count's run equal the 1-device run's to float32
+  round-off of the cross-device means."""
+  for count in counts:
+    np.testing.assert_allclose(runs[f'losses_{count}'], runs['losses_1'], rtol=2e-5, atol=2e-6)
+    if with_params:
+      np.testing.assert_allclose(runs[f'params_{count}'], runs['params_1'], rtol=1e-4,
+                                 atol=2e-6)
 
 
 def main(out, num_steps, variant, *device_counts):
