@@ -77,7 +77,8 @@ R3GAN_PIPE_SETTINGS = 'brightness=0.5,contrast=0.5,lumaflip=0.5,hue=0.5,saturati
 def use_r3gan(config, preset):
   """R3GAN's paper preset `preset` ('FFHQ-64' or 'FFHQ-256', brownvc/R3GAN's train.py --preset
   with the README's --batch=256 --mirror=1 --aug=1): its networks (models/r3gan.py,
-  PRESET_FIELDS), float32 throughout (the reference computes some stages in bfloat16), and its
+  PRESET_FIELDS) with G's last 4 and D's first 4 stages in bfloat16 (model.bf16_stages, the
+  reference's FP16Stages; G's images bfloat16), and its
   recipe with the schedules of r3gan_schedules.PRESETS over 20M images, for 20M images (the
   reference trains until stopped, at the schedules' end values after 20M): NVIDIA's augment pipe
   on everything D sees with the reference's settings (R3GAN_PIPE_SETTINGS), p following the

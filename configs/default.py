@@ -78,6 +78,10 @@ def get_config():
   config.model.group_width = 16
   config.model.blocks_per_stage = 2
   config.model.expansion = 2
+  # How many of R3GAN's generator stages (the last) and discriminator stages (the first) compute
+  # in bfloat16 (the reference's FP16Stages; its presets: 4, with G's images in bfloat16); 0:
+  # float32 throughout. train.compute_dtype='bfloat16' puts every stage in bfloat16 anyway.
+  config.model.bf16_stages = 0
 
   config.loss = ml_collections.ConfigDict()
   config.loss.discriminator = 'logistic'  # J_D of the GAN paper, or 'hinge'

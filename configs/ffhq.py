@@ -18,7 +18,7 @@ gamma 1 every 16 steps, path length weight 2 every 4 steps, EMA 20 kimg, 25,000 
 'r3gan64' and 'r3gan256' are R3GAN's FFHQ-64 and FFHQ-256 presets (configs/celeba.py,
 use_r3gan): batch 256, Adam(2e-4 -> 5e-5, 0, 0.9 -> 0.99), gamma 2 -> 0.2 and 150 -> 15, EMA
 half-life 0 -> 500k images, NVIDIA's augment pipe with p 0 -> 0.3, cosine schedules over 20M
-images.
+images, G's last 4 and D's first 4 stages in bfloat16.
 The folder holds the aligned FFHQ images at the resolution (every .png under it); they are
 mirrored at random.
 The 'ada' variant is paper256 with StyleGAN2-ADA's adaptive discriminator augmentation (the

@@ -267,7 +267,20 @@ def test_build_from_the_config_and_its_errors():
   assert generator.cardinalities == (96, 96, 96, 96, 48)
   assert discriminator.widths == (384, 768, 768, 768, 768)
   assert discriminator.cardinalities == (48, 96, 96, 96, 96)
-  config.model.group_width = 40
+  # The preset's stages 1-4 of G and 0-3 of D in bfloat16; compute_dtype 'bfloat16': all of them.
+  assert generator.bf16_stages == discriminator.bf16_stages == 4
+  for dtype_name, dtypes in (('float32', (jnp.float32,) + (jnp.bfloat16,) * 4),
+                             ('bfloat16', (jnp.bfloat16,) * 5)):
+    generator, _ = models.build_models(config.model, dtype_name)
+    assert r3gan.generator_stage_dtypes(5, generator.bf16_stages, generator.dtype) == dtypes
+  config.model.bf16_stages = 6
+  with pytest.raises(UserError, match=r'^config.model.bf16_stages=6 exceeds the 5 stages of '
+                     r'resolution 64; use 0 to 5.$'):
+    config_check.check(config)
+  config.model.bf16_stages = -1
+  with pytest.raises(UserError, match=r'config.model.bf16_stages=-1 is out of range'):
+    config_check.check(config)
+  config.model.update(bf16_stages=4, group_width=40)
   with pytest.raises(UserError, match='config.model.group_width=40 does not divide'):
     models.build_models(config.model)
   config.model.update(group_width=16, resolution=48)
@@ -302,6 +315,66 @@ def test_bfloat16_computes_the_convolutions_and_stays_close():
   for ours, expected in ((images, nhwc(fixture['out/G'])), (logits, fixture['out/D_real'])):
     np.testing.assert_allclose(ours, expected, atol=0.05 * np.abs(expected).max())
     assert not np.array_equal(ours, expected)
+
+
+# bfloat16 keeps 8 significant bits: each rounding is off by up to u = 2^-8 (about 4e-3) of its
+# value. Ours and the reference round the same stage inputs and layer outputs but not at the
+# same points within a layer (our FIR filters round after each of their separable passes, torch's
+# 2-D filter once; the convolution libraries accumulate differently), and a few roundings' worth
+# of the activations' scale reaches the outputs: the README's own bfloat16 emulation differs
+# from the record by 2.3e-2 on images up to 2.8, 2u of their largest value. We allow 4u of each
+# array's largest value. That is also the size of bfloat16-vs-float32 itself, so the dtypes,
+# stage by stage, are what shows that the stages compute in bfloat16.
+BF16_TOLERANCE = 4 * 2.0**-8
+
+
+def reference_stage_dtypes(fp16_stages, count):
+  """The dtype of each of `count` stages of a network whose FP16Stages (indices, negative from
+  the end) are `fp16_stages`, as the reference's training/networks.py sets them."""
+  indices = {index % count for index in fp16_stages}
+  return tuple(jnp.bfloat16 if stage in indices else jnp.float32 for stage in range(count))
+
+
+def assert_close_in_bfloat16(ours, expected, name):
+  expected = np.asarray(expected)
+  np.testing.assert_allclose(np.asarray(ours, np.float32), expected,
+                             atol=BF16_TOLERANCE * np.abs(expected).max(), rtol=0, err_msg=name)
+
+
+def test_bfloat16_stages_reproduce_the_reference_side_record():
+  """The fixture's bf16/* record: G's stages 1-3 and D's 0-2 in bfloat16 (facts.json), the
+  same weights and inputs; D's fakes are the record's own bfloat16 images."""
+  fixture, generator, discriminator, g_params, d_params = reference('uncond')
+  record = reference_arrays.load('r3gan_bf16_small.npz')
+  with open(FACTS) as file:
+    facts = json.load(file)['bf16_side_record']
+  dtype = lambda name: jnp.dtype(name.removeprefix('torch.'))
+  count = len(generator.widths)
+  low_g, low_d = (network.clone(bf16_stages=len(facts['G_FP16Stages']))
+                  for network in (generator, discriminator))
+  run = lambda network, params, x: network.apply({'params': params}, x, capture_intermediates=True,
+                                                 mutable=['intermediates'])
+  images, g_state = jax.jit(functools.partial(run, low_g, g_params))(fixture['in/z'])
+  real, fake = nhwc(fixture['in/real']), nhwc(record['bf16/out/G']).astype(jnp.bfloat16)
+  (logits, d_state), (fake_logits, _) = (
+      jax.jit(functools.partial(run, low_d, d_params))(x) for x in (real, fake))
+  for network, state, fp16_stages in ((low_g, g_state, facts['G_FP16Stages']),
+                                      (low_d, d_state, facts['D_FP16Stages'])):
+    stage_dtypes = tuple(captured(state['intermediates'], (f'stage{stage}',)).dtype
+                         for stage in range(count))
+    assert stage_dtypes == reference_stage_dtypes(fp16_stages, count), network
+  # D casts the images to its first stage's dtype before the extraction convolution.
+  assert captured(d_state['intermediates'], ('extraction',)).dtype == jnp.bfloat16
+  assert images.dtype == dtype(facts['G_out_dtype'])
+  assert logits.dtype == fake_logits.dtype == dtype(facts['D_out_dtype'])
+  assert_close_in_bfloat16(images, nhwc(record['bf16/out/G']), 'bf16/out/G')
+  for name, ours in (('D_real', logits), ('D_fake', fake_logits)):
+    assert_close_in_bfloat16(ours, record[f'bf16/out/{name}'], name)
+  logits_fn = lambda x: low_d.apply({'params': d_params}, x)
+  terms = jax.jit(lambda x, y: r3gan_loss.discriminator_terms(logits_fn, x, y))(real, fake)
+  for name, ours in (('D_adv', terms.adversarial), ('R1', terms.r1), ('R2', terms.r2)):
+    assert ours.dtype == dtype(facts['penalty_dtypes'][name]), name
+    assert_close_in_bfloat16(ours, record[f'bf16/loss/{name}_per_sample'], name)
 
 
 def test_conditional_networks_need_labels():

@@ -172,6 +172,11 @@ def test_preset_configs_follow_the_reference_tables(module, variant, preset):
   assert (test_r3gan.count(r3gan.abstract_params(trainer.generator)),
           test_r3gan.count(r3gan.abstract_params(trainer.discriminator))) == (
               reference['param_counts']['G'], reference['param_counts']['D'])
+  # FP16Stages: G's last and D's first stages in bfloat16.
+  count = len(trainer.generator.widths)
+  for network, name, order in ((trainer.generator, 'G', 1), (trainer.discriminator, 'D', -1)):
+    dtypes = r3gan.generator_stage_dtypes(count, network.bf16_stages, network.dtype)[::order]
+    assert dtypes == test_r3gan.reference_stage_dtypes(reference['FP16Stages'][name], count)
   # The logged learning rate is the cosine's: base at the first step, final at the end.
   assert optimizers.learning_rates(config, 1) == {'g_learning_rate': 2e-4,
                                                   'd_learning_rate': 2e-4}

@@ -3,7 +3,9 @@
 Each family module defines `check_config(model)` (UserError naming a bad `config.model` field)
 and `build(model, dtype) -> (generator, discriminator)`. Every model takes and returns float32
 and computes its dense layers and convolutions in `dtype` (config.train.compute_dtype);
-parameters stay float32 and normalisation statistics are computed in float32.
+parameters stay float32 and normalisation statistics are computed in float32. R3GAN with
+model.bf16_stages > 0 computes those stages in bfloat16 and its generator returns bfloat16
+images, as the reference's (`generation.generate` samples in float32).
 """
 
 import jax.numpy as jnp

@@ -12,9 +12,14 @@ conditional, to an embedding whose dot product with the label's embedding is the
 Initialisation is the reference's 'MSR' one: N(0, (gain / sqrt(fan_in))^2) with gain
 sqrt(2 / (1 + 0.2^2)) V^(-1/4) on the first two convolutions of each block (V = the network's
 number of blocks), zero weights on the last, so that every block starts as the identity.
-At run time nothing is rescaled. Images and features are NHWC, convolution kernels HWIO
-([kh, kw, C_in / groups, C_out]), dense kernels [in, out]; `params_from_reference` maps the
-reference's state_dict names (Model.MainLayers.s.Layers.j...) onto our parameters.
+At run time nothing is rescaled. The generator's last and the discriminator's first
+`bf16_stages` stages compute in bfloat16, as the reference's FP16Stages: each stage casts its
+input to its dtype, and its weights, biases and filters at use (parameters stay float32); the
+generator's aggregation convolution computes in its last stage's dtype, and the discriminator
+casts the images to its first stage's dtype before its extraction convolution. Images and
+features are NHWC, convolution kernels HWIO ([kh, kw, C_in / groups, C_out]), dense kernels
+[in, out]; `params_from_reference` maps the reference's state_dict names
+(Model.MainLayers.s.Layers.j...) onto our parameters.
 """
 
 import math
@@ -38,12 +43,13 @@ LRELU_SLOPE = 0.2
 ACTIVATION_GAIN = math.sqrt(2 / (1 + LRELU_SLOPE**2))
 _DIMENSIONS = ('NHWC', 'HWIO', 'NHWC')
 
-# config.model fields of the reference's presets (train.py's --preset), for `build`.
+# config.model fields of the reference's presets (train.py's --preset), for `build`;
+# bf16_stages is their FP16Stages: G's last 4 stages and D's first 4.
 PRESET_FIELDS = {
     'FFHQ-64': dict(resolution=64, latent_dim=64, channel_base=24576, channel_max=768,
-                    group_width=16, blocks_per_stage=2, expansion=2),
+                    group_width=16, blocks_per_stage=2, expansion=2, bf16_stages=4),
     'FFHQ-256': dict(resolution=256, latent_dim=64, channel_base=24576, channel_max=768,
-                     group_width=16, blocks_per_stage=2, expansion=2),
+                     group_width=16, blocks_per_stage=2, expansion=2, bf16_stages=4),
 }
 
 
@@ -58,6 +64,13 @@ def block_gain(num_blocks):
   """Initialisation gain of a block's first two convolutions in a network of `num_blocks`:
   the activation gain times num_blocks^(-1 / (2L - 2)) with L = 3 layers per block."""
   return ACTIVATION_GAIN * num_blocks ** (-1 / 4)
+
+
+def generator_stage_dtypes(stages, bf16_stages, dtype):
+  """The compute dtype of each of the generator's `stages` stages: bfloat16 for the last
+  `bf16_stages`, `dtype` for the others. The discriminator's are these reversed."""
+  return tuple(jnp.bfloat16 if stage >= stages - bf16_stages else dtype
+               for stage in range(stages))
 
 
 class Conv(nn.Module):
@@ -191,6 +204,7 @@ class GeneratorStage(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    x = x.astype(self.dtype)
     if self.first:
       x = GenerativeBasis(self.width, self.dtype, name='basis')(x)
     else:
@@ -202,12 +216,14 @@ class GeneratorStage(nn.Module):
 
 
 class R3GANGenerator(nn.Module):
-  """z [N, latent_dim] (and labels c [N, c_dim] if c_dim > 0) -> images [N, R, R, channels]
-  float32, unbounded (about [-1, 1] once trained), R = 4 * 2^(stages - 1).
+  """z [N, latent_dim] (and labels c [N, c_dim] if c_dim > 0) -> images [N, R, R, channels],
+  unbounded (about [-1, 1] once trained), R = 4 * 2^(stages - 1): float32, or bfloat16 with
+  bf16_stages > 0 (the reference's, whose aggregation computes in its last stage's dtype).
 
   Per stage, from 4x4 on: `widths`, `cardinalities` (groups of the 3x3 convolutions), `blocks`.
-  The label embedding has `embedding_dim` features (the reference: latent_dim) and is
-  concatenated after z. The networks have no training-mode behaviour.
+  The last `bf16_stages` stages compute in bfloat16, the others in `dtype`
+  (`generator_stage_dtypes`). The label embedding has `embedding_dim` features (the reference:
+  latent_dim) and is concatenated after z. The networks have no training-mode behaviour.
   """
   widths: tuple[int, ...]
   cardinalities: tuple[int, ...]
@@ -218,6 +234,7 @@ class R3GANGenerator(nn.Module):
   embedding_dim: int = 64
   channels: int = 3
   dtype: Any = jnp.float32
+  bf16_stages: int = 0
 
   @nn.compact
   def __call__(self, z, train=False, c=None):
@@ -226,12 +243,13 @@ class R3GANGenerator(nn.Module):
     x = z.astype(jnp.float32)
     if self.c_dim:
       x = jnp.concatenate([x, Embedding(self.embedding_dim, name='embedding')(c)], axis=-1)
-    for stage, (width, cardinality, blocks) in enumerate(
-        zip(self.widths, self.cardinalities, self.blocks)):
+    dtypes = generator_stage_dtypes(len(self.widths), self.bf16_stages, self.dtype)
+    for stage, (width, cardinality, blocks, dtype) in enumerate(
+        zip(self.widths, self.cardinalities, self.blocks, dtypes)):
       x = GeneratorStage(width, cardinality, blocks, self.expansion, sum(self.blocks),
-                         stage == 0, self.dtype, name=f'stage{stage}')(x)
-    images = Conv(self.channels, dtype=self.dtype, name='aggregation')(x)
-    return images.astype(jnp.float32)
+                         stage == 0, dtype, name=f'stage{stage}')(x)
+    images = Conv(self.channels, dtype=dtypes[-1], name='aggregation')(x)
+    return images if self.bf16_stages else images.astype(jnp.float32)
 
 
 class DiscriminatorStage(nn.Module):
@@ -247,6 +265,7 @@ class DiscriminatorStage(nn.Module):
 
   @nn.compact
   def __call__(self, x):
+    x = x.astype(self.dtype)
     for index in range(self.blocks):
       x = ResidualBlock(self.cardinality, self.expansion, self.num_blocks, self.dtype,
                         name=f'block{index}')(x)
@@ -261,7 +280,8 @@ class R3GANDiscriminator(nn.Module):
   Per stage, from R x R down to 4x4: `widths`, `cardinalities`, `blocks` (the generator's
   reversed, as the reference builds it). If conditional, the logit is the dot product of the
   basis output ([N, embedding_dim]; the reference: the generator's 4x4 width) with an embedding
-  of c whose initial std is 1 / sqrt(embedding_dim * c_dim).
+  of c whose initial std is 1 / sqrt(embedding_dim * c_dim). The first `bf16_stages` stages
+  compute in bfloat16, the others in `dtype`; the images are cast to the first stage's dtype.
   """
   widths: tuple[int, ...]
   cardinalities: tuple[int, ...]
@@ -270,18 +290,21 @@ class R3GANDiscriminator(nn.Module):
   c_dim: int = 0
   embedding_dim: int = 768
   dtype: Any = jnp.float32
+  bf16_stages: int = 0
 
   @nn.compact
   def __call__(self, images, train=False, c=None):
     del train  # no training-mode behaviour
     _check_labels(c, self.c_dim)
-    x = Conv(self.widths[0], dtype=self.dtype, name='extraction')(images)
+    dtypes = generator_stage_dtypes(len(self.widths), self.bf16_stages, self.dtype)[::-1]
+    x = Conv(self.widths[0], dtype=dtypes[0], name='extraction')(images)
     last = len(self.widths) - 1
-    for stage, (cardinality, blocks) in enumerate(zip(self.cardinalities, self.blocks)):
+    for stage, (cardinality, blocks, dtype) in enumerate(
+        zip(self.cardinalities, self.blocks, dtypes)):
       x = DiscriminatorStage(
           cardinality, blocks, self.expansion, sum(self.blocks),
           self.widths[stage + 1] if stage < last else None,
-          self.embedding_dim if self.c_dim else 1, self.dtype, name=f'stage{stage}')(x)
+          self.embedding_dim if self.c_dim else 1, dtype, name=f'stage{stage}')(x)
     x = x.astype(jnp.float32)
     if not self.c_dim:
       return x[:, 0]
@@ -303,7 +326,12 @@ def check_config(model):
                 'expansion'):
     if not isinstance(model[field], int) or model[field] < 1:
       raise UserError(f'config.model.{field}={model[field]!r} must be a positive integer.')
-  for width in stage_widths(model.resolution, model.channel_base, model.channel_max):
+  widths = stage_widths(model.resolution, model.channel_base, model.channel_max)
+  bf16_stages = model.get('bf16_stages', 0)  # 0 in a model config without the field
+  if bf16_stages > len(widths):
+    raise UserError(f'config.model.bf16_stages={bf16_stages} exceeds the {len(widths)} stages '
+                    f'of resolution {model.resolution}; use 0 to {len(widths)}.')
+  for width in widths:
     if width < 1 or (width * model.expansion) % model.group_width:
       raise UserError(
           f'config.model.group_width={model.group_width} does not divide the {width} x '
@@ -312,21 +340,24 @@ def check_config(model):
 
 
 def build(model, dtype):
-  """(generator, discriminator) of an R3GAN `config.model`, computing in `dtype`: stage widths
+  """(generator, discriminator) of an R3GAN `config.model`: stage widths
   min(channel_base / r, channel_max), cardinalities width x expansion / group_width and
   blocks_per_stage blocks per stage, as the reference's presets; conditional on labels of
   model.c_dim values if it is > 0, with the reference's embedding widths (G: latent_dim, D: G's
-  4x4 width)."""
+  4x4 width). G's last and D's first model.bf16_stages stages compute in bfloat16 whatever
+  `dtype` (config.train.compute_dtype), the others in `dtype`: with 'bfloat16' every stage does.
+  G's images are bfloat16 if model.bf16_stages > 0, else float32."""
   widths = stage_widths(model.resolution, model.channel_base, model.channel_max)
   cardinalities = tuple(width * model.expansion // model.group_width for width in widths)
   blocks = (model.blocks_per_stage,) * len(widths)
   c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
+  bf16_stages = model.get('bf16_stages', 0)  # likewise
   generator = R3GANGenerator(widths, cardinalities, blocks, model.expansion, model.latent_dim,
                              c_dim=c_dim, embedding_dim=model.latent_dim, channels=model.channels,
-                             dtype=dtype)
+                             dtype=dtype, bf16_stages=bf16_stages)
   discriminator = R3GANDiscriminator(widths[::-1], cardinalities[::-1], blocks,
                                      model.expansion, c_dim=c_dim, embedding_dim=widths[0],
-                                     dtype=dtype)
+                                     dtype=dtype, bf16_stages=bf16_stages)
   return generator, discriminator
 
 

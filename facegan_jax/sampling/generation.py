@@ -57,7 +57,8 @@ def sampling_params_field(ema: ml_collections.ConfigDict) -> str:
 
 def generate(generator, variables, latent_batch, truncation: float = 1.0,
              labels=None) -> jax.Array:
-  """Images [N, H, W, C] in [-1, 1] from `latent_batch` [N, latent_dim], inference mode.
+  """Images [N, H, W, C] float32 in [-1, 1] from `latent_batch` [N, latent_dim], inference mode
+  (R3GAN's bfloat16 images cast).
 
   `variables` is {'params': the sampling weights, 'batch_stats': G's statistics}; `truncation`
   < 1 (StyleGAN2 only) pulls every w towards the run's tracked average w (the truncation trick:
@@ -67,7 +68,7 @@ def generate(generator, variables, latent_batch, truncation: float = 1.0,
   kwargs = {'truncation_psi': truncation} if truncation != 1 else {}
   if labels is not None:
     kwargs['c'] = labels
-  return generator.apply(variables, latent_batch, train=False, **kwargs)
+  return generator.apply(variables, latent_batch, train=False, **kwargs).astype(jnp.float32)
 
 
 def _no_checkpoint(workdir: str) -> UserError:

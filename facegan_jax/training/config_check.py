@@ -86,6 +86,7 @@ FIELDS = {
     'model.mbstd_group_size': _count(0), 'model.mbstd_num_channels': _count(),
     'model.conv_clamp': _NONNEGATIVE, 'model.modconv_lowering': _TEXT,
     'model.group_width': _count(), 'model.blocks_per_stage': _count(), 'model.expansion': _count(),
+    'model.bf16_stages': _count(0),
     'loss.discriminator': _TEXT, 'loss.generator': _TEXT, 'loss.r1_gamma': _NONNEGATIVE,
     'loss.r1_every': _count(), 'loss.pl_weight': _NONNEGATIVE, 'loss.pl_every': _count(),
     'loss.pl_batch_shrink': _count(), 'loss.pl_decay': Spec(float, 0.0, 1.0),

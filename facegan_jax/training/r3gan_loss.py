@@ -38,11 +38,12 @@ class GeneratorTerms(NamedTuple):
 
 def logits_and_gradient_norms(logits_fn: LogitsFn, images):
   """(D(images) [N], ||d(sum D(images)) / d images_n||^2 [N]), the logits and one gradient
-  computed in one pass. The norms are float32 whatever the images' dtype."""
+  computed in one pass. The norms are in the images' dtype, as the reference's (R2 of
+  bfloat16 fakes is bfloat16): squares in that dtype, summed in float32."""
   logits, vjp = jax.vjp(logits_fn, images)
   (gradient,) = vjp(jnp.ones_like(logits))
-  gradient = gradient.astype(jnp.float32)
-  return logits, jnp.sum(jnp.square(gradient), axis=tuple(range(1, gradient.ndim)))
+  norms = jnp.sum(jnp.square(gradient), axis=tuple(range(1, gradient.ndim)), dtype=jnp.float32)
+  return logits, norms.astype(gradient.dtype)
 
 
 def discriminator_terms(logits_fn: LogitsFn, real, fake,

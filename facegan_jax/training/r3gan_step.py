@@ -98,7 +98,7 @@ def update(trainer: Trainer, state: TrainState, real, latents, augment_key, labe
                         g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                         g_ema_params=g_ema_params)
   metrics = {'d_loss': d_terms.adversarial.mean(), 'r1': d_terms.r1.mean(),
-             'r2': d_terms.r2.mean(), 'g_loss': g_loss,
+             'r2': d_terms.r2.astype(jnp.float32).mean(), 'g_loss': g_loss,
              'd_grad_norm': optax.tree.norm(d_grads), 'g_grad_norm': optax.tree.norm(g_grads),
              divergence.PARAMS_FINITE: divergence.all_finite(g_params, d_params, g_ema_params)}
   if trainer.augment_pipe is not None:
