@@ -1,11 +1,9 @@
 """A conditional run on data made offline: scikit-image's 200 LFW patches as a dataset zip.
 
-  python benchmarks/conditional_demo.py --zip=/tmp/faces_or_not.zip
-  python -m facegan_jax.main --config=configs/lfw_demo.py --workdir=/tmp/cond_demo \
-      --config.data.source=zip --config.data.path=/tmp/faces_or_not.zip --config.data.crop=0 \
-      --config.data.labels=dataset_json --config.model.c_dim=2
+  python benchmarks/conditional_demo.py
+  python -m facegan_jax.main --config=configs/lfw_demo.py:faces_or_not --workdir=/tmp/cond_demo
   python -m facegan_jax.sample --workdir=/tmp/cond_demo --class=0 --class=1 --num=16
-  python benchmarks/conditional_demo.py --zip=/tmp/faces_or_not.zip --workdir=/tmp/cond_demo
+  python benchmarks/conditional_demo.py --workdir=/tmp/cond_demo
 
 The zip (NVIDIA's dataset_tool.py layout: '00000/img00000000.png', ...; dataset.json) holds the
 100 grayscale faces with class 0 and the 100 non-face patches that follow them in
@@ -35,11 +33,13 @@ from absl import flags
 from PIL import Image
 from skimage import data as skimage_data
 
+from configs import lfw_demo  # pylint: disable=wrong-import-position
 from facegan_jax.data import image_sources  # pylint: disable=wrong-import-position
 from facegan_jax.sampling import generation  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('zip', '/tmp/faces_or_not.zip', 'The dataset zip to write (or read).')
+flags.DEFINE_string('zip', lfw_demo.FACES_OR_NOT_ZIP, 'The dataset zip to write (configs/lfw_demo.py:'
+                    'faces_or_not trains on it there).')
 flags.DEFINE_string('workdir', None, 'A run trained on the zip: measure its classes.')
 flags.DEFINE_integer('num', 500, 'Samples per class.')
 flags.DEFINE_integer('seed', 0, 'Seed of the samples\' latents.')

@@ -24,13 +24,18 @@ augmentation); `r3gan_test` shrinks it to seconds. `ada` and `stylegan2_ada` add
 (NVIDIA's 'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving
 fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500); `ada_test` and
 `stylegan2_ada_test` shrink them to seconds, with p moving by 0.01 every 2 steps.
+`faces_or_not` is the demo conditional on a label: scikit-image's 100 LFW faces (class 0) and its
+100 non-face patches (class 1) in the dataset zip that `python benchmarks/conditional_demo.py`
+writes to FACES_OR_NOT_ZIP; sample a class with `python -m facegan_jax.sample --class=K`.
 """
 
 from configs import celeba
 from configs import default
 
 VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test', 'r3gan',
-            'r3gan_test', 'ada', 'ada_test', 'stylegan2_ada', 'stylegan2_ada_test')
+            'r3gan_test', 'ada', 'ada_test', 'stylegan2_ada', 'stylegan2_ada_test', 'faces_or_not')
+# The labelled zip of `faces_or_not`, written by benchmarks/conditional_demo.py.
+FACES_OR_NOT_ZIP = '/tmp/faces_or_not.zip'
 # What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
 # on the LFW demo's budget').
 STYLEGAN2_STEPS = 350
@@ -78,6 +83,9 @@ def get_config(variant=None):
     config.augment.ada_kimg = 10.0 if config.model.name == 'stylegan2' else 50.0
   if (variant or '').endswith('ada_test'):  # p moves by 0.01 every 2 steps of 8 images
     config.augment.update(ada_interval=2, ada_kimg=1.6)
+  if variant == 'faces_or_not':
+    config.data.update(source='zip', path=FACES_OR_NOT_ZIP, crop=0, labels='dataset_json')
+    config.model.c_dim = 2
   return config
 
 

@@ -21,7 +21,8 @@ from facegan_jax.training import trainer as trainer_lib
     (ffhq, 'stylegan2'), (ffhq, 'stylegan2_1024'), (ffhq, 'paper512'), (ffhq, 'paper1024'),
     (ffhq, 'r3gan64'), (ffhq, 'r3gan256'), (celeba, 'r3gan'), (lfw_demo, 'r3gan'),
     (lfw_demo, 'r3gan_test'), (celeba, 'stylegan2_ada_3k'), (celeba, 'stylegan2_attributes'),
-    (lfw_demo, 'ada'), (lfw_demo, 'stylegan2_ada'), (ffhq, 'ada'), (ffhq, 'ada_1k')])
+    (lfw_demo, 'ada'), (lfw_demo, 'stylegan2_ada'), (ffhq, 'ada'), (ffhq, 'ada_1k'),
+    (lfw_demo, 'faces_or_not')])
 def test_every_variant_is_a_valid_config(module, variant):
   trainer_lib.make_trainer(module.get_config(variant))
 
