@@ -23,6 +23,7 @@ keeps the most upright faces for few upside-down ones; the cascade fires on a da
 pattern of eyes and mouth, so even so a hit says 'face-like', not 'a convincing face'.
 """
 
+import argparse
 import glob
 import os
 import sys
@@ -32,6 +33,15 @@ if not __package__:  # run as `python benchmarks/FILE.py`: make the repository r
 
 from benchmarks import extras
 
+
+def parse_args(argv):
+  """The workdirs of the command line; --help prints the usage (without OpenCV installed too)."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('workdirs', nargs='*', metavar='DIR', help='a run\'s workdir')
+  return parser.parse_args(argv).workdirs
+
+
+WORKDIRS = parse_args(sys.argv[1:]) if __name__ == '__main__' else []
 extras.require({'cv2': "pip install 'opencv-python-headless<5'"})
 
 import cv2  # pylint: disable=wrong-import-position
@@ -80,4 +90,4 @@ def main(workdirs):
 
 
 if __name__ == '__main__':
-  main(sys.argv[1:])
+  main(WORKDIRS)

@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from facegan_jax.runs import checkpointing
+from facegan_jax.system import errors
 from facegan_jax.training import preemption
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
@@ -36,6 +37,23 @@ def test_stop_signals_ask_to_stop_and_a_second_one_acts_as_usual(signum):
     time.sleep(0.01)  # Python runs the handler between bytecodes of the main thread
     assert stop_signals.should_stop(2) and stop_signals.received == signum.name
     assert signal.getsignal(signum) is previous  # the next one is not caught
+  assert {other: signal.getsignal(other) for other in outside} == outside
+
+
+def test_a_signal_whose_exception_python_ignored_stops_the_run_before_its_first_step():
+  """A SIGINT landing in a garbage-collection callback: Python prints its StoppedBySignal and
+  goes on; StopSignals raises it again on entry, and leaves the handlers as they were."""
+  outside = {other: signal.getsignal(other) for other in (signal.SIGTERM, signal.SIGINT)}
+  with preemption.SignalsStopAtOnce():
+    try:
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.01)
+    except errors.StoppedBySignal:
+      pass  # as if Python had ignored it
+    with pytest.raises(errors.StoppedBySignal, match=r'^SIGINT received outside the train steps'):
+      with preemption.StopSignals():
+        pass
+    assert signal.getsignal(signal.SIGINT).__self__.__class__ is preemption.SignalsStopAtOnce
   assert {other: signal.getsignal(other) for other in outside} == outside
 
 

@@ -1,4 +1,5 @@
-"""The labels a conditional run's generator is asked for by `sample` and `evaluate`.
+"""The labels a conditional run's generator is asked for by `sample`, and its training labels
+(for `sample` and `fid` on a workdir; `evaluate` reads them with its real images).
 
 Generated images take labels drawn uniformly from the training labels, as NVIDIA's code draws
 them for its grids and metrics (`generation.draw_labels`); `sample --class=K` asks for class K

@@ -50,12 +50,22 @@ class SignalsStopAtOnce(_SignalHandlers):
   """For a run's life outside its train steps (loading, compiling, restoring): SIGTERM/SIGINT
   raise errors.StoppedBySignal at once, so that the run unwinds (releasing its workdir) and exits 75;
   no step has been trained since the newest checkpoint, so nothing is lost. `StopSignals` takes
-  over while the steps run."""
+  over while the steps run. Python ignores an exception raised inside a garbage-collection
+  callback or a __del__, where a signal can land: the signal is kept in `received`, and
+  `StopSignals` raises it again on entry, before the first step."""
+
+  def __init__(self):
+    super().__init__()
+    self.received = None  # the name of the signal, e.g. 'SIGINT'
 
   def _handle(self, signum, frame):
     del frame
-    raise StoppedBySignal(f'{signal.Signals(signum).name} received outside the train steps: nothing '
-                    'was trained since the newest checkpoint; run the same command to continue.')
+    self.received = signal.Signals(signum).name
+    raise self.stopped()
+
+  def stopped(self) -> StoppedBySignal:
+    return StoppedBySignal(f'{self.received} received outside the train steps: nothing was '
+                           'trained since the newest checkpoint; run the same command to continue.')
 
 
 class StopSignals(_SignalHandlers):
@@ -64,6 +74,15 @@ class StopSignals(_SignalHandlers):
   def __init__(self):
     super().__init__()
     self.received = None  # the name of the first signal, e.g. 'SIGTERM'
+
+  def __enter__(self):
+    super().__enter__()
+    for handler in self._previous.values():  # a SignalsStopAtOnce whose exception was ignored
+      outer = getattr(handler, '__self__', None)
+      if isinstance(outer, SignalsStopAtOnce) and outer.received:
+        self.__exit__()
+        raise outer.stopped()
+    return self
 
   def _handle(self, signum, frame):
     del frame
