@@ -38,8 +38,8 @@ from facegan_jax.data import image_sources  # pylint: disable=wrong-import-posit
 from facegan_jax.sampling import generation  # pylint: disable=wrong-import-position
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('zip', lfw_demo.FACES_OR_NOT_ZIP, 'The dataset zip to write (configs/lfw_demo.py:'
-                    'faces_or_not trains on it there).')
+flags.DEFINE_string('zip', lfw_demo.FACES_OR_NOT_ZIP,
+                    'The dataset zip to write (configs/lfw_demo.py:faces_or_not trains on it).')
 flags.DEFINE_string('workdir', None, 'A run trained on the zip: measure its classes.')
 flags.DEFINE_integer('num', 500, 'Samples per class.')
 flags.DEFINE_integer('seed', 0, 'Seed of the samples\' latents.')

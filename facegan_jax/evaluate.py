@@ -91,6 +91,7 @@ def evaluate_restored(restored: generation.RestoredGenerator, truncation: float 
   config = restored.config
   result = dict(step=restored.step)
   if with_ppl:
+    ppl.check_applies(config.model, config.eval)  # before the LPIPS weights are read
     result.update(ppl.of_generator(restored.generator, restored.variables, config.model,
                                    config.eval, config.seed,
                                    lpips.load(config.eval.lpips_weights)))

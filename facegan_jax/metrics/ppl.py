@@ -122,7 +122,7 @@ def of_generator(generator, variables, model, eval_config, seed: int, lpips_para
                   epsilon=eval_config.ppl_epsilon, crop=eval_config.ppl_crop)
   value = compute(jax.random.key(seed), eval_config.ppl_samples,
                   min(eval_config.batch_size, eval_config.ppl_samples), model.latent_dim,
-                  map_fn=map_fn, synthesize_fn=synthesize_fn, distance_fn=lpips_distance(lpips_params),
-                  **settings)
+                  map_fn=map_fn, synthesize_fn=synthesize_fn,
+                  distance_fn=lpips_distance(lpips_params), **settings)
   return dict(ppl=value, ppl_samples=eval_config.ppl_samples,
               **{f'ppl_{key}': item for key, item in settings.items()})
