@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from facegan_jax.runs import checkpointing
 from facegan_jax.system import quiet_log
 from tests.helpers import multidevice
 from tests.test_checkpointing import snapshot
@@ -39,6 +40,33 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_previous(
       'newest checkpoint there, step 2, is intact. Free space there (or lower '
       'config.checkpoint.keep) and run the same command to resume.')
   assert snapshot(tmp_path / 'checkpoints') == before  # and the partial write is gone
+
+
+TENSORSTORE_EFBIG = ('OUT_OF_RANGE: Error writing "a/0.0" in OCDBT database at local file "/w/": '
+                     'Failed to write 3 bytes to file 11: File too large [os_error_code=\'27\']')
+
+
+@pytest.mark.parametrize('error, reason', [
+    (ValueError(TENSORSTORE_EFBIG), 'File too large'),
+    (ValueError('OUT_OF_RANGE: Error opening "zarr" driver: Error writing "step/.zarray" in OCDBT '
+                'database at local file "/w/4.orbax-checkpoint-tmp/"'), 'File too large'),
+    (ValueError('RESOURCE_EXHAUSTED: Error writing "b"'), 'No space left on device, or over quota'),
+    (RuntimeError('the save failed'), 'the save failed'),
+    (OSError(28, 'No space left on device'), 'No space left on device'),
+    (ConnectionError('connection reset by peer'), 'connection reset by peer'),
+])
+def test_a_failed_write_is_told_in_the_oss_words(error, reason):
+  assert checkpointing.write_error_reason(error) == reason
+
+
+def test_a_failed_write_takes_the_errno_from_anywhere_in_the_chain():
+  try:
+    try:
+      raise OSError(122, 'Disk quota exceeded')
+    except OSError as cause:
+      raise RuntimeError('async save failed') from cause
+  except RuntimeError as error:
+    assert checkpointing.write_error_reason(error) == 'Disk quota exceeded'
 
 
 def record(pathname, level):

@@ -6,9 +6,11 @@ into a temporary directory and renames it when complete, so a crash at any momen
 a complete checkpoint or none that `all_steps` lists.
 """
 
-import copy
 import contextlib
+import copy
+import errno
 import importlib.metadata
+import os
 import re
 from typing import Any
 
@@ -70,13 +72,35 @@ def versions() -> dict[str, str]:
               'orbax-checkpoint'), 'facegan_jax': facegan_jax.__version__}
 
 
+# What TensorStore's status codes stand for when a file write fails (absl's ErrnoToStatusCode):
+STATUS_OF_FAILED_WRITE = {'OUT_OF_RANGE': os.strerror(errno.EFBIG),
+                          'RESOURCE_EXHAUSTED': 'No space left on device, or over quota',
+                          'PERMISSION_DENIED': os.strerror(errno.EACCES)}
+
+
+def write_error_reason(error: BaseException) -> str:
+  """The OS's words for why a write failed: the errno that Python or TensorStore reports anywhere
+  in the error's chain, else the meaning of TensorStore's status code, else the first line."""
+  chain = []
+  while error is not None and error not in chain:
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  text = '\n'.join(str(link) for link in chain)
+  codes = [link.errno for link in chain if isinstance(link, OSError) and link.errno]
+  codes += [int(code) for code in re.findall(r'os_error_code=\W?(\d+)', text)]
+  if codes:
+    return os.strerror(codes[0])
+  status = re.match(r'\s*([A-Z_]+): ', text)
+  if status and status.group(1) in STATUS_OF_FAILED_WRITE:
+    return STATUS_OF_FAILED_WRITE[status.group(1)]
+  return (text.strip().splitlines() or [type(chain[0]).__name__])[0][:200]
+
+
 def write_failed(manager: ocp.CheckpointManager, error: Exception) -> UserError:
   """One line for a checkpoint that could not be written (a full disk, a quota, a size limit; in
   GCS also a refusal or a lost network): the directory, the reason, and the newest checkpoint
   that is intact."""
-  reasons = re.findall(r': ([^:"\]]+) \[os_error_code', str(error))  # TensorStore's OS errors
-  reason = (reasons[-1] if reasons else getattr(error, 'strerror', None)
-            or (str(error).strip().splitlines() or [type(error).__name__])[0][:200])
+  reason = write_error_reason(error)
   in_gcs = storage.is_gcs(str(manager.directory))
   # Orbax writes into *.orbax-checkpoint-tmp and renames when complete (in GCS it writes
   # commit_success.txt last): what is listed is whole.
