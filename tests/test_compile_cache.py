@@ -1,6 +1,7 @@
 """The persistent compilation cache: where it lives, a second process compiles nothing, and a
 run from cached programs is bit-identical to one compiled afresh."""
 
+import functools
 import os
 
 import jax
@@ -12,6 +13,7 @@ from facegan_jax import models
 from facegan_jax.runs import checkpointing
 from facegan_jax.system import compile_cache
 from facegan_jax.system import parallel
+from facegan_jax.system import traced_programs
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import step as step_lib
@@ -69,7 +71,8 @@ def test_the_first_program_is_compiled_at_once_and_the_others_behind_it():
       np.random.default_rng(0).integers(0, 256, (1, config.train.batch_size, *image_shape),
                                         dtype=np.uint8), parallel.batch_sharding(mesh))
   batch_spec = jax.ShapeDtypeStruct(batch.shape, batch.dtype, sharding=batch.sharding)
-  programs = step_lib.StepPrograms(step_fn, fresh_state(), batch_spec, phase_list)
+  programs = step_lib.StepPrograms(step_fn, fresh_state(), batch_spec, phase_list,
+                                   config.to_dict())
   try:
     assert list(programs._programs) == phase_list[:1]  # pylint: disable=protected-access
     ahead, jitted = fresh_state(), fresh_state()
@@ -106,22 +109,73 @@ def final_leaves(workdir):
   return jax.tree_util.tree_leaves(state.replace(key=jax.random.key_data(state.key)))
 
 
+def assert_same_leaves(run, other):
+  for leaf, other_leaf in zip(final_leaves(run), final_leaves(other), strict=True):
+    np.testing.assert_array_equal(np.asarray(leaf), np.asarray(other_leaf))
+
+
 @pytest.mark.slow
-def test_a_second_process_compiles_nothing_and_trains_bit_identically(tmp_path):
+def test_a_second_process_traces_and_compiles_nothing_and_trains_bit_identically(tmp_path):
   cache = tmp_path / 'cache'
   cold = train(tmp_path / 'cold', cache)
   assert ('The train step is ready in' in cold and 'compiled (1 program(s) compiled, 0 from the '
-          'cache); its other 0 lazy-phase program(s) compile while the first steps run.' in cold)
+          'cache; 1 traced, 0 read traced from the cache); its other 0 lazy-phase program(s) '
+          'compile while the first steps run.' in cold)
   assert len(os.listdir(cache)) > 5  # every program of the run, however small
+  assert len(os.listdir(cache / 'traced')) == 1  # the train step's
   warm = train(tmp_path / 'warm', cache)
   assert 'ready in' in warm and 'from the persistent compilation cache.' in warm
   assert 'Programs of this run: from the persistent compilation cache.' in warm  # no miss
-  for cold_leaf, warm_leaf in zip(final_leaves(tmp_path / 'cold'), final_leaves(tmp_path / 'warm'),
-                                  strict=True):
-    np.testing.assert_array_equal(np.asarray(cold_leaf), np.asarray(warm_leaf))
+  assert_same_leaves(tmp_path / 'cold', tmp_path / 'warm')
+  off = train(tmp_path / 'off', 'off')
+  assert 'Persistent compilation cache: off' in off
+  assert 'Programs of this run: compiled (the persistent cache is off).' in off
+  assert_same_leaves(tmp_path / 'cold', tmp_path / 'off')
 
 
-@pytest.mark.slow
-def test_off_compiles_afresh(tmp_path):
-  log = train(tmp_path / 'run', 'off')
-  assert 'Persistent compilation cache: off' in log and 'compiled (' in log
+def halve_and_sum(arrays):
+  return [arrays[0] / 2, {'sum': arrays[1].sum()}]
+
+
+def replicated():
+  return parallel.replicated(parallel.make_mesh())
+
+
+def specs_of(*arrays):
+  return ([jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated()) for x in arrays],)
+
+
+def test_a_traced_program_is_stored_then_read_instead_of_traced(tmp_path, monkeypatch):
+  monkeypatch.setattr(traced_programs, 'directory', lambda: str(tmp_path))
+  arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.int32)]
+  compile_program = functools.partial(
+      traced_programs.compile_program, halve_and_sum, specs_of(*arrays),
+      description={'what': 'halves'}, out_shardings=replicated())
+  with compile_cache.CacheCount() as count:
+    first = compile_program()
+  assert (count.traced_misses, count.traced_hits) == (1, 0)
+  (entry,) = os.listdir(tmp_path)
+  with compile_cache.CacheCount() as count:
+    second = compile_program()
+  assert (count.traced_misses, count.traced_hits) == (0, 1)
+  for program in (first, second):
+    halved, sums = program(arrays)
+    np.testing.assert_array_equal(halved, arrays[0] / 2)
+    assert int(sums['sum']) == 4
+  (tmp_path / entry).write_bytes(b'not a program')  # a damaged entry is traced again
+  with compile_cache.CacheCount() as count:
+    compile_program()
+  assert (count.traced_misses, count.traced_hits) == (1, 0)
+  assert os.listdir(tmp_path) == [entry] and (tmp_path / entry).read_bytes() != b'not a program'
+
+
+def test_the_key_of_a_traced_program_names_its_description_and_inputs():
+  arrays = [np.zeros((2, 3), np.float32), np.ones(4, np.int32)]
+  key = functools.partial(traced_programs.program_key, out_shardings=replicated(),
+                          donate_argnums=())
+  base = key({'lr': 1}, specs_of(*arrays))
+  assert key({'lr': 1}, specs_of(*arrays)) == base
+  assert key({'lr': 2}, specs_of(*arrays)) != base
+  assert key({'lr': 1}, specs_of(arrays[0][:1], arrays[1])) != base
+  assert key({'lr': 1}, specs_of(arrays[0].astype(np.float16), arrays[1])) != base
+  assert traced_programs.program_key({'lr': 1}, specs_of(*arrays), replicated(), (0,)) != base

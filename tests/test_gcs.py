@@ -27,11 +27,14 @@ from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
 from facegan_jax.runs import workdir_lock
 from facegan_jax.sampling import generation
+from facegan_jax.system import compile_cache
+from facegan_jax.system import traced_programs
 from facegan_jax.system.errors import UserError
 from facegan_jax.training import loop
 from facegan_jax.training import state as state_lib
 from facegan_jax.training import trainer as trainer_lib
 from tests import test_checkpointing
+from tests import test_compile_cache
 from tests.conftest import TINY
 from tests.helpers import gcs_emulator
 from tests.helpers import multidevice
@@ -414,3 +417,18 @@ def test_missing_credentials_and_permissions_are_one_line(emulator, monkeypatch,
       'v1/b/runs/o: sa@p.iam.gserviceaccount.com does not have storage.objects.list access); '
       'grant the account in use roles/storage.objectAdmin on the bucket '
       '(storage.objects.create/get/list/delete; launch/README.md).')
+
+
+def test_a_traced_program_is_kept_in_the_bucket_and_read_back(emulator, monkeypatch):
+  monkeypatch.setattr(traced_programs, 'directory', lambda: url('xla', 'traced'))
+  arrays = [np.arange(6, dtype=np.float32).reshape(2, 3), np.ones(4, np.int32)]
+  counts = []
+  for _ in range(2):
+    with compile_cache.CacheCount() as count:
+      halved, _ = traced_programs.compile_program(
+          test_compile_cache.halve_and_sum, test_compile_cache.specs_of(*arrays),
+          description={'in': 'gcs'}, out_shardings=test_compile_cache.replicated())(arrays)
+    counts.append((count.traced_misses, count.traced_hits))
+    np.testing.assert_array_equal(halved, arrays[0] / 2)
+  assert counts == [(1, 0), (0, 1)]
+  assert len(storage.list_objects(url('xla', 'traced'))) == 1

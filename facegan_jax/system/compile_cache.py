@@ -11,6 +11,7 @@ import jax
 from absl import flags
 from absl import logging
 
+from facegan_jax.system import traced_programs
 from facegan_jax.system.errors import UserError
 
 AUTO, OFF = 'auto', ('', 'off')
@@ -78,16 +79,21 @@ def enable(setting: str, workdir: str) -> str | None:
 
 
 class CacheCount:
-  """Counts the persistent cache's hits and misses while it is entered."""
+  """Counts the persistent cache's hits and misses while it is entered, of executables and of
+  traced programs (`traced_programs`)."""
 
   def __init__(self):
-    self.hits = self.misses = 0
+    self.hits = self.misses = self.traced_hits = self.traced_misses = 0
 
   def _listen(self, event: str, **_):
     if event == _HIT:
       self.hits += 1
     elif event == _MISS:
       self.misses += 1
+    elif event == traced_programs.HIT:
+      self.traced_hits += 1
+    elif event == traced_programs.MISS:
+      self.traced_misses += 1
 
   def __enter__(self):
     jax.monitoring.register_event_listener(self._listen)
@@ -97,8 +103,13 @@ class CacheCount:
     jax.monitoring.unregister_event_listener(self._listen)
 
   def describe(self) -> str:
-    """'from the persistent compilation cache', or how many programs were compiled."""
-    if self.hits and not self.misses:
+    """'from the persistent compilation cache' (nothing compiled, nothing traced that the cache
+    keeps), or how many programs were compiled and traced."""
+    if self.hits and not self.misses and not self.traced_misses:
       return 'from the persistent compilation cache'
-    return f'compiled ({self.misses} program(s) compiled, {self.hits} from the cache)'
-
+    counts = []
+    if self.hits or self.misses:
+      counts.append(f'{self.misses} program(s) compiled, {self.hits} from the cache')
+    if self.traced_hits or self.traced_misses:
+      counts.append(f'{self.traced_misses} traced, {self.traced_hits} read traced from the cache')
+    return f"compiled ({'; '.join(counts) or 'the persistent cache is off'})"

@@ -106,7 +106,7 @@ def _compile_steps(trainer, step_fn, state, config, mesh, image_shape, c_dim):
                   jax.ShapeDtypeStruct((*leading, c_dim), jnp.float32, sharding=sharding))
   start = time.perf_counter()
   with compile_cache.CacheCount() as count:
-    programs = step_lib.StepPrograms(step_fn, state, batch_spec, phase_list)
+    programs = step_lib.StepPrograms(step_fn, state, batch_spec, phase_list, config.to_dict())
   logging.info('The train step is ready in %.1f s: %s; its other %d lazy-phase program(s) '
                'compile while the first steps run.', time.perf_counter() - start,
                count.describe(), max(len(phase_list) - 1, 0))

@@ -23,6 +23,7 @@ import optax
 from facegan_jax.data import images as images_lib
 from facegan_jax.sampling import generation
 from facegan_jax.system import parallel
+from facegan_jax.system import traced_programs
 from facegan_jax.training import ada
 from facegan_jax.training import augment
 from facegan_jax.training import augment_step
@@ -335,36 +336,65 @@ def phases_of_run(trainer: Trainer, start_step: int, num_steps: int) -> list[Laz
 
 class StepPrograms:
   """The jitted `step` (of `compile_functions`) compiled ahead of time for each LazyPhases of
-  `phase_list` (`phases_of_run`, in order of first use). The first program is traced and
-  compiled before the constructor returns; the others one after another in a background thread
-  meanwhile, so the run's first step waits for one program only. `programs[phases]` is the
-  executable taking (state, batch), waiting for its compilation if it is still running.
-  `close()` abandons the compilations not started (a run that stops does not wait for them).
+  `phase_list` (`phases_of_run`, in order of first use), through `traced_programs` (a warm start
+  reads the traced program instead of tracing it). The first program is compiled before the
+  constructor returns; the others one after another in a background thread meanwhile, so the
+  run's first step waits for one program only. `programs[phases]` takes (state, batch) and
+  returns (state, metrics) as the step does, waiting for its compilation if it is still
+  running. `close()` abandons the compilations not started (a run that stops does not wait for
+  them).
 
   Args:
     step: the jitted step.
-    state: the TrainState the run starts from (only its shapes and shardings are kept: the
-      steps donate its buffers).
+    state: the TrainState the run starts from (only its structure, shapes and shardings are
+      kept: the steps donate its buffers); replicated.
     batch_spec: jax.ShapeDtypeStruct of the global batch, with its sharding.
     phase_list: the LazyPhases to compile.
+    description: what the step computes beyond its code (the run's config), JSON-able.
   """
 
-  def __init__(self, step, state, batch_spec, phase_list):
-    state_spec = jax.tree.map(
-        lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding), state)
+  def __init__(self, step, state, batch_spec, phase_list, description):
+    leaves, self._treedef = jax.tree.flatten(state)
+    self._key_impls = [jax.random.key_impl(leaf)
+                       if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) else None
+                       for leaf in leaves]
+    raw_specs = [jax.ShapeDtypeStruct(raw.shape, raw.dtype, sharding=leaf.sharding)
+                 for leaf, raw in zip(leaves, self._raw(leaves))]
+    replicated = leaves[0].sharding
 
     def compile_program(phases):
-      return step.lower(state_spec, batch_spec, phases).compile()
+      def flat_step(raw_leaves, batch):
+        state, metrics = step(jax.tree.unflatten(self._treedef, self._typed(raw_leaves)), batch,
+                              phases)
+        return self._raw(jax.tree.leaves(state)), metrics
+      return traced_programs.compile_program(
+          flat_step, (raw_specs, batch_spec), out_shardings=replicated, donate_argnums=(0,),
+          description={'function': 'train_step', 'phases': phases._asdict(), 'run': description})
 
     self._pool = concurrent.futures.ThreadPoolExecutor(1)
     self._programs = {phases: compile_program(phases) for phases in phase_list[:1]}
     self._pending = {phases: self._pool.submit(compile_program, phases)
                      for phases in phase_list[1:]}
 
+  def _raw(self, leaves):
+    """The state's leaves with its key arrays as their key data (exported programs take no key
+    types)."""
+    return [jax.random.key_data(leaf) if impl else leaf
+            for leaf, impl in zip(leaves, self._key_impls, strict=True)]
+
+  def _typed(self, leaves):
+    return [jax.random.wrap_key_data(leaf, impl=impl) if impl else leaf
+            for leaf, impl in zip(leaves, self._key_impls, strict=True)]
+
   def __getitem__(self, phases):
     if phases not in self._programs:
       self._programs[phases] = self._pending.pop(phases).result()
-    return self._programs[phases]
+    program = self._programs[phases]
+
+    def run(state, batch):
+      raw_leaves, metrics = program(self._raw(jax.tree.leaves(state)), batch)
+      return jax.tree.unflatten(self._treedef, self._typed(raw_leaves)), metrics
+    return run
 
   def close(self):
     self._pool.shutdown(wait=False, cancel_futures=True)
