@@ -16,12 +16,17 @@ compute dtype (2048 on the CPU, 8192 on a GPU or TPU, where a small one measures
 timed between the rounds of steps in the same process so that both see the same machine load. On
 a GPU both use JAX's default matmul precision (TF32 for float32 on recent NVIDIA GPUs).
 
+Convolutions: how many each compiled program's optimised HLO holds (in brackets those with a
+feature or batch group count above 1: grouped convolutions and their weight gradients), i.e. how
+XLA lowered the step's forward passes, gradients and gradients of gradients.
+
 The XLA flags that training sets (facegan_jax/system/xla_flags.py) are set here too, before JAX starts.
 """
 
 import ast
 import math
 import os
+import re
 import statistics
 import sys
 import time
@@ -37,6 +42,7 @@ from absl import flags
 
 from benchmarks import step_timing
 from facegan_jax.models import layers
+from facegan_jax.models import r3gan
 from facegan_jax.models import sngan
 from facegan_jax.models import stylegan2
 from facegan_jax.system import xla_flags
@@ -89,6 +95,12 @@ def layer_flops(module, inputs, within=None) -> list[float]:
       flops.append(2.0 * x.size * 9 * layer.features)
     elif isinstance(layer, stylegan2.ToRGB):
       flops.append(2.0 * x.size * layer.channels)
+    elif isinstance(layer, r3gan.Conv):  # grouped: each output sees C_in / groups inputs
+      flops.append(2.0 * outputs.size * layer.kernel_size**2 * x.shape[-1] / layer.groups)
+    elif isinstance(layer, (r3gan.GenerativeBasis, r3gan.Embedding)):
+      flops.append(2.0 * x.size * layer.features)
+    elif isinstance(layer, r3gan.DiscriminativeBasis):  # depthwise 4x4, then the linear map
+      flops.append(2.0 * x.size + 2.0 * x.shape[0] * x.shape[-1] * layer.features)
     return outputs
 
   def run(inputs):
@@ -112,9 +124,12 @@ def hand_flops_per_step(trainer: trainer_lib.Trainer, image_shape, batch_size: i
   compute D's weight gradients there; this project's step does not, so it needs 1 x D less),
   then G backward; with trainer.fresh_generator_pass (Mimicry) the G update runs its own G
   forward too. 2.48 GFLOP per image for DCGAN-64. StyleGAN2: see `stylegan2_flops_per_image`.
+  R3GAN: `r3gan_flops_per_image`.
   """
   if hasattr(trainer.generator, 'styles'):
     return batch_size * stylegan2_flops_per_image(trainer, image_shape)
+  if trainer.r3gan_schedules is not None:
+    return batch_size * r3gan_flops_per_image(trainer, image_shape)
   g = layer_flops(trainer.generator, jnp.zeros((1, trainer.latent_dim)))
   d = layer_flops(trainer.discriminator, jnp.zeros((1,) + tuple(image_shape)))
   g_all, d_all = sum(g), sum(d)
@@ -150,6 +165,21 @@ def stylegan2_flops_per_image(trainer: trainer_lib.Trainer, image_shape) -> floa
   return g_main + d_main + path_length + r1
 
 
+def r3gan_flops_per_image(trainer: trainer_lib.Trainer, image_shape) -> float:
+  """FLOPs per image of one R3GAN step as brownvc/R3GAN's loop runs its two phases, with F_G and
+  F_D the forward passes (the augment pipe and the resamplers' filters not counted).
+
+  D's phase: G forward on its latents; then for the reals and for the fakes alike, D forward,
+  its input gradient (R1, R2) and the backward of both for D's weights, 6 x F_D each (the loss's
+  gradient rides on the same backward). G's phase on a batch of its own: G forward, D forward on
+  its fakes and reals, D's input gradient on the fakes, G backward: 3 x F_G + 3 x F_D, less the
+  input gradient of G's first layer. 4 x F_G + 15 x F_D in all.
+  """
+  g = layer_flops(trainer.generator, jnp.zeros((1, trainer.latent_dim)))
+  d_all = sum(layer_flops(trainer.discriminator, jnp.zeros((1,) + tuple(image_shape))))
+  return 4 * sum(g) - g[0] + 15 * d_all
+
+
 _square = jax.jit(lambda a: a @ a)
 
 
@@ -181,6 +211,7 @@ def time_step(config, batch_size: int) -> dict:
   steps = cycle * math.ceil(FLAGS.steps / cycle)
   xla_flops = statistics.mean(compiled[step_lib.lazy_phases(trainer, i)].cost_analysis()['flops']
                               for i in range(cycle))
+  convolutions = [convolutions_in(program) for program in compiled.values()]
   step_seconds, peaks = [], []
   for _ in range(FLAGS.rounds):
     seconds, state = step_timing.timed_steps(trainer, compiled, state, batch, steps)
@@ -194,7 +225,17 @@ def time_step(config, batch_size: int) -> dict:
   return dict(compile_s=compile_seconds, images_per_s=batch_size / seconds,
               xla_gflop=xla_flops / batch_size / 1e9,
               hand_gflop=hand / batch_size / 1e9, achieved=hand / seconds / 1e9,
-              peak=peak / 1e9, share=hand / seconds / peak)
+              peak=peak / 1e9, share=hand / seconds / peak,
+              convolutions=' + '.join(f'{total} ({grouped})' for total, grouped in convolutions))
+
+
+def convolutions_in(compiled) -> tuple[int, int]:
+  """(convolutions, grouped ones) in a compiled program's optimised HLO: how XLA lowered the
+  step's forward passes, gradients and gradients of gradients."""
+  lines = [line for line in compiled.as_text().splitlines() if ' convolution(' in line]
+  grouped = [line for line in lines if re.search(r'(feature|batch)_group_count=([2-9]|\d\d)',
+                                                  line)]
+  return len(lines), len(grouped)
 
 
 def configs_to_time():
@@ -223,7 +264,7 @@ def parse_override(text: str):
 
 
 HEADER = ('| config | batch | dtype | compile (s) | images/s | XLA GFLOP/img | hand GFLOP/img '
-          '| hand GFLOP/s | matmul GFLOP/s | share of matmul |')
+          '| hand GFLOP/s | matmul GFLOP/s | share of matmul | convolutions (grouped) in HLO |')
 
 
 def main(argv):
@@ -237,7 +278,8 @@ def main(argv):
       row = time_step(config, batch_size)
       print(f"| {name} | {batch_size} | {FLAGS.compute_dtype} | {row['compile_s']:.1f} "
             f"| {row['images_per_s']:.1f} | {row['xla_gflop']:.2f} | {row['hand_gflop']:.2f} "
-            f"| {row['achieved']:.0f} | {row['peak']:.0f} | {100 * row['share']:.0f}% |",
+            f"| {row['achieved']:.0f} | {row['peak']:.0f} | {100 * row['share']:.0f}% "
+            f"| {row['convolutions']} |",
             flush=True)
 
 

@@ -69,3 +69,23 @@ def test_stylegan2_layer_flops_and_step_count_match_the_hand_count():
   r1 = 6 * d_all / 2  # every 2
   assert train_step.stylegan2_flops_per_image(trainer, (16, 16, 1)) == pytest.approx(
       g_main + d_main + path_length + r1, rel=1e-12)
+
+
+def test_r3gan_layer_flops_count_grouped_convolutions_and_the_step_by_hand():
+  trainer = trainer_lib.make_trainer(lfw_demo.get_config('r3gan_test'))  # 8x8, widths 16 and 8
+  g = train_step.layer_flops(trainer.generator, jnp.zeros((1, 16)))
+  d = train_step.layer_flops(trainer.discriminator, jnp.zeros((1, 8, 8, 1)))
+  conv = lambda pixels, c_in, c_out, k=1, groups=1: 2 * pixels * k * k * c_in // groups * c_out
+  # A block: 1x1 to twice the width, the 3x3 in groups of 8 channels, 1x1 back.
+  block = lambda pixels, width: [conv(pixels, width, 2 * width),
+                                 conv(pixels, 2 * width, 2 * width, 3, 2 * width // 8),
+                                 conv(pixels, 2 * width, width)]
+  # The basis (z 16 -> 16 scales), a block at 4x4 (width 16), the 1x1 to 8 before upsampling, a
+  # block at 8x8 (width 8), the aggregation 8 -> 1.
+  assert g == [2 * 16 * 16] + block(16, 16) + [conv(16, 16, 8)] + block(64, 8) + [conv(64, 8, 1)]
+  # The extraction 1 -> 8, a block at 8x8, the 1x1 to 16 after downsampling, a block at 4x4, the
+  # basis: the depthwise 4x4 over 16 channels, then 16 -> 1.
+  assert d == ([conv(64, 1, 8)] + block(64, 8) + [conv(16, 8, 16)] + block(16, 16)
+               + [2 * 16 * 16 + 2 * 16])
+  assert train_step.r3gan_flops_per_image(trainer, (8, 8, 1)) == (
+      4 * sum(g) - g[0] + 15 * sum(d))
