@@ -96,6 +96,28 @@ def test_the_quiet_log_drops_asyncio_reports_of_orbax_tasks_only():
   assert quiet_log.LibraryFilter().filter(asyncio_error('Task exception was never retrieved'))
 
 
+def raised_in(filename):
+  """The exc_info of a ValueError raised by code that claims to be in `filename`."""
+  try:
+    code = compile('raise ValueError("OUT_OF_RANGE: Error writing")', filename, 'exec')
+    exec(code)  # pylint: disable=exec-used
+  except ValueError:
+    return sys.exc_info()
+  raise AssertionError('not raised')
+
+
+@pytest.mark.parametrize('filename, shown', [
+    ('/venv/lib/python3.11/site-packages/orbax/checkpoint/_src/serialization/serialization.py',
+     False),
+    ('/venv/lib/python3.11/site-packages/other/module.py', True)])
+def test_the_quiet_log_drops_asyncio_futures_whose_exception_orbax_raised(filename, shown):
+  record = logging.LogRecord('asyncio', logging.ERROR, '/usr/lib/python3.11/asyncio/'
+                             'base_events.py', 1, '_GatheringFuture exception was never retrieved'
+                             '\nfuture: <_GatheringFuture finished exception=ValueError()>', (),
+                             raised_in(filename))
+  assert quiet_log.LibraryFilter().filter(record) == shown
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('verbosity', [0, 1])
 def test_a_run_logs_its_progress_and_libraries_only_with_verbosity(tmp_path, verbosity):

@@ -9,11 +9,20 @@ and so are the 'Event loop is closed' errors that its cancelled writes raise at 
 import logging
 import os
 import sys
+import traceback
 
 from absl import logging as absl_logging
 
 _LIBRARY_DIRS = (f'{os.sep}site-packages{os.sep}', f'{os.sep}dist-packages{os.sep}')
 _ORBAX_DIR = f'{os.sep}orbax{os.sep}'
+
+
+def _mentions_orbax(record: logging.LogRecord) -> bool:
+  """Whether Orbax's code is in the record's message (a task's coroutine) or in the traceback
+  of its exception (a gathering future's)."""
+  files = ([frame.filename for frame in traceback.extract_tb(record.exc_info[2])]
+           if record.exc_info and record.exc_info[2] else [])
+  return any(_ORBAX_DIR in text for text in [record.getMessage(), *files])
 
 
 class LibraryFilter(logging.Filter):
@@ -22,7 +31,7 @@ class LibraryFilter(logging.Filter):
   threads) are Orbax's records too."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if record.name == 'asyncio' and _ORBAX_DIR in record.getMessage():
+    if record.name == 'asyncio' and _mentions_orbax(record):
       return False
     if not any(directory in record.pathname for directory in _LIBRARY_DIRS):
       return True
