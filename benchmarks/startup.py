@@ -11,7 +11,8 @@ timestamp of its step-1 log line; 'ready' is the log's own figure for the train-
 Then `sample` (a 64-face grid) and, when the FID Inception weights are at hand, `evaluate`
 (--evaluate_samples) run on that workdir, with an empty cache and again warm; their figure is
 the whole command's wall time. `celeba64` is configs/celeba.py (DCGAN-64) and `celeba64:*` its
-variants, trained here on the LFW faces (data.source=lfw_subset) so that no download is needed.
+variants, trained here on the LFW faces (data.source=lfw_subset: 100 grayscale faces, so the
+batch is at most 64) so that no download is needed.
 """
 
 import argparse
@@ -24,6 +25,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # run as `python benchmarks/startup.py`: configs/ importable
+
+from configs import celeba  # pylint: disable=wrong-import-position
+
+LFW_FACES = 64  # the batch at most, of the LFW subset's 100 faces
 STEP_ONE = re.compile(r'^I(\d{4}) (\d\d:\d\d:\d\d\.\d+) .*step 1/1:', re.M)
 READY = re.compile(r'The train step is ready in ([\d.]+) s: (.*?); its other')
 
@@ -32,8 +38,11 @@ def config_flags(name: str) -> list[str]:
   """--config flags for a benchmark config name."""
   if name.startswith('celeba64'):
     variant = name.partition(':')[2]
+    batch_size = min(celeba.get_config(variant or None).train.batch_size, LFW_FACES)
     return [f'--config=configs/celeba.py{":" + variant if variant else ""}',
-            '--config.data.source=lfw_subset', '--config.data.crop=0']
+            '--config.data.source=lfw_subset', '--config.data.crop=0',
+            '--config.model.channels=1',  # the LFW subset is grayscale
+            f'--config.train.batch_size={batch_size}']
   return [f'--config=configs/{name.replace(":", ".py:", 1) if ":" in name else name + ".py"}']
 
 
