@@ -179,3 +179,12 @@ def test_the_key_of_a_traced_program_names_its_description_and_inputs():
   assert key({'lr': 1}, specs_of(arrays[0][:1], arrays[1])) != base
   assert key({'lr': 1}, specs_of(arrays[0].astype(np.float16), arrays[1])) != base
   assert traced_programs.program_key({'lr': 1}, specs_of(*arrays), replicated(), (0,)) != base
+
+
+def test_the_oldest_traced_programs_beyond_the_limit_are_removed(tmp_path, monkeypatch):
+  monkeypatch.setattr(traced_programs, 'MAX_ENTRIES', 3)
+  for index in range(5):
+    (tmp_path / f'program{index}').write_bytes(b'')
+    os.utime(tmp_path / f'program{index}', (index, index))
+  traced_programs._remove_oldest(str(tmp_path))  # pylint: disable=protected-access
+  assert sorted(os.listdir(tmp_path)) == ['program2', 'program3', 'program4']

@@ -14,6 +14,7 @@ Cold or warm, with the cache or without, the executable is compiled from an expo
 time and results do not depend on the cache (tests/test_compile_cache.py).
 """
 
+import contextlib
 import functools
 import hashlib
 import importlib.metadata
@@ -98,6 +99,17 @@ def _load(path: str) -> export.Exported | None:
     return None
 
 
+def _remove_oldest(folder: str):
+  """Removes the oldest written entries beyond MAX_ENTRIES (others may be removing them too)."""
+  entries = []
+  for entry in os.scandir(folder):
+    with contextlib.suppress(FileNotFoundError):
+      entries.append((entry.stat().st_mtime, entry.path))
+  for _, path in sorted(entries)[:max(len(entries) - MAX_ENTRIES, 0)]:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(path)
+
+
 def _store(folder: str, name: str, exported: export.Exported):
   """Writes the program (process 0 only), whole or not at all, keeping MAX_ENTRIES."""
   if jax.process_index() != 0:
@@ -111,9 +123,7 @@ def _store(folder: str, name: str, exported: export.Exported):
     with open(partial, 'wb') as f:
       f.write(exported.serialize())
     os.replace(partial, os.path.join(folder, name))
-    entries = sorted(os.scandir(folder), key=lambda entry: entry.stat().st_mtime)
-    for entry in entries[:max(len(entries) - MAX_ENTRIES, 0)]:
-      os.remove(entry.path)
+    _remove_oldest(folder)
   except OSError as error:  # the cache only saves time
     logging.warning('Traced program %s/%s could not be written (%s).', folder, name, error)
 
