@@ -186,5 +186,7 @@ def test_the_oldest_traced_programs_beyond_the_limit_are_removed(tmp_path, monke
   for index in range(5):
     (tmp_path / f'program{index}').write_bytes(b'')
     os.utime(tmp_path / f'program{index}', (index, index))
+  (tmp_path / '.program5.123').write_bytes(b'')  # another process is writing it
+  os.utime(tmp_path / '.program5.123', (0, 0))
   traced_programs._remove_oldest(str(tmp_path))  # pylint: disable=protected-access
-  assert sorted(os.listdir(tmp_path)) == ['program2', 'program3', 'program4']
+  assert sorted(os.listdir(tmp_path)) == ['.program5.123', 'program2', 'program3', 'program4']

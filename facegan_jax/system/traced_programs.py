@@ -100,9 +100,12 @@ def _load(path: str) -> export.Exported | None:
 
 
 def _remove_oldest(folder: str):
-  """Removes the oldest written entries beyond MAX_ENTRIES (others may be removing them too)."""
+  """Removes the oldest written entries beyond MAX_ENTRIES (others may be removing them too;
+  files being written, '.NAME.PID', are left alone)."""
   entries = []
   for entry in os.scandir(folder):
+    if entry.name.startswith('.'):
+      continue
     with contextlib.suppress(FileNotFoundError):
       entries.append((entry.stat().st_mtime, entry.path))
   for _, path in sorted(entries)[:max(len(entries) - MAX_ENTRIES, 0)]:
@@ -129,7 +132,7 @@ def _store(folder: str, name: str, exported: export.Exported):
 
 
 def compile_program(function, arg_specs: tuple, *, description: Any, out_shardings,
-            donate_argnums: tuple[int, ...] = ()) -> jax.stages.Compiled:
+                    donate_argnums: tuple[int, ...] = ()) -> jax.stages.Compiled:
   """`function` jitted with `out_shardings` and `donate_argnums`, compiled for `arg_specs`
   (jax.ShapeDtypeStruct with shardings) through its exported program, read from the cache when
   its key (`program_key`) is there, else traced and stored.
