@@ -78,6 +78,13 @@ def get_config():
   config.model.group_width = 16
   config.model.blocks_per_stage = 2
   config.model.expansion = 2
+  # R3GAN's stages one by one (the reference's WidthPerStage, CardinalityPerStage and
+  # BlocksPerStage of G, from 4x4 up; D's are these reversed), comma-separated: e.g.
+  # '32,32,24,16'; '' (all three by default) derives them from the fields above. An R3GAN
+  # snapshot's import sets them (docs/checkpoints.md).
+  config.model.stage_widths = ''
+  config.model.stage_cardinalities = ''
+  config.model.stage_blocks = ''
   # How many of R3GAN's generator stages (the last) and discriminator stages (the first) compute
   # in bfloat16 (the reference's FP16Stages; its presets: 4, with G's images in bfloat16); 0:
   # float32 throughout. train.compute_dtype='bfloat16' puts every stage in bfloat16 anyway.

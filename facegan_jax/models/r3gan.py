@@ -319,6 +319,40 @@ def stage_widths(resolution, channel_base, channel_max):
   return tuple(min(channel_base // (4 * 2**s), channel_max) for s in range(count))
 
 
+# config.model's per-stage fields (the reference's WidthPerStage, CardinalityPerStage and
+# BlocksPerStage of the generator, from 4x4 up), comma-separated; '' derives them.
+PER_STAGE_FIELDS = ('stage_widths', 'stage_cardinalities', 'stage_blocks')
+
+
+def stage_layout(model):
+  """(widths, cardinalities, blocks) of the generator's stages from 4x4 up: those of
+  model.stage_widths, stage_cardinalities and stage_blocks where set, else
+  min(channel_base / r, channel_max), width x expansion / group_width and blocks_per_stage.
+  The discriminator's are these reversed. UserError for a per-stage field that is not one
+  positive integer per stage."""
+  count = int(math.log2(model.resolution)) - 1
+  widths = (_per_stage(model, 'stage_widths', count)
+            or stage_widths(model.resolution, model.channel_base, model.channel_max))
+  cardinalities = (_per_stage(model, 'stage_cardinalities', count)
+                   or tuple(width * model.expansion // model.group_width for width in widths))
+  blocks = _per_stage(model, 'stage_blocks', count) or (model.blocks_per_stage,) * count
+  return widths, cardinalities, blocks
+
+
+def _per_stage(model, field, count):
+  """The integers of the per-stage `field` of `model`, or () if it is unset."""
+  text = model.get(field, '')  # '' in a model config without the field
+  if not text:
+    return ()
+  values = tuple(int(value) for value in text.split(',') if value.strip().isdigit())
+  if len(values) != len(text.split(',')) or len(values) != count or min(values) < 1:
+    raise UserError(f'config.model.{field}={text!r} is not {count} positive integers, one per '
+                    f'stage from 4x4 to {model.resolution}x{model.resolution}; give them '
+                    "comma-separated (e.g. '" + ','.join(['2'] * count) + "'), or '' to derive "
+                    'them.')
+  return values
+
+
 def check_config(model):
   """Raises UserError naming the bad field of an R3GAN `config.model`."""
   check_power_of_two('model.resolution', model.resolution, MIN_RESOLUTION, MAX_RESOLUTION)
@@ -326,13 +360,18 @@ def check_config(model):
                 'expansion'):
     if not isinstance(model[field], int) or model[field] < 1:
       raise UserError(f'config.model.{field}={model[field]!r} must be a positive integer.')
-  widths = stage_widths(model.resolution, model.channel_base, model.channel_max)
+  widths, cardinalities, _ = stage_layout(model)
   bf16_stages = model.get('bf16_stages', 0)  # 0 in a model config without the field
   if bf16_stages > len(widths):
     raise UserError(f'config.model.bf16_stages={bf16_stages} exceeds the {len(widths)} stages '
                     f'of resolution {model.resolution}; use 0 to {len(widths)}.')
-  for width in widths:
-    if width < 1 or (width * model.expansion) % model.group_width:
+  for width, cardinality in zip(widths, cardinalities):
+    if width < 1 or (width * model.expansion) % cardinality:
+      if model.get('stage_cardinalities', ''):
+        raise UserError(
+            f'config.model.stage_cardinalities={model.stage_cardinalities!r} does not divide '
+            f'the {width} x {model.expansion} channels of a stage into equal groups; give '
+            'each stage a divisor of its width x expansion.')
       raise UserError(
           f'config.model.group_width={model.group_width} does not divide the {width} x '
           f'{model.expansion} channels of a stage (widths min(channel_base / r, channel_max)); '
@@ -340,22 +379,21 @@ def check_config(model):
 
 
 def build(model, dtype):
-  """(generator, discriminator) of an R3GAN `config.model`: stage widths
-  min(channel_base / r, channel_max), cardinalities width x expansion / group_width and
-  blocks_per_stage blocks per stage, as the reference's presets; conditional on labels of
-  model.c_dim values if it is > 0, with the reference's embedding widths (G: latent_dim, D: G's
-  4x4 width). G's last and D's first model.bf16_stages stages compute in bfloat16 whatever
-  `dtype` (config.train.compute_dtype), the others in `dtype`: with 'bfloat16' every stage does.
-  G's images are bfloat16 if model.bf16_stages > 0, else float32."""
-  widths = stage_widths(model.resolution, model.channel_base, model.channel_max)
-  cardinalities = tuple(width * model.expansion // model.group_width for width in widths)
-  blocks = (model.blocks_per_stage,) * len(widths)
+  """(generator, discriminator) of an R3GAN `config.model`: the stages of `stage_layout`
+  (widths min(channel_base / r, channel_max), cardinalities width x expansion / group_width
+  and blocks_per_stage blocks per stage, as the reference's presets, unless the per-stage
+  fields say otherwise); conditional on labels of model.c_dim values if it is > 0, with the
+  reference's embedding widths (G: latent_dim, D: G's 4x4 width). G's last and D's first
+  model.bf16_stages stages compute in bfloat16 whatever `dtype` (config.train.compute_dtype),
+  the others in `dtype`: with 'bfloat16' every stage does. G's images are bfloat16 if
+  model.bf16_stages > 0, else float32."""
+  widths, cardinalities, blocks = stage_layout(model)
   c_dim = model.get('c_dim', 0)  # 0 in a model config without the field
   bf16_stages = model.get('bf16_stages', 0)  # likewise
   generator = R3GANGenerator(widths, cardinalities, blocks, model.expansion, model.latent_dim,
                              c_dim=c_dim, embedding_dim=model.latent_dim, channels=model.channels,
                              dtype=dtype, bf16_stages=bf16_stages)
-  discriminator = R3GANDiscriminator(widths[::-1], cardinalities[::-1], blocks,
+  discriminator = R3GANDiscriminator(widths[::-1], cardinalities[::-1], blocks[::-1],
                                      model.expansion, c_dim=c_dim, embedding_dim=widths[0],
                                      dtype=dtype, bf16_stages=bf16_stages)
   return generator, discriminator

@@ -9,7 +9,8 @@ of a network pickle with `np.savez(path, **{f'{name}/{k}': v.cpu().numpy() for n
 Parameters keep their names; layouts change from NCHW/[out, in] to NHWC/HWIO/[in, out]. The
 tracked w average and the constant noise maps go to the generator's 'batch_stats'.
 `write_workdir` (the command `python -m facegan_jax.import_stylegan2`) makes a run at step 0
-of them, to sample and fine-tune.
+of them, to sample and fine-tune. An R3GAN config's networks come from an R3GAN snapshot
+through facegan_jax.pretrained.convert_r3gan, and go the same way into runs.
 """
 
 import hashlib
@@ -22,6 +23,7 @@ import numpy as np
 
 from facegan_jax import models
 from facegan_jax.models import stylegan2_ops
+from facegan_jax.pretrained import convert_r3gan
 from facegan_jax.pretrained import nvidia_pickle
 from facegan_jax.runs import checkpointing
 from facegan_jax.runs import storage
@@ -119,14 +121,22 @@ def read_weights(path: str, model: ml_collections.ConfigDict | None = None):
   return networks.state_dicts()
 
 
+def model_fields(networks: nvidia_pickle.NetworkPickle) -> dict:
+  """config.model fields that build the networks of a pickle: NVIDIA's StyleGAN2
+  (nvidia_pickle.stylegan2_model_fields) or an R3GAN snapshot (convert_r3gan.model_fields)."""
+  if networks.repo == nvidia_pickle.R3GAN:
+    return convert_r3gan.model_fields(networks)
+  return nvidia_pickle.stylegan2_model_fields(networks)
+
+
 def set_model_from_file(config: ml_collections.ConfigDict, path: str, keep=()):
-  """Sets config.model to the network of the pickle at `path` (its StyleGAN2 fields,
-  nvidia_pickle.stylegan2_model_fields), but for the fields named in `keep` (set by the user:
-  `read_weights` then checks that they agree with the file)."""
+  """Sets config.model to the network of the pickle at `path` (`model_fields`), but for the
+  fields named in `keep` (set by the user: `read_networks` then checks that they agree with the
+  file)."""
   if not path.endswith('.pkl'):
     raise UserError(f'--weights={path} is not a network pickle (.pkl), which states its '
                     'networks\' configuration; give the --config of the networks in the .npz.')
-  fields = nvidia_pickle.stylegan2_model_fields(nvidia_pickle.read(path))
+  fields = model_fields(nvidia_pickle.read(path))
   config.model.update({field: value for field, value in fields.items() if field not in keep})
 
 
@@ -156,14 +166,18 @@ Networks = state_lib.InitialNetworks
 
 
 def read_networks(config: ml_collections.ConfigDict, weights_path: str) -> Networks:
-  """The networks of `weights_path` for `config`'s StyleGAN2, checked against its shapes.
+  """The networks of `weights_path` for `config`'s StyleGAN2, checked against its shapes, or
+  for its R3GAN those of an R3GAN snapshot (convert_r3gan.read_networks).
 
   G/ gives the generator with its w average and constant noise; G_ema/ the EMA generator (G's
   weights when the file has no G_ema/); D/, if present, the discriminator.
   """
+  if config.model.name == 'r3gan' and weights_path.endswith('.pkl'):
+    return convert_r3gan.read_networks(config, weights_path)
   if config.model.name != 'stylegan2':
-    raise UserError(f'config.model.name is {config.model.name!r}; converting NVIDIA networks '
-                    'needs a StyleGAN2 config such as configs/ffhq.py.')
+    raise UserError(f'config.model.name is {config.model.name!r}; converting networks needs a '
+                    'StyleGAN2 config such as configs/ffhq.py, or an R3GAN one for an R3GAN '
+                    'snapshot (.pkl).')
   state_dict = read_weights(weights_path, config.model)
   generator, discriminator = models.build_models(config.model)
   g_vars, d_vars = convert_networks(state_dict, generator, discriminator,
@@ -192,8 +206,8 @@ def read_initial_networks(config: ml_collections.ConfigDict) -> Networks:
   path = config.init.from_pkl
   if not path.endswith('.pkl'):
     raise UserError(f'config.init.from_pkl={path!r} is not a network pickle (.pkl); give the '
-                    'path of an NVIDIA StyleGAN2 .pkl, or import an .npz with python -m '
-                    'facegan_jax.import_stylegan2.')
+                    'path of an NVIDIA StyleGAN2 .pkl or an R3GAN snapshot, or import an .npz '
+                    'with python -m facegan_jax.import_stylegan2.')
   if not storage.path(path).is_file():
     raise UserError(f'config.init.from_pkl={path}: no such file.')
   digest = hashlib.sha256(storage.read_bytes(path)).hexdigest()

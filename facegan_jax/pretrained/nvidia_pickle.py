@@ -397,8 +397,8 @@ def stylegan2_model_fields(networks: NetworkPickle) -> dict[str, Any]:
   """
   generator = networks.networks['G']
   if networks.repo == R3GAN:
-    raise UserError('this is an R3GAN snapshot (brownvc/R3GAN), not a StyleGAN2: facegan_jax\'s '
-                    'StyleGAN2 cannot load its networks.')
+    raise UserError('this is an R3GAN snapshot (brownvc/R3GAN), not a StyleGAN2: use an R3GAN '
+                    'config (config.model.name=\'r3gan\'), or import it without --config.')
   classes = {module.class_name for _, module in generator.modules()}
   if 'SynthesisInput' in classes:
     raise UserError('this is a StyleGAN3 (-T/-R) generator (it has a SynthesisInput layer); '
