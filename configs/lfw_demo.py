@@ -12,11 +12,12 @@ budget: one D update per G update, D learning 4x faster than G, the EMA generato
 (about 4 CPU-minutes); it draws rough, blurred, often warped faces, less face-like than DCGAN's to
 the eye but nearer the real ones by KID (benchmarks/README.md, 'The three models on the LFW demo's
 budget'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly)
-shrunk to seconds. `stylegan2` trains a small StyleGAN2 (channels 64 up to 16x16, 32 at 32x32, z = w
-= 64, 2 mapping layers) with NVIDIA's recipe (lazy R1 and path-length regularisation, style mixing,
-the EMA generator with ramp-up, Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps
-(about 5 CPU-minutes): far too few for StyleGAN2 to draw clear faces; `stylegan2_test` shrinks it to
-seconds. `r3gan` trains a small R3GAN (width 16, one group per convolution) with R3GAN's recipe
+shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution, z = w = 64,
+2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration for 32x32 images (lazy R1,
+no path-length regularisation and no style mixing, the EMA generator with ramp-up,
+Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps (about 5 CPU-minutes): blurred
+grey faces (benchmarks/README.md, 'Every demo draws faces'); `stylegan2_test` shrinks it to
+seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width 16, one group per convolution) with R3GAN's recipe
 (D's phase with R1 and R2 at every step, then G's, cosine schedules, NVIDIA's augment pipe with p
 0 -> 0.3) for R3GAN_STEPS steps (about 5 CPU-minutes): grey textures with dark blobs, no faces yet
 (R3GAN sees 9,600 images in the time DCGAN sees 128,000; both measured before the demo had the
@@ -38,7 +39,8 @@ VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test'
 FACES_OR_NOT_ZIP = '/tmp/faces_or_not.zip'
 # What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
 # on the LFW demo's budget').
-STYLEGAN2_STEPS = 350
+STYLEGAN2_STEPS = 700
+STYLEGAN2_ADA_STEPS = 500  # the augment pipe's compilation and cost leave fewer steps
 R3GAN_STEPS = 300  # likewise ('R3GAN on the LFW demo')
 
 
@@ -66,10 +68,13 @@ def get_config(variant=None):
     config.model.g_width = config.model.d_width = 16
     config.train.d_steps = 2
   elif variant in ('stylegan2', 'stylegan2_test', 'stylegan2_ada', 'stylegan2_ada_test'):
-    config.model.update(channel_base=1024, channel_max=64, w_dim=64)
+    config.model.update(channel_base=1024, channel_max=32, w_dim=64)
     celeba.use_stylegan2(config, 32, batch_size=32, learning_rate=0.0025,
                          r1_gamma=0.0002 * 32**2 / 32, ema_kimg=10, ema_rampup=0.05)
-    config.model.update(latent_dim=64, channels=1)
+    # NVIDIA's 'cifar' configuration for 32x32 images: no path-length regularisation and no
+    # style mixing (benchmarks/README.md: with them the demo drew no faces in its budget).
+    config.loss.pl_weight = 0.0
+    config.model.update(latent_dim=64, channels=1, style_mixing_prob=0.0)
     config.train.num_steps = STYLEGAN2_STEPS
     config.train.log_every, config.samples.every = 50, 100
     if variant.endswith('_test'):
@@ -81,6 +86,8 @@ def get_config(variant=None):
   if 'ada' in (variant or '').split('_'):
     celeba.use_ada(config)
     config.augment.ada_kimg = 10.0 if config.model.name == 'stylegan2' else 50.0
+  if variant == 'stylegan2_ada':
+    config.train.num_steps = STYLEGAN2_ADA_STEPS
   if (variant or '').endswith('ada_test'):  # p moves by 0.01 every 2 steps of 8 images
     config.augment.update(ada_interval=2, ada_kimg=1.6)
   if variant == 'faces_or_not':
@@ -126,9 +133,12 @@ def shrink_r3gan_for_tests(config):
 
 def shrink_stylegan2_for_tests(config):
   """The `stylegan2` demo shrunk to seconds: 16x16 with 8 to 16 channels, z = w = 16, batch 8,
-  4 steps, both lazy regularisers on every second step (compiling the step takes most of the
-  time)."""
-  config.model.update(resolution=16, channel_base=128, channel_max=16, latent_dim=16, w_dim=16)
+  4 steps, and NVIDIA's whole recipe, so that the tests cover all of it: style mixing and both
+  lazy regularisers (R1 and the path length), on every second step (compiling the step takes
+  most of the time)."""
+  config.model.update(resolution=16, channel_base=128, channel_max=16, latent_dim=16, w_dim=16,
+                      style_mixing_prob=0.9)
+  config.loss.pl_weight = 2.0
   config.loss.r1_every = config.loss.pl_every = 2
   config.train.update(batch_size=8, num_steps=4, log_every=2)
   config.samples.update(every=2, count=4)

@@ -41,7 +41,8 @@ def test_a_cache_directory_that_cannot_be_made_is_one_line(tmp_path):
 
 
 def test_only_the_lazy_phase_combinations_a_run_uses_are_compiled():
-  config = lfw_demo.get_config('stylegan2')  # R1 every 16 steps, path length every 4
+  config = lfw_demo.get_config('stylegan2')  # R1 every 16 steps
+  config.loss.pl_weight = 2.0  # path length every 4, as in NVIDIA's recipe at 64x64 and up
   trainer = trainer_lib.make_trainer(config)
   phases = step_lib.phases_of_run(trainer, 0, config.train.num_steps)
   assert phases == [step_lib.LazyPhases(True, True), step_lib.LazyPhases(False, False),

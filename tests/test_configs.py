@@ -106,6 +106,19 @@ def test_stylegan2_variants_follow_the_reference_tables():
     assert (config.optim.b1, config.optim.b2) == (0.0, 0.99)
 
 
+def test_the_stylegan2_demo_is_nvidias_cifar_configuration_and_its_test_variant_the_rest():
+  # stylegan2-ada-pytorch's --cfg=cifar: no path length and no style mixing at 32x32; the tests'
+  # variant keeps both, so that they are covered.
+  for variant in ('stylegan2', 'stylegan2_ada'):
+    demo = lfw_demo.get_config(variant)
+    assert (demo.loss.pl_weight, demo.model.style_mixing_prob, demo.loss.r1_every) == (0, 0, 16)
+    assert demo.model.channel_max == 32 and demo.model.resolution == 32
+  for variant in ('stylegan2_test', 'stylegan2_ada_test'):
+    small = lfw_demo.get_config(variant)
+    assert (small.loss.pl_weight, small.model.style_mixing_prob, small.loss.pl_every) == (
+        2.0, 0.9, 2)
+
+
 def test_r3gan_variants_train_with_r3gans_step_and_schedules():
   for config in (ffhq.get_config('r3gan64'), ffhq.get_config('r3gan256'),
                  celeba.get_config('r3gan'), lfw_demo.get_config('r3gan'),
