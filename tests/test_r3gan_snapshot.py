@@ -101,6 +101,12 @@ def test_per_stage_fields_that_do_not_fit_are_one_line():
     assert str(error.value) == (
         f'config.model.{field}={value!r} is not 4 positive integers, one per stage from 4x4 to '
         "32x32; give them comma-separated (e.g. '2,2,2,2'), or '' to derive them.")
+  # Derived from a group width wider than a stage's channels (16 x 2 at 32x32 here).
+  derived = ffhq.get_config('r3gan64').model
+  derived.update(resolution=32, channel_base=512, channel_max=32, group_width=64)
+  with pytest.raises(UserError, match=r'^config.model.group_width=64 does not divide the 16 x 2 '
+                     'channels of a stage'):
+    models.build_models(derived)
   config.model.stage_cardinalities = '4,8,5,2'
   with pytest.raises(UserError, match=r"^config.model.stage_cardinalities='4,8,5,2' does not "
                      r'divide the 24 x 2 channels of a stage into equal groups'):

@@ -365,13 +365,14 @@ def check_config(model):
   if bf16_stages > len(widths):
     raise UserError(f'config.model.bf16_stages={bf16_stages} exceeds the {len(widths)} stages '
                     f'of resolution {model.resolution}; use 0 to {len(widths)}.')
+  per_stage = bool(model.get('stage_cardinalities', ''))
   for width, cardinality in zip(widths, cardinalities):
-    if width < 1 or (width * model.expansion) % cardinality:
-      if model.get('stage_cardinalities', ''):
-        raise UserError(
-            f'config.model.stage_cardinalities={model.stage_cardinalities!r} does not divide '
-            f'the {width} x {model.expansion} channels of a stage into equal groups; give '
-            'each stage a divisor of its width x expansion.')
+    if per_stage and (width * model.expansion) % cardinality:
+      raise UserError(
+          f'config.model.stage_cardinalities={model.stage_cardinalities!r} does not divide '
+          f'the {width} x {model.expansion} channels of a stage into equal groups; give '
+          'each stage a divisor of its width x expansion.')
+    if not per_stage and (width < 1 or (width * model.expansion) % model.group_width):
       raise UserError(
           f'config.model.group_width={model.group_width} does not divide the {width} x '
           f'{model.expansion} channels of a stage (widths min(channel_base / r, channel_max)); '
