@@ -11,6 +11,8 @@ that layout. The snapshot's optimiser states and image count are not carried ove
 from it has fresh Adam states and schedules from 0, as any run from pretrained networks.
 """
 
+import functools
+
 import ml_collections
 
 from facegan_jax import models
@@ -114,15 +116,13 @@ def model_fields(networks: nvidia_pickle.NetworkPickle) -> dict:
   generator = networks.networks['G']
   g_modules, g_stages = _stages(generator, 'GeneratorStage', 'G')
   widths, cardinalities, blocks, expansions = _layout(
-      g_modules, g_stages, lambda path, previous: _generator_stage_width(g_modules, path,
-                                                                         previous))
+      g_modules, g_stages, functools.partial(_generator_stage_width, g_modules))
   layout = (widths, cardinalities, blocks)
   bf16_stages = _bfloat16_count(g_stages, True, 'G')
   if 'D' in networks.networks:
     d_modules, d_stages = _stages(networks.networks['D'], 'DiscriminatorStage', 'D')
     d_widths, d_cardinalities, d_blocks, d_expansions = _layout(
-        d_modules, d_stages, lambda path, previous: _discriminator_stage_width(
-            d_modules, path, previous))
+        d_modules, d_stages, functools.partial(_discriminator_stage_width, d_modules))
     expansions |= d_expansions
     if (d_widths[::-1], d_cardinalities[::-1], d_blocks[::-1]) != layout:
       raise UserError(f'D\'s stages (widths {d_widths}, cardinalities {d_cardinalities}, blocks '
