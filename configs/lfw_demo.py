@@ -12,12 +12,13 @@ budget: one D update per G update, D learning 4x faster than G, the EMA generato
 (about 4 CPU-minutes); it draws rough, blurred, often warped faces, less face-like than DCGAN's to
 the eye but nearer the real ones by KID (benchmarks/README.md, 'The three models on the LFW demo's
 budget'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly)
-shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution, z = w = 64,
-2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration for 32x32 images (lazy R1,
-no path-length regularisation and no style mixing, the EMA generator with ramp-up,
-Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps (about 5 CPU-minutes): blurred
-grey faces (benchmarks/README.md, 'Every demo draws faces'); `stylegan2_test` shrinks it to
-seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width 16, one group per convolution) with R3GAN's recipe
+shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution,
+z = w = 64, 2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration for 32x32 images
+(lazy R1, no path-length regularisation and no style mixing, the EMA generator with ramp-up,
+Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps (about 4 CPU-minutes): blurred
+grey faces (benchmarks/README.md, 'Every demo draws faces?'); `stylegan2_test` shrinks it to
+seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width 16, one
+group per convolution) with R3GAN's recipe
 (D's phase with R1 and R2 at every step, then G's, cosine schedules, NVIDIA's augment pipe with p
 0 -> 0.3) for R3GAN_STEPS steps (about 5 CPU-minutes): grey textures with dark blobs, no faces yet
 (R3GAN sees 9,600 images in the time DCGAN sees 128,000; both measured before the demo had the
