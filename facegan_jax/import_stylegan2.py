@@ -11,9 +11,9 @@ export one), or an R3GAN snapshot (brownvc/R3GAN's network-snapshot-*.pkl). A pi
 networks' construction, so it needs no --config: the run's config is configs/ffhq.py's
 'stylegan2' training recipe (R3GAN: its 'r3gan256' preset from 256x256 up, else 'r3gan64')
 with config.model as the file has it. A --config (and any --config.model.FIELD) must agree
-with the file. An .npz needs the --config of
-its networks. `python -m facegan_jax.sample --workdir=DIR` then samples them, `evaluate` scores
-them, and `python -m facegan_jax.main` with the command this one prints fine-tunes them.
+with the file. An .npz needs the --config of its networks. `python -m facegan_jax.sample
+--workdir=DIR` then samples them, `evaluate` scores them, and `python -m facegan_jax.main` with
+the command this one prints fine-tunes them.
 """
 
 import os
@@ -32,9 +32,9 @@ from facegan_jax.system.errors import exit_on_user_error
 from facegan_jax.training import config_check
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('weights', None, 'An NVIDIA network pickle (.pkl), or an .npz of NVIDIA '
-                    'StyleGAN2 arrays keyed G/<state_dict key>, optionally G_ema/<key> and '
-                    'D/<key>.')
+flags.DEFINE_string('weights', None, 'An NVIDIA network pickle (.pkl) or an R3GAN snapshot '
+                    '(.pkl), or an .npz of NVIDIA StyleGAN2 arrays keyed G/<state_dict key>, '
+                    'optionally G_ema/<key> and D/<key>.')
 # The training recipe (a configs/ffhq.py variant) of a pickle's run when no --config is given:
 # NVIDIA's config F, which trained the published FFHQ networks; for R3GAN's snapshots R3GAN's
 # FFHQ presets.
