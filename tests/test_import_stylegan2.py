@@ -27,6 +27,15 @@ def run_without_torch(module, *args):
   return multidevice.run_python(['-c', WITHOUT_TORCH, f'facegan_jax.{module}', *args])
 
 
+def import_command(weights, workdir, *args):
+  """Runs the import command of `weights` into `workdir` (torch unimportable; `args` more flags)
+  and returns the `main` command it prints to fine-tune the run, split into its words."""
+  imported = run_without_torch('import_stylegan2', f'--weights={weights}', f'--workdir={workdir}',
+                               *args)
+  assert imported.returncode == 0, imported.stderr[-3000:]
+  return shlex.split(imported.stdout.split('fine-tune it with ')[1].split(' (to train')[0])
+
+
 def faces(directory, count=8, size=32):
   """A folder of random RGB PNGs to evaluate and fine-tune on."""
   directory.mkdir()
@@ -44,10 +53,7 @@ def test_a_pickle_becomes_a_run_to_sample_evaluate_and_fine_tune(tmp_path, tiny_
           # a step without the regularisers, on a small batch, compiles and runs in less time
           '--config.loss.r1_gamma=0.0', '--config.loss.pl_weight=0.0',
           '--config.train.batch_size=8', '--config.samples.count=4']
-  imported = run_without_torch('import_stylegan2', f'--weights={path("sg3_stylegan2_res32")}',
-                               f'--workdir={workdir}', *data)
-  assert imported.returncode == 0, imported.stderr[-3000:]
-  command = shlex.split(imported.stdout.split('fine-tune it with ')[1].split(' (to train')[0])
+  command = import_command(path('sg3_stylegan2_res32'), workdir, *data)
   # The model is the file's; the training recipe configs/ffhq.py's config F.
   assert command[:4] == ['python', '-m', 'facegan_jax.main', '--config=configs/ffhq.py:stylegan2']
   assert sorted(command[4:]) == sorted(data + [

@@ -5,7 +5,6 @@ in processes where torch cannot be imported, config.init.from_pkl, and one-line 
 
 import hashlib
 import pathlib
-import shlex
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +24,7 @@ from facegan_jax.training import trainer as trainer_lib
 from tests.helpers import multidevice
 from tests.helpers import reference_arrays
 from tests.test_import_stylegan2 import faces
+from tests.test_import_stylegan2 import import_command
 from tests.test_import_stylegan2 import run_without_torch
 from tests.test_nvidia_pickle import module
 from tests.test_nvidia_pickle import path
@@ -120,10 +120,7 @@ def test_a_snapshot_becomes_a_run_to_sample_and_fine_tune_with_the_references_im
   workdir = tmp_path / 'run'
   data = [f'--config.data.path={faces(tmp_path / "faces")}',
           f'--config.data.cache_dir={tmp_path / "cache"}', *SMALL_RUN]
-  imported = run_without_torch('import_stylegan2', f'--weights={SNAPSHOT}',
-                               f'--workdir={workdir}', *data)
-  assert imported.returncode == 0, imported.stderr[-3000:]
-  command = shlex.split(imported.stdout.split('fine-tune it with ')[1].split(' (to train')[0])
+  command = import_command(SNAPSHOT, workdir, *data)
   # The model is the file's; the training recipe R3GAN's FFHQ-64 preset.
   assert command[:4] == ['python', '-m', 'facegan_jax.main', '--config=configs/ffhq.py:r3gan64']
   assert sorted(command[4:]) == sorted(data + [
