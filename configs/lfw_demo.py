@@ -18,11 +18,11 @@ z = w = 64, 2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration 
 Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps (about 4 CPU-minutes): blurred
 grey faces (benchmarks/README.md, 'Every demo draws faces?'); `stylegan2_test` shrinks it to
 seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width 16, one
-group per convolution) with R3GAN's recipe
-(D's phase with R1 and R2 at every step, then G's, cosine schedules, NVIDIA's augment pipe with p
-0 -> 0.3) for R3GAN_STEPS steps (about 5 CPU-minutes): grey textures with dark blobs, no faces yet
-(R3GAN sees 9,600 images in the time DCGAN sees 128,000; both measured before the demo had the
-augmentation); `r3gan_test` shrinks it to seconds. `ada` and `stylegan2_ada` add ADA
+group per convolution) with R3GAN's loss and loop (D's phase with R1 and R2 at every step, then
+G's, cosine schedules) at the demo's settings (batch 8, 10x the paper's learning rates, the gamma
+of R3GAN's CIFAR-10 preset, no augmentation) for R3GAN_STEPS steps (about 2 CPU-minutes):
+recognisable grey faces, some distorted (benchmarks/README.md, 'R3GAN draws faces');
+`r3gan_test` shrinks it to seconds, with R3GAN's augment pipe on. `ada` and `stylegan2_ada` add ADA
 (NVIDIA's 'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving
 fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500); `ada_test` and
 `stylegan2_ada_test` shrink them to seconds, with p moving by 0.01 every 2 steps.
@@ -42,7 +42,7 @@ FACES_OR_NOT_ZIP = '/tmp/faces_or_not.zip'
 # on the LFW demo's budget').
 STYLEGAN2_STEPS = 700
 STYLEGAN2_ADA_STEPS = 500  # the augment pipe's compilation and cost leave fewer steps
-R3GAN_STEPS = 300  # likewise ('R3GAN on the LFW demo')
+R3GAN_STEPS = 2400  # of batch 8 ('R3GAN draws faces')
 
 
 def get_config(variant=None):
@@ -98,34 +98,39 @@ def get_config(variant=None):
 
 
 def use_r3gan_demo(config):
-  """A small R3GAN-32 (width 16 in every stage, one block per stage, z of 64) with R3GAN's
-  recipe (configs/celeba.py, use_r3gan) for the CPU budget: learning rates 1e-3 -> 2.5e-4 (5x
-  the paper's), ImageNet-32's gamma 0.5 -> 0.05, the schedules (the augment pipe's p 0 -> 0.3
-  among them) ending with the demo's R3GAN_STEPS steps of batch 32 (benchmarks/README.md, 'R3GAN
-  on the LFW demo'). One group per convolution: XLA:CPU differentiates grouped convolutions with
-  respect to their weights about 15x slower than an ungrouped one of 8x the work. Float32
-  throughout (model.bf16_stages 0): the reference's 3 bfloat16 stages of a 32x32 network made
-  the step about 1.2x slower on this CPU."""
+  """A small R3GAN-32 (width 16 in every stage, one block per stage, z of 64) with R3GAN's loss
+  and loop (configs/celeba.py, use_r3gan) at settings that draw faces on the CPU budget
+  (benchmarks/README.md, 'R3GAN draws faces'): R3GAN_STEPS steps of batch 8 (fewer images to
+  faces than batch 16 or 32, and more images/s here), learning rates 2e-3 -> 5e-4 (10x the
+  paper's), the gamma of R3GAN's CIFAR-10 preset, 0.05 -> 0.005 (ImageNet-32's 0.5 and FFHQ-64's 2
+  drew no faces), the schedules ending with the run, and no augmentation: R3GAN's pipe (p 0 ->
+  0.3) halved the faces at step 600 and cost 40% of the speed. One group per convolution:
+  XLA:CPU differentiates grouped convolutions with respect to their weights about 15x slower than
+  an ungrouped one of 8x the work. Float32 throughout (model.bf16_stages 0): the reference's 3
+  bfloat16 stages of a 32x32 network made the step about 1.2x slower on this CPU."""
   celeba.use_r3gan(config, 'FFHQ-64')
   config.model.update(resolution=32, channels=1, channel_base=512, channel_max=16,
                       group_width=32, blocks_per_stage=1, bf16_stages=0)
-  config.train.update(batch_size=32, num_steps=R3GAN_STEPS, log_every=50)
-  config.optim.g_learning_rate = config.optim.d_learning_rate = 1e-3
-  config.r3gan.final_learning_rate = 2.5e-4
-  config.loss.r1_gamma, config.r3gan.final_gamma = 0.5, 0.05
+  config.train.update(batch_size=8, num_steps=R3GAN_STEPS, log_every=100)
+  config.optim.g_learning_rate = config.optim.d_learning_rate = 2e-3
+  config.r3gan.final_learning_rate = 5e-4
+  config.loss.r1_gamma, config.r3gan.final_gamma = 0.05, 0.005
   config.r3gan.schedule_images = config.augment.cosine_images = float(
       R3GAN_STEPS * config.train.batch_size)
+  config.augment.update(pipe='', pipe_settings='')
   config.ema.halflife_images = 500.0
-  config.samples.every = 100
+  config.samples.every = 400
 
 
 def shrink_r3gan_for_tests(config):
   """The `r3gan` demo shrunk to seconds: 8x8 with widths 16 and 8 in groups of 8, z of 16,
-  batch 8, 2 steps whose schedules end after 16 images (the two steps see different values: p is
-  0, then 0.15)."""
+  batch 8, 2 steps whose schedules end after 16 images (the two steps see different values),
+  with R3GAN's augment pipe back on, so that the tests cover all of its recipe (p is 0, then
+  0.15)."""
   config.model.update(resolution=8, channel_base=64, channel_max=16, group_width=8,
                       latent_dim=16)
   config.train.update(batch_size=8, num_steps=2, log_every=1)
+  config.augment.update(pipe='bgc', pipe_settings=celeba.R3GAN_PIPE_SETTINGS)
   config.r3gan.schedule_images = config.augment.cosine_images = 16.0
   config.ema.halflife_images = 16.0
   config.samples.update(every=2, count=4)

@@ -140,3 +140,5 @@ def test_r3gan_variants_train_with_r3gans_step_and_schedules():
   assert demo.r3gan.schedule_images == demo.train.num_steps * demo.train.batch_size
   small = lfw_demo.get_config('r3gan_test')
   assert small.r3gan.schedule_images == 16 and small.train.num_steps == 2
+  # The demo draws faces without R3GAN's augment pipe; the test variant keeps it, to cover it.
+  assert (demo.augment.pipe, small.augment.pipe) == ('', 'bgc')
