@@ -15,8 +15,8 @@ budget'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) 
 shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution,
 z = w = 64, 2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration for 32x32 images
 (lazy R1, no path-length regularisation and no style mixing, the EMA generator with ramp-up,
-Adam(0.0025, 0, 0.99), G's phase first) for STYLEGAN2_STEPS steps (about 4 CPU-minutes): blurred
-grey faces (benchmarks/README.md, 'Every demo draws faces?'); `stylegan2_test` shrinks it to
+Adam(0.0025, 0, 0.99), G's phase first) at batch 8 for STYLEGAN2_STEPS steps (about 2.5
+CPU-minutes): grey faces (benchmarks/README.md, 'Every demo variant, one hour'); `stylegan2_test` shrinks it to
 seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width 16, one
 group per convolution) with R3GAN's loss and loop (D's phase with R1 and R2 at every step, then
 G's, cosine schedules) at the demo's settings (batch 8, 10x the paper's learning rates, the gamma
@@ -24,7 +24,8 @@ of R3GAN's CIFAR-10 preset, no augmentation) for R3GAN_STEPS steps (about 2 CPU-
 recognisable grey faces, some distorted (benchmarks/README.md, 'R3GAN draws faces');
 `r3gan_test` shrinks it to seconds, with R3GAN's augment pipe on. `ada` and `stylegan2_ada` add ADA
 (NVIDIA's 'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving
-fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500); `ada_test` and
+fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500), DCGAN's for
+DCGAN_ADA_STEPS steps (the pipe's cost leaves fewer); `ada_test` and
 `stylegan2_ada_test` shrink them to seconds, with p moving by 0.01 every 2 steps.
 `faces_or_not` is the demo conditional on a label: scikit-image's 100 LFW faces (class 0) and its
 100 non-face patches (class 1) in the dataset zip that `python benchmarks/conditional_demo.py`
@@ -40,8 +41,8 @@ VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test'
 FACES_OR_NOT_ZIP = '/tmp/faces_or_not.zip'
 # What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
 # on the LFW demo's budget').
-STYLEGAN2_STEPS = 700
-STYLEGAN2_ADA_STEPS = 500  # the augment pipe's compilation and cost leave fewer steps
+STYLEGAN2_STEPS = 2800  # of batch 8, with or without ADA ('Every demo variant, one hour')
+DCGAN_ADA_STEPS = 1500  # of the DCGAN demo's 2,000: the augment pipe's cost leaves fewer
 R3GAN_STEPS = 2400  # of batch 8 ('R3GAN draws faces')
 
 
@@ -70,14 +71,16 @@ def get_config(variant=None):
     config.train.d_steps = 2
   elif variant in ('stylegan2', 'stylegan2_test', 'stylegan2_ada', 'stylegan2_ada_test'):
     config.model.update(channel_base=1024, channel_max=32, w_dim=64)
-    celeba.use_stylegan2(config, 32, batch_size=32, learning_rate=0.0025,
+    # Batch 8: faces in fewer images than at batch 32, at more images/s here (benchmarks/
+    # README.md, 'Every demo variant, one hour'); R1's gamma is NVIDIA's formula at batch 32.
+    celeba.use_stylegan2(config, 32, batch_size=8, learning_rate=0.0025,
                          r1_gamma=0.0002 * 32**2 / 32, ema_kimg=10, ema_rampup=0.05)
     # NVIDIA's 'cifar' configuration for 32x32 images: no path-length regularisation and no
     # style mixing (benchmarks/README.md: with them the demo drew no faces in its budget).
     config.loss.pl_weight = 0.0
     config.model.update(latent_dim=64, channels=1, style_mixing_prob=0.0)
     config.train.num_steps = STYLEGAN2_STEPS
-    config.train.log_every, config.samples.every = 50, 100
+    config.train.log_every, config.samples.every = 200, 400
     if variant.endswith('_test'):
       shrink_stylegan2_for_tests(config)
   elif variant in ('r3gan', 'r3gan_test'):
@@ -87,8 +90,8 @@ def get_config(variant=None):
   if 'ada' in (variant or '').split('_'):
     celeba.use_ada(config)
     config.augment.ada_kimg = 10.0 if config.model.name == 'stylegan2' else 50.0
-  if variant == 'stylegan2_ada':
-    config.train.num_steps = STYLEGAN2_ADA_STEPS
+  if variant == 'ada':
+    config.train.num_steps = DCGAN_ADA_STEPS
   if (variant or '').endswith('ada_test'):  # p moves by 0.01 every 2 steps of 8 images
     config.augment.update(ada_interval=2, ada_kimg=1.6)
   if variant == 'faces_or_not':
