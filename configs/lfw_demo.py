@@ -8,10 +8,9 @@ nose, mouth, hairline, varied pose and lighting), blurry at 32x32 and with some 
 the game on 100 images. The `test` variant shrinks it to seconds; `best` adds DiffAugment and the
 EMA generator (README, 'Better faces'): D stops memorising the faces and samples are smoother.
 `sngan` trains SNGAN-32 (Mimicry's networks at widths 16, hinge loss) with a recipe for the CPU
-budget: one D update per G update, D learning 4x faster than G, the EMA generator, 1,000 steps
-(about 4 CPU-minutes); it draws rough, blurred, often warped faces, less face-like than DCGAN's to
-the eye but nearer the real ones by KID (benchmarks/README.md, 'The three models on the LFW demo's
-budget'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly)
+budget: one D update per G update, D learning 4x faster than G, the EMA generator, 2,000 steps
+of batch 32 (about 3 CPU-minutes): varied grey faces, some distorted (benchmarks/README.md,
+'Every demo variant, one hour'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly)
 shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution,
 z = w = 64, 2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration for 32x32 images
 (lazy R1, no path-length regularisation and no style mixing, the EMA generator with ramp-up,
@@ -105,9 +104,9 @@ def use_r3gan_demo(config):
   and loop (configs/celeba.py, use_r3gan) at settings that draw faces on the CPU budget
   (benchmarks/README.md, 'R3GAN draws faces'): R3GAN_STEPS steps of batch 8 (fewer images to
   faces than batch 16 or 32, and more images/s here), learning rates 2e-3 -> 5e-4 (10x the
-  paper's), the gamma of R3GAN's CIFAR-10 preset, 0.05 -> 0.005 (ImageNet-32's 0.5 and FFHQ-64's 2
-  drew no faces), the schedules ending with the run, and no augmentation: R3GAN's pipe (p 0 ->
-  0.3) halved the faces at step 600 and cost 40% of the speed. One group per convolution:
+  paper's), the gamma of R3GAN's CIFAR-10 preset, 0.05 -> 0.005 (ImageNet-32's 0.5 drew faces a
+  little later), the schedules ending with the run, and no augmentation: R3GAN's pipe (p 0 ->
+  0.3) halved the faces at step 600 and cost 35% of the speed. One group per convolution:
   XLA:CPU differentiates grouped convolutions with respect to their weights about 15x slower than
   an ungrouped one of 8x the work. Float32 throughout (model.bf16_stages 0): the reference's 3
   bfloat16 stages of a 32x32 network made the step about 1.2x slower on this CPU."""
@@ -159,11 +158,12 @@ def use_sngan_demo(config):
   with a recipe that trains within 5 CPU-minutes here: widths 16, one D update per G update
   with D's learning rate 4x G's (the two-time-scale rule: Mimicry's 5 D updates cost 3x the
   CPU and learned slower per CPU-second here), both 2.5x Mimicry's and constant, G's update
-  reusing the D update's fakes (as DCGAN's: one generator pass less), the EMA generator, 1,000
-  steps of batch 64 (benchmarks/README.md)."""
+  reusing the D update's fakes (as DCGAN's: one generator pass less), the EMA generator, 2,000
+  steps of batch 32 (benchmarks/README.md, 'Every demo variant, one hour': at batch 64 the faces
+  were warped, with smeared mouths)."""
   celeba.use_sngan(config, 32)
   config.model.g_width = config.model.d_width = 16
-  config.train.update(batch_size=64, num_steps=1000, d_steps=1, fresh_generator_pass=False)
+  config.train.update(batch_size=32, num_steps=2000, d_steps=1, fresh_generator_pass=False)
   config.optim.update(g_learning_rate=5e-4, d_learning_rate=2e-3, schedule='constant')
   config.ema.halflife_images = 5000.0
   config.samples.every = 250
