@@ -202,8 +202,8 @@ def test_preset_configs_follow_the_reference_tables(module, variant, preset):
     ({'augment.policy': 'color', 'augment.pipe': '', 'augment.pipe_settings': ''},
      "config.augment.policy='color' does not apply to R3GAN, whose step has its own loss, "
      "phases and schedules (docs/training.md); use ''."),
-    ({'optim.d_learning_rate': 2e-3}, 'config.optim.d_learning_rate=0.002 differs from '
-     'config.optim.g_learning_rate=0.001: R3GAN schedules one learning rate for both networks; '
+    ({'optim.d_learning_rate': 1e-3}, 'config.optim.d_learning_rate=0.001 differs from '
+     'config.optim.g_learning_rate=0.002: R3GAN schedules one learning rate for both networks; '
      'set them equal.'),
 ])
 def test_settings_that_r3gans_step_would_ignore_are_refused(changes, message):
@@ -250,8 +250,9 @@ def test_a_short_run_trains_and_reruns_and_resumes_bit_identically(tmp_path):
   assert all(not np.array_equal(before, after)
              for before, after in zip(jax.tree_util.tree_leaves(initial.d_params),
                                       jax.tree_util.tree_leaves(first.d_params), strict=True))
-  # Adam's hyper-parameters of the second step: the cosine at 8 of its 16 images (half-way).
-  np.testing.assert_allclose(first.d_opt_state.hyperparams['learning_rate'], 6.25e-4, rtol=1e-6)
+  # Adam's hyper-parameters of the second step: the cosine at 8 of its 16 images (half-way:
+  # the learning rate (2e-3 + 5e-4) / 2).
+  np.testing.assert_allclose(first.d_opt_state.hyperparams['learning_rate'], 1.25e-3, rtol=1e-6)
   np.testing.assert_allclose(first.g_opt_state.hyperparams['b2'], 0.945, rtol=1e-6)
   assert (tmp_path / 'a' / 'samples' / 'step_0000002.png').read_bytes() == (
       tmp_path / 'b' / 'samples' / 'step_0000002.png').read_bytes()
