@@ -23,12 +23,23 @@ import numpy as np  # pylint: disable=wrong-import-position
 from facegan_jax.data import image_sources  # pylint: disable=wrong-import-position
 from facegan_jax.metrics import distances  # pylint: disable=wrong-import-position
 from facegan_jax.sampling import generation  # pylint: disable=wrong-import-position
+from facegan_jax.system.errors import exit_on_user_error  # pylint: disable=wrong-import-position
+
+
+GENERATION_BATCH = 256  # images generated at a time; they do not depend on it
+
+
+def positive_count(text: str) -> int:
+  """--num's value: a whole number of samples, at least 1."""
+  if not text.isdigit() or int(text) < 1:
+    raise argparse.ArgumentTypeError(f'{text!r} is not a number of samples; use e.g. 1000')
+  return int(text)
 
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('workdirs', nargs='+', metavar='DIR', help="a run's workdir")
-  parser.add_argument('--num', type=int, default=1000, help='samples per run')
+  parser.add_argument('--num', type=positive_count, default=1000, help='samples per run')
   parser.add_argument('--seed', type=int, default=0, help="the samples' latent seed")
   return parser.parse_args(argv)
 
@@ -38,9 +49,10 @@ def flat_pixels(images: np.ndarray) -> np.ndarray:
   return images.reshape(len(images), -1).astype(np.float64) / 127.5 - 1.0
 
 
+@exit_on_user_error
 def main(args):
   for workdir in args.workdirs:
-    restored = generation.RestoredGenerator(workdir)
+    restored = generation.RestoredGenerator(workdir, batch_size=GENERATION_BATCH)
     real = flat_pixels(image_sources.load_images(restored.config))
     between_real = distances.nearest_distances(real, real, exclude_self=True)
     samples = flat_pixels(restored.images(restored.seed_latents(args.seed, args.num)))

@@ -8,24 +8,24 @@ nose, mouth, hairline, varied pose and lighting), blurry at 32x32 and with some 
 the game on 100 images. The `test` variant shrinks it to seconds; `best` adds DiffAugment and the
 EMA generator (README, 'Better faces'): D stops memorising the faces and samples are smoother.
 `sngan` trains SNGAN-32 (Mimicry's networks at widths 16, hinge loss) with a recipe for the CPU
-budget: one D update per G update, D learning 4x faster than G, the EMA generator, 2,000 steps
-of batch 32 (about 3 CPU-minutes): varied grey faces, some distorted (benchmarks/README.md,
-'Every demo variant, one hour'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying linearly)
-shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution,
+budget: one D update per G update, D learning 4x faster than G, the EMA generator, 2,000 steps of
+batch 32 (about 3 CPU-minutes): varied grey faces, some distorted (benchmarks/README.md, 'Every demo
+variant, one hour'). `sngan_test` is Mimicry's own recipe (5 D updates, Adam(2e-4, 0, 0.9) decaying
+linearly) shrunk to seconds. `stylegan2` trains a small StyleGAN2 (32 channels at every resolution,
 z = w = 64, 2 mapping layers) with NVIDIA's recipe in its 'cifar' configuration for 32x32 images
 (lazy R1, no path-length regularisation and no style mixing, the EMA generator with ramp-up,
 Adam(0.0025, 0, 0.99), G's phase first) at batch 8 for STYLEGAN2_STEPS steps (about 2.5
-CPU-minutes): grey faces (benchmarks/README.md, 'Every demo variant, one hour'); `stylegan2_test` shrinks it to
-seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width 16, one
-group per convolution) with R3GAN's loss and loop (D's phase with R1 and R2 at every step, then
-G's, cosine schedules) at the demo's settings (batch 8, 10x the paper's learning rates, the gamma
-of R3GAN's CIFAR-10 preset, no augmentation) for R3GAN_STEPS steps (about 2 CPU-minutes):
-recognisable grey faces, some distorted (benchmarks/README.md, 'R3GAN draws faces');
-`r3gan_test` shrinks it to seconds, with R3GAN's augment pipe on. `ada` and `stylegan2_ada` add ADA
-(NVIDIA's 'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving
-fast enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500), DCGAN's for
-DCGAN_ADA_STEPS steps (the pipe's cost leaves fewer); `ada_test` and
-`stylegan2_ada_test` shrink them to seconds, with p moving by 0.01 every 2 steps.
+CPU-minutes): grey faces (benchmarks/README.md, 'Every demo variant, one hour'); `stylegan2_test`
+shrinks it to seconds, with the path length and style mixing on. `r3gan` trains a small R3GAN (width
+16, one group per convolution) with R3GAN's loss and loop (D's phase with R1 and R2 at every step,
+then G's, cosine schedules) at the demo's settings (batch 8, 10x the paper's learning rates, the
+gamma of R3GAN's CIFAR-10 preset, no augmentation) for R3GAN_STEPS steps (about 2 CPU-minutes):
+recognisable grey faces, some distorted (benchmarks/README.md, 'R3GAN draws faces'); `r3gan_test`
+shrinks it to seconds, with R3GAN's augment pipe on. `ada` and `stylegan2_ada` add ADA (NVIDIA's
+'bgc' augment pipe with its adaptive p, target 0.6) to DCGAN and StyleGAN2, with p moving fast
+enough for the demo's few images seen (ada_kimg 50 and 10, NVIDIA's is 500), DCGAN's for
+DCGAN_ADA_STEPS steps (the pipe's cost leaves fewer); `ada_test` and `stylegan2_ada_test` shrink
+them to seconds, with p moving by 0.01 every 2 steps.
 `faces_or_not` is the demo conditional on a label: scikit-image's 100 LFW faces (class 0) and its
 100 non-face patches (class 1) in the dataset zip that `python benchmarks/conditional_demo.py`
 writes to FACES_OR_NOT_ZIP; sample a class with `python -m facegan_jax.sample --class=K`.
@@ -38,8 +38,8 @@ VARIANTS = ('test', 'best', 'sngan', 'sngan_test', 'stylegan2', 'stylegan2_test'
             'r3gan_test', 'ada', 'ada_test', 'stylegan2_ada', 'stylegan2_ada_test', 'faces_or_not')
 # The labelled zip of `faces_or_not`, written by benchmarks/conditional_demo.py.
 FACES_OR_NOT_ZIP = '/tmp/faces_or_not.zip'
-# What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'The three models
-# on the LFW demo's budget').
+# What fits 5 CPU-minutes here, compilation included (benchmarks/README.md, 'Every demo variant,
+# one hour').
 STYLEGAN2_STEPS = 2800  # of batch 8, with or without ADA ('Every demo variant, one hour')
 DCGAN_ADA_STEPS = 1500  # of the DCGAN demo's 2,000: the augment pipe's cost leaves fewer
 R3GAN_STEPS = 2400  # of batch 8 ('R3GAN draws faces')

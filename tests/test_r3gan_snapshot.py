@@ -151,7 +151,8 @@ def test_a_new_run_starts_from_the_snapshots_networks(tmp_path):
   config.model.update(FIELDS)
   config.init.from_pkl = SNAPSHOT
   networks = convert_stylegan2.read_initial_networks(config)
-  assert config.init.from_pkl_sha256 == hashlib.sha256(pathlib.Path(SNAPSHOT).read_bytes()).hexdigest()
+  snapshot_bytes = pathlib.Path(SNAPSHOT).read_bytes()
+  assert config.init.from_pkl_sha256 == hashlib.sha256(snapshot_bytes).hexdigest()
   # The snapshot's G and G_ema are loopA/G1 of the fixture, its D loopA/D1 (a run from them:
   # loop.train_and_evaluate, as the imported run's training step above).
   fixture = reference_arrays.load('r3gan_small.npz')
